@@ -1,0 +1,31 @@
+# attnseq: `make demo` and `make test` set up .venv when it is missing, then run.
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU build of torch 2.13.0; with a GPU, install your CUDA build of torch>=2.13 into $(VENV)
+# first, or run e.g.  make test TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.attnseq-installed
+
+.PHONY: setup demo test lint bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/attnseq demo configs/dates.yaml --out runs/demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+clean:
+	rm -rf runs data/dates .pytest_cache

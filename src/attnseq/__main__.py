@@ -1,0 +1,3 @@
+from attnseq.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,129 @@
+"""A saved model is a directory: config.json, src_vocab.json, tgt_vocab.json, model.safetensors.
+
+Loading never unpickles: weights are safetensors, the rest is JSON. The state needed to resume
+training (optimizer, scheduler, RNG, position) sits beside it in trainer_state.pt, which holds only
+tensors and plain containers and is read with `torch.load(weights_only=True)`.
+
+Every file is written to a temporary name and moved into place with `os.replace`; a whole
+directory is written beside its target and swapped in, so a crash leaves the old one or the new
+one, never a mixture.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from attnseq.config import Config, load_config_json, save_config_json
+from attnseq.errors import AttnseqError
+from attnseq.model import Seq2Seq, build_model
+from attnseq.vocab import Vocab
+
+CONFIG, SRC_VOCAB, TGT_VOCAB, WEIGHTS, TRAINER_STATE = (
+    "config.json",
+    "src_vocab.json",
+    "tgt_vocab.json",
+    "model.safetensors",
+    "trainer_state.pt",
+)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then move it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def replace_dir(tmp_dir: Path, target: Path) -> None:
+    """Swap a fully written `tmp_dir` into `target` (the old one is kept as target.old until done)."""
+    old = target.with_name(target.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp_dir, target)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def save_model_dir(
+    directory: Path,
+    *,
+    model: Seq2Seq,
+    config: Config,
+    src_vocab: Vocab,
+    tgt_vocab: Vocab,
+    trainer_state: dict | None = None,
+) -> None:
+    """Write a complete model directory atomically (optionally with resumable trainer state)."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+    try:
+        save_config_json(config, tmp / CONFIG)
+        src_vocab.save(tmp / SRC_VOCAB)
+        tgt_vocab.save(tmp / TGT_VOCAB)
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(weights, str(tmp / WEIGHTS), metadata={"format": "pt", "library": "attnseq"})
+        if trainer_state is not None:
+            torch.save(trainer_state, tmp / TRAINER_STATE)
+        replace_dir(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """Accept a model directory, or a training run directory (then its best/ model)."""
+    path = Path(path)
+    if (path / WEIGHTS).is_file():
+        return path
+    for sub in ("best", "last"):
+        if (path / sub / WEIGHTS).is_file():
+            return path / sub
+    old = path.with_name(path.name + ".old")  # a crash between the two renames of replace_dir
+    if (old / WEIGHTS).is_file():
+        return old
+    raise AttnseqError(
+        f"{path}: no {WEIGHTS} here or in {path}/best; give a model directory written by "
+        "`attnseq train --out DIR`"
+    )
+
+
+def load_model_dir(path: str | Path, *, device: str | torch.device = "cpu"):
+    """Rebuild a model from its directory alone. Returns (model in eval mode, config, src_vocab, tgt_vocab)."""
+    directory = resolve_model_dir(path)
+    config = load_config_json(directory / CONFIG)
+    src_vocab, tgt_vocab = Vocab.load(directory / SRC_VOCAB), Vocab.load(directory / TGT_VOCAB)
+    model = build_model(config.model, src_vocab_size=len(src_vocab), tgt_vocab_size=len(tgt_vocab))
+    try:
+        state = load_file(str(directory / WEIGHTS))
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, OSError) as exc:
+        msg = str(exc).splitlines()[0]
+        raise AttnseqError(f"{directory / WEIGHTS}: does not match config.json ({msg})") from None
+    return model.to(device).eval(), config, src_vocab, tgt_vocab
+
+
+def load_trainer_state(directory: Path) -> dict:
+    path = Path(directory) / TRAINER_STATE
+    if not path.is_file():
+        raise AttnseqError(f"{path}: not found; --resume needs a run directory written by `attnseq train`")
+    return torch.load(path, weights_only=True, map_location="cpu")

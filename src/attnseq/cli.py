@@ -1,0 +1,225 @@
+"""The `attnseq` command: train | translate | evaluate | plot | demo | dates."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from attnseq.errors import AttnseqError
+
+DEMO_SENTENCES = ("the 3rd of March 2021", "Mar 3, '21", "Wednesday, 3 March 2021", "03.03.2021")
+
+
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set model.attention=concat (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="attnseq", description="Sequence-to-sequence models with attention.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model from a YAML config")
+    p.add_argument("config", help="YAML config (see configs/)")
+    p.add_argument("--out", required=True, help="run directory (best/, last/, metrics.jsonl)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    _add_set(p)
+
+    p = sub.add_parser("translate", help="translate lines from stdin or --input to stdout")
+    p.add_argument("--model", required=True, help="model directory or training run directory")
+    p.add_argument("--input", help="file with one sentence per line (default: stdin)")
+    p.add_argument("--device", default="cpu")
+
+    p = sub.add_parser("evaluate", help="score a model on a TSV file or on --src / --ref files")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", help="TSV file (source TAB reference)")
+    p.add_argument("--src", help="source file, one sentence per line")
+    p.add_argument("--ref", help="reference file, line-aligned with --src")
+    p.add_argument("--json", action="store_true", help="print one JSON line")
+    p.add_argument("--device", default="cpu")
+
+    p = sub.add_parser("plot", help="write an attention heatmap (PNG) of one sentence")
+    p.add_argument("--model", required=True)
+    p.add_argument("sentence")
+    p.add_argument("--out", default="attention.png", help="PNG path (default: attention.png)")
+
+    p = sub.add_parser("demo", help="generate the dates corpus, train on it, report held-out accuracy")
+    p.add_argument("config", nargs="?", default="configs/dates.yaml")
+    p.add_argument("--out", default="runs/demo", help="run directory (replaced on every demo run)")
+    p.add_argument("--data-dir", default="data/dates", help="where the generated corpus is written")
+    _add_set(p)
+
+    p = sub.add_parser("dates", help="write the date-normalization corpus (train/valid/test TSV)")
+    p.add_argument("--out", default="data/dates")
+    p.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def cmd_train(args) -> int:
+    from attnseq.config import load_config
+    from attnseq.train import Trainer
+
+    cfg = load_config(args.config, args.overrides)
+    trainer = Trainer(cfg, args.out, resume=args.resume)
+    _train_and_report(trainer)
+    return 0
+
+
+def _train_and_report(trainer) -> None:
+    from attnseq.model import count_parameters
+
+    data = trainer.data
+    print(
+        f"training {trainer.cfg.model.decoder}/{trainer.cfg.model.attention} model, "
+        f"{count_parameters(trainer.model):,} parameters, {len(data.train):,} pairs"
+        + (f" ({data.train.skipped:,} over the length limits skipped)" if data.train.skipped else "")
+        + f", vocab {len(data.src_vocab):,}/{len(data.tgt_vocab):,} -> {trainer.out}",
+        flush=True,
+    )
+    trainer.on_validate = lambda p, m: print(
+        f"epoch {p.epoch:>3}  step {p.step:>6}  valid loss {m['loss']:.4f}  ppl {m['ppl']:.2f}  "
+        f"exact {m['exact_match']:.1f}%  BLEU {m['bleu']:.1f}  ({p.train_seconds / 60:.1f} min)",
+        flush=True,
+    )
+    result = trainer.fit()
+    print(f"stopped: {result.stopped_because}; best valid {trainer.cfg.train.valid_metric} = "
+          f"{result.best:.4g}; model in {trainer.out / 'best'}", flush=True)
+
+
+def _read_sentences(path: str | None) -> list[str]:
+    from attnseq.data import read_lines
+
+    if path is None:
+        return [line.rstrip("\r\n") for line in sys.stdin]
+    return [line for _, line in read_lines(path)]
+
+
+def cmd_translate(args) -> int:
+    from attnseq.translate import Translator
+
+    translator = Translator.from_pretrained(args.model, device=args.device)
+    for tr in translator.translate(_read_sentences(args.input)):
+        print(tr.text)
+    return 0
+
+
+def _score(translator, sources: list[str], refs: list[str]) -> dict:
+    import sacrebleu
+
+    hyps = [tr.text for tr in translator.translate(sources)]
+    refs = [translator.normalize_reference(r) for r in refs]
+    bleu = sacrebleu.corpus_bleu(hyps, [refs])
+    return {
+        "exact_match": 100.0 * sum(h == r for h, r in zip(hyps, refs)) / len(refs),
+        "bleu": bleu.score,
+        "chrf": sacrebleu.corpus_chrf(hyps, [refs]).score,
+        "sentences": len(refs),
+        "bleu_signature": str(sacrebleu.BLEU().get_signature()),
+    }
+
+
+def cmd_evaluate(args) -> int:
+    from attnseq.data import read_parallel, read_tsv
+    from attnseq.translate import Translator
+
+    if args.data and not (args.src or args.ref):
+        pairs = read_tsv(args.data)
+    elif args.src and args.ref and not args.data:
+        pairs = read_parallel(args.src, args.ref)
+    else:
+        raise AttnseqError("evaluate: give either --data FILE.tsv or both --src FILE and --ref FILE")
+    translator = Translator.from_pretrained(args.model, device=args.device)
+    scores = _score(translator, [s for s, _ in pairs], [r for _, r in pairs])
+    if args.json:
+        print(json.dumps(scores))
+    else:
+        print(f"sentences {scores['sentences']}  exact match {scores['exact_match']:.1f}%  "
+              f"BLEU {scores['bleu']:.2f}  chrF {scores['chrf']:.2f}  ({scores['bleu_signature']})")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from attnseq.plotting import plot_attention
+    from attnseq.translate import Translator
+
+    translator = Translator.from_pretrained(args.model)
+    if not translator.model.has_attention:
+        raise AttnseqError(
+            f"{args.model}: model.decoder = {translator.config.model.decoder} has no attention to plot; "
+            "train a luong or bahdanau model"
+        )
+    tr = translator.translate([args.sentence])[0]
+    path = plot_attention(tr.attention, tr.src_tokens, tr.tokens, args.out, title=f"{tr.source} -> {tr.text}")
+    print(f"{tr.text}\nwrote {path}")
+    return 0
+
+
+def cmd_dates(args) -> int:
+    from attnseq.tasks.dates import write_corpus
+
+    for split, path in write_corpus(args.out, seed=args.seed).items():
+        print(f"{split}: {path}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from attnseq.config import load_config
+    from attnseq.data import read_tsv
+    from attnseq.plotting import plot_attention, plot_training
+    from attnseq.tasks.dates import write_corpus
+    from attnseq.train import Trainer
+    from attnseq.translate import Translator
+
+    paths = write_corpus(args.data_dir)
+    overrides = [f"data.train={paths['train']}", f"data.valid={paths['valid']}", f"data.test={paths['test']}"]
+    cfg = load_config(args.config, overrides + args.overrides)
+    out = Path(args.out)
+    if out.exists():
+        if not (out / "metrics.jsonl").exists() and any(out.iterdir()):
+            raise AttnseqError(f"{out}: exists and is not a demo run; choose another --out")
+        shutil.rmtree(out)  # the demo's own previous run
+    print(f"dates corpus in {args.data_dir} (train / valid / test dates never overlap)")
+    trainer = Trainer(cfg, out)
+    _train_and_report(trainer)
+
+    translator = Translator.from_pretrained(out / "best")
+    test = read_tsv(cfg.data.test)
+    results = translator.translate([s for s, _ in test])
+    correct = [tr.text == ref for tr, (_, ref) in zip(results, test)]
+    plot_training(out / "metrics.jsonl", out / "training.png")
+    for k, tr in enumerate(results[:3], start=1):
+        plot_attention(tr.attention, tr.src_tokens, tr.tokens, out / f"attention_{k}.png",
+                       title=f"{tr.source} -> {tr.text}")
+    print(f"attention heatmaps: {out}/attention_1.png .. attention_3.png; curves: {out}/training.png")
+    wrong = [(tr.source, tr.text, ref) for tr, (_, ref), ok in zip(results, test, correct) if not ok]
+    for src, hyp, ref in wrong[:5]:
+        print(f"  miss: {src!r} -> {hyp} (expected {ref})")
+    for tr in translator.translate(list(DEMO_SENTENCES)):
+        print(f"  {tr.source!r:>28} -> {tr.text}")
+    print(f"held-out exact match: {100.0 * sum(correct) / len(correct):.1f}%")
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "translate": cmd_translate,
+    "evaluate": cmd_evaluate,
+    "plot": cmd_plot,
+    "demo": cmd_demo,
+    "dates": cmd_dates,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except AttnseqError as exc:
+        print(f"attnseq: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("attnseq: interrupted; a training run can continue with --resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,300 @@
+"""Typed, strict configuration: YAML sections `data`, `model`, `train`, `decode`.
+
+Every field says why it exists. Unknown keys and values of the wrong type or outside their choices
+raise `AttnseqError` naming the file, the line and the valid alternatives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from attnseq.errors import AttnseqError
+
+RNNKind = Literal["rnn", "gru", "lstm"]
+DecoderKind = Literal["init", "every-step", "luong", "bahdanau"]
+AttentionKind = Literal["dot", "scaled_dot", "general", "concat", "location"]
+TokenizerKind = Literal["word", "char"]
+ValidMetric = Literal["exact_match", "bleu", "loss"]
+
+
+@dataclass
+class DataConfig:
+    """Where the pairs are and how they become tokens."""
+
+    train: str = ""  # TSV file (source TAB target), or a prefix of parallel files (see src_suffix)
+    valid: str = ""  # same form as `train`; used for validation every epoch
+    test: str = ""  # optional, same form; used by `attnseq demo` / `evaluate` for held-out figures
+    src_suffix: str = ""  # parallel files: source = <path><src_suffix>, e.g. ".en.gz"; "" = TSV
+    tgt_suffix: str = ""  # parallel files: target = <path><tgt_suffix>, e.g. ".de.gz"
+    src_tokenizer: TokenizerKind = "word"  # word: split on whitespace; char: one token per character
+    tgt_tokenizer: TokenizerKind = "word"
+    lowercase: bool = False  # lowercase both sides before tokenizing
+    min_freq: int = 1  # tokens seen fewer times in training become <unk>
+    max_vocab: int = 0  # keep at most this many tokens per side (0 = no limit), specials excluded
+    max_src_len: int = 100  # training pairs with longer sources (tokens) are skipped, and counted
+    max_tgt_len: int = 100  # same for targets
+
+
+@dataclass
+class ModelConfig:
+    """The network: SPEC 1 (init / every-step), 2 (luong) and 4 (bahdanau) with SPEC 3's scores."""
+
+    rnn: RNNKind = "lstm"  # cell of encoder and decoder (SPEC 1.1)
+    emb_size: int = 128  # token embedding size, both sides
+    enc_hidden_size: int = 256  # encoder output size h_i; each direction gets half if bidirectional
+    dec_hidden_size: int = 256  # decoder state size s_t
+    enc_layers: int = 1
+    dec_layers: int = 1
+    bidirectional: bool = True  # encoder reads both ways; final states of both directions are joined
+    dropout: float = 0.2  # on embeddings, between RNN layers and before the output layer
+    decoder: DecoderKind = "luong"  # init (SPEC 1.2) | every-step (1.3) | luong (2) | bahdanau (4)
+    attention: AttentionKind = "general"  # score function (SPEC 3); ignored by init / every-step
+    attn_size: int = 0  # concat attention's hidden size (W_b, W_c rows); 0 = dec_hidden_size
+    max_src_len: int = 128  # location attention: W_a has one output per source position up to this
+    input_feeding: bool = True  # luong: feed s~_{t-1} with e(y_{t-1}) (SPEC 2.6)
+    deep_output: bool = True  # bahdanau: predict from tanh(W_o [s_t; a_t; e(y_{t-1})]), else s_t
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation loop."""
+
+    seed: int = 1234  # seeds data order, initialisation, dropout and teacher-forcing draws
+    batch_size: int = 64  # sentences per batch; batches are bucketed by length
+    max_epochs: int = 30
+    max_steps: int = 0  # stop after this many updates (0 = no limit); a stopped run can --resume
+    max_minutes: float = 0.0  # wall-clock budget for training (0 = no limit)
+    lr: float = 1e-3  # Adam learning rate
+    clip: float = 1.0  # max global gradient norm (0 = no clipping)
+    teacher_forcing: float = 1.0  # probability of feeding the reference y_{t-1} (1 = always)
+    label_smoothing: float = 0.0
+    lr_factor: float = 0.5  # ReduceLROnPlateau: multiply the LR by this ...
+    lr_patience: int = 1  # ... after this many validations without improvement
+    min_lr: float = 1e-5
+    patience: int = 5  # early stopping: validations without improvement (0 = never stop early)
+    valid_metric: ValidMetric = "exact_match"  # selects the best model and drives the schedule
+    valid_max_sentences: int = 0  # greedy-decode at most this many validation pairs (0 = all)
+    save_every: int = 0  # also save a resumable checkpoint every N steps (0 = each epoch only)
+    log_every: int = 50  # steps between training-loss lines in metrics.jsonl
+    device: str = "cpu"  # "cpu" or "cuda"
+    num_threads: int = 0  # torch CPU threads (0 = torch's default)
+
+
+@dataclass
+class DecodeConfig:
+    """Generation: maximum length is max_len_a * source_length + max_len_b tokens."""
+
+    max_len_a: float = 1.5
+    max_len_b: int = 10
+    batch_size: int = 128  # sentences per decoding batch
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "decode": DecodeConfig,
+}
+
+
+def _key_lines(node: yaml.Node | None, prefix: str = "") -> dict[str, int]:
+    """Map dotted key paths ("model.attention") to 1-based line numbers in the YAML source."""
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            path = f"{prefix}{key_node.value}"
+            lines[path] = key_node.start_mark.line + 1
+            lines.update(_key_lines(value_node, path + "."))
+    return lines
+
+
+def _suggest(name: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(name, valid, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check `value` against a field's annotation; ints are accepted where floats are expected."""
+    if typing.get_origin(annotation) is Literal:
+        choices = list(typing.get_args(annotation))
+        if value not in choices:
+            raise AttnseqError(
+                f"{where}: {value!r} is not allowed; choose one of {', '.join(map(str, choices))}"
+                + _suggest(str(value), [str(c) for c in choices])
+            )
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise AttnseqError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise AttnseqError(f"{where}: expected a whole number, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise AttnseqError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if value is None:
+            return ""
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise AttnseqError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    raise TypeError(f"unsupported annotation {annotation!r}")  # a bug in this module, not user error
+
+
+def _apply(cfg: Config, raw: dict[str, Any], source: str, lines: dict[str, int]) -> None:
+    def where(path: str) -> str:
+        line = lines.get(path)
+        return f"{source}:{line}: '{path}'" if line else f"{source}: '{path}'"
+
+    for section, values in raw.items():
+        if section not in SECTIONS:
+            raise AttnseqError(
+                f"{where(section)} is not a config section; valid sections: "
+                f"{', '.join(SECTIONS)}{_suggest(section, list(SECTIONS))}"
+            )
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise AttnseqError(f"{where(section)} must be a mapping of keys to values")
+        cls = SECTIONS[section]
+        hints = typing.get_type_hints(cls)
+        target = getattr(cfg, section)
+        for key, value in values.items():
+            path = f"{section}.{key}"
+            if key not in hints:
+                valid = sorted(hints)
+                raise AttnseqError(
+                    f"{where(path)} is not a known key{_suggest(str(key), valid)}; "
+                    f"valid keys in '{section}': {', '.join(valid)}"
+                )
+            setattr(target, key, _coerce(value, hints[key], where(path)))
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`"model.attention=concat"` -> ("model.attention", "concat"); the value is parsed as YAML."""
+    if "=" not in text:
+        raise AttnseqError(f"--set {text!r}: expected KEY=VALUE, e.g. --set model.attention=concat")
+    key, _, value = text.partition("=")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def _nest(dotted: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in dotted.items():
+        section, dot, name = key.partition(".")
+        if not dot or not name:
+            raise AttnseqError(
+                f"{source}: '{key}' must be SECTION.KEY, e.g. model.attention "
+                f"(sections: {', '.join(SECTIONS)})"
+            )
+        nested.setdefault(section, {})[name] = value
+    return nested
+
+
+def validate(cfg: Config, source: str = "config") -> Config:
+    """Cross-field checks that single fields cannot express."""
+    m = cfg.model
+    for name in ("emb_size", "enc_hidden_size", "dec_hidden_size", "enc_layers", "dec_layers"):
+        if getattr(m, name) < 1:
+            raise AttnseqError(f"{source}: 'model.{name}' must be at least 1")
+    if m.bidirectional and m.enc_hidden_size % 2:
+        raise AttnseqError(
+            f"{source}: 'model.enc_hidden_size' = {m.enc_hidden_size} must be even with a "
+            "bidirectional encoder (each direction gets half)"
+        )
+    if not 0.0 <= m.dropout < 1.0:
+        raise AttnseqError(f"{source}: 'model.dropout' must be in [0, 1)")
+    if m.decoder in ("luong", "bahdanau") and m.attention in ("dot", "scaled_dot"):
+        if m.enc_hidden_size != m.dec_hidden_size:
+            raise AttnseqError(
+                f"{source}: '{m.attention}' attention compares s_t with h_i directly, so "
+                f"model.dec_hidden_size ({m.dec_hidden_size}) must equal model.enc_hidden_size "
+                f"({m.enc_hidden_size}); make them equal or use attention 'general' or 'concat'"
+            )
+    t = cfg.train
+    if not 0.0 <= t.teacher_forcing <= 1.0:
+        raise AttnseqError(f"{source}: 'train.teacher_forcing' must be in [0, 1]")
+    if t.batch_size < 1:
+        raise AttnseqError(f"{source}: 'train.batch_size' must be at least 1")
+    if bool(cfg.data.src_suffix) != bool(cfg.data.tgt_suffix):
+        raise AttnseqError(
+            f"{source}: set both 'data.src_suffix' and 'data.tgt_suffix' (parallel files) or neither "
+            "(TSV files)"
+        )
+    return cfg
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config", lines: dict | None = None) -> Config:
+    cfg = Config()
+    _apply(cfg, raw, source, lines or {})
+    return cfg
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config (or start from defaults when `path` is None) and apply `--set` overrides.
+
+    Raises:
+        AttnseqError: missing file, invalid YAML, unknown section/key, wrong type or choice.
+    """
+    cfg = Config()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise AttnseqError(f"{path}: config file not found; check the path (configs/ has examples)")
+        text = path.read_text(encoding="utf-8")
+        try:
+            node = yaml.compose(text)
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark else ""
+            raise AttnseqError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+        if not isinstance(raw, dict):
+            raise AttnseqError(f"{path}: expected sections data / model / train / decode at top level")
+        _apply(cfg, raw, str(path), _key_lines(node))
+    if overrides:
+        dotted = dict(parse_override(o) for o in overrides)
+        _apply(cfg, _nest(dotted, "--set"), "--set", {})
+    return validate(cfg, str(path) if path else "config")
+
+
+def save_config_json(cfg: Config, path: Path) -> None:
+    from attnseq.checkpoint import atomic_write_text
+
+    atomic_write_text(path, json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+
+def load_config_json(path: Path) -> Config:
+    if not path.is_file():
+        raise AttnseqError(f"{path}: not found; a model directory holds config.json")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise AttnseqError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    return validate(config_from_dict(raw, str(path)), str(path))

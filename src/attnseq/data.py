@@ -1,0 +1,199 @@
+"""Reading pairs (TSV or line-aligned parallel files, plain or .gz) and length-bucketed batches.
+
+Every reading error names the file and the line and says how to fix it (`AttnseqError`).
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from attnseq.config import DataConfig
+from attnseq.errors import AttnseqError
+from attnseq.tokenize import Tokenizer
+from attnseq.vocab import Vocab
+
+
+def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, text without the newline) of a UTF-8 file, plain or gzip."""
+    path = Path(path)
+    if not path.is_file():
+        raise AttnseqError(f"{path}: file not found; check the path in the config or --set")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            for lineno, raw in enumerate(f, start=1):
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise AttnseqError(
+                        f"{path}:{lineno}: byte {exc.start + 1} of the line is not valid UTF-8; "
+                        "re-save the file as UTF-8"
+                    ) from None
+                yield lineno, text.rstrip("\r\n")
+    except (gzip.BadGzipFile, EOFError) as exc:
+        raise AttnseqError(f"{path}: not a readable gzip file ({exc}); re-compress it") from None
+
+
+def read_tsv(path: str | Path) -> list[tuple[str, str]]:
+    """Read `source TAB target` lines; extra columns (e.g. attribution) are ignored."""
+    pairs = []
+    for lineno, line in read_lines(path):
+        if not line.strip():
+            raise AttnseqError(
+                f"{path}:{lineno}: empty line; remove it (every line must be SOURCE<TAB>TARGET)"
+            )
+        if "\t" not in line:
+            raise AttnseqError(
+                f"{path}:{lineno}: no tab in the line; separate source and target with a TAB"
+            )
+        src, tgt = line.split("\t")[:2]
+        for side, text in (("source", src), ("target", tgt)):
+            if not text.strip():
+                raise AttnseqError(f"{path}:{lineno}: the {side} side is empty; fill it or drop the line")
+        pairs.append((src, tgt))
+    if not pairs:
+        raise AttnseqError(f"{path}: the file is empty; it needs SOURCE<TAB>TARGET lines")
+    return pairs
+
+
+def _read_side(path: Path) -> list[str]:
+    lines = []
+    for lineno, line in read_lines(path):
+        if not line.strip():
+            raise AttnseqError(
+                f"{path}:{lineno}: empty line; parallel files need text on every line "
+                "(remove the line here and the same line in the other file)"
+            )
+        lines.append(line)
+    if not lines:
+        raise AttnseqError(f"{path}: the file is empty")
+    return lines
+
+
+def read_parallel(src_path: str | Path, tgt_path: str | Path) -> list[tuple[str, str]]:
+    """Read two line-aligned files into pairs."""
+    src_lines, tgt_lines = _read_side(Path(src_path)), _read_side(Path(tgt_path))
+    if len(src_lines) != len(tgt_lines):
+        raise AttnseqError(
+            f"{src_path} has {len(src_lines)} lines but {tgt_path} has {len(tgt_lines)}; "
+            "parallel files must be line-aligned (same number of lines)"
+        )
+    return list(zip(src_lines, tgt_lines))
+
+
+def read_pairs(spec: str, cfg: DataConfig, *, key: str = "data.train") -> list[tuple[str, str]]:
+    """Read the pairs named by a config path: a TSV file, or `<spec><suffix>` parallel files."""
+    if not spec:
+        raise AttnseqError(f"'{key}' is not set; give a file in the config or with --set {key}=PATH")
+    if cfg.src_suffix:
+        return read_parallel(spec + cfg.src_suffix, spec + cfg.tgt_suffix)
+    return read_tsv(spec)
+
+
+@dataclass
+class Batch:
+    """A padded batch. Ids use the vocabularies' `pad_id`; masks are True at real tokens."""
+
+    src: torch.Tensor  # (B, S) source ids, each row ends with </s>
+    src_lengths: torch.Tensor  # (B,) real lengths (int64, on CPU as packing requires)
+    tgt_in: torch.Tensor  # (B, T) <s> y_1 .. y_{T-1}
+    tgt_out: torch.Tensor  # (B, T) y_1 .. y_{T-1} </s>
+    index: list[int]  # positions of these examples in the dataset
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(
+            self.src.to(device), self.src_lengths, self.tgt_in.to(device), self.tgt_out.to(device),
+            self.index,
+        )
+
+    @property
+    def n_tgt_tokens(self) -> int:
+        return int(self.tgt_lengths.sum())
+
+    @property
+    def tgt_lengths(self) -> torch.Tensor:
+        return (self.tgt_out != Vocab.pad_id).sum(dim=1)
+
+
+def encode_source(tokens: list[str], vocab: Vocab) -> list[int]:
+    """Source ids end with </s>, so every source has at least one position to attend to."""
+    return [*vocab.encode(tokens), vocab.eos_id]
+
+
+def pad(seqs: list[list[int]], pad_id: int) -> torch.Tensor:
+    out = torch.full((len(seqs), max(len(s) for s in seqs)), pad_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+    return out
+
+
+def collate_source(src_ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return pad(src_ids, pad_id), torch.tensor([len(s) for s in src_ids], dtype=torch.long)
+
+
+class PairDataset:
+    """Tokenized, id-encoded pairs kept as Python lists; `batches()` pads on demand."""
+
+    def __init__(
+        self,
+        pairs: list[tuple[str, str]],
+        *,
+        src_tok: Tokenizer,
+        tgt_tok: Tokenizer,
+        src_vocab: Vocab,
+        tgt_vocab: Vocab,
+        max_src_len: int = 0,
+        max_tgt_len: int = 0,
+    ) -> None:
+        self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
+        self.src_text: list[str] = []
+        self.tgt_text: list[str] = []
+        self.src_ids: list[list[int]] = []
+        self.tgt_ids: list[list[int]] = []
+        self.skipped = 0  # pairs over the length limits
+        for src, tgt in pairs:
+            s_tok, t_tok = src_tok.tokenize(src), tgt_tok.tokenize(tgt)
+            if (max_src_len and len(s_tok) > max_src_len) or (max_tgt_len and len(t_tok) > max_tgt_len):
+                self.skipped += 1
+                continue
+            self.src_text.append(src)
+            self.tgt_text.append(tgt)
+            self.src_ids.append(encode_source(s_tok, src_vocab))
+            self.tgt_ids.append(tgt_vocab.encode(t_tok))
+
+    def __len__(self) -> int:
+        return len(self.src_ids)
+
+    def collate(self, index: list[int]) -> Batch:
+        v = self.tgt_vocab
+        src, src_lengths = collate_source([self.src_ids[i] for i in index], self.src_vocab.pad_id)
+        tgt = [self.tgt_ids[i] for i in index]
+        return Batch(
+            src=src,
+            src_lengths=src_lengths,
+            tgt_in=pad([[v.bos_id, *t] for t in tgt], v.pad_id),
+            tgt_out=pad([[*t, v.eos_id] for t in tgt], v.pad_id),
+            index=list(index),
+        )
+
+    def batch_indices(self, batch_size: int, *, seed: int | None = None) -> list[list[int]]:
+        """Group examples of similar length to minimise padding.
+
+        With a seed: shuffle, sort by (source, target) length (stable, so ties stay shuffled),
+        cut into batches, shuffle the batch order. Without: sorted, in order (for decoding).
+        """
+        order = list(range(len(self)))
+        gen = None
+        if seed is not None:
+            gen = torch.Generator().manual_seed(seed)
+            order = [order[i] for i in torch.randperm(len(order), generator=gen).tolist()]
+        order.sort(key=lambda i: (len(self.src_ids[i]), len(self.tgt_ids[i])))
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        if gen is not None:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
+        return batches

@@ -1,0 +1,105 @@
+"""Seq2Seq: an encoder, a decoder and the glue that search and training use."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from attnseq.config import ModelConfig
+from attnseq.errors import AttnseqError
+from attnseq.modules.attention import build_attention
+from attnseq.modules.decoder import DECODERS, DecoderState, RNNDecoder
+from attnseq.modules.encoder import Memory, RNNEncoder
+
+
+class Seq2Seq(nn.Module):
+    """encode() once per sentence, then init_state() and step() (search) or forward() (training)."""
+
+    def __init__(self, encoder: RNNEncoder, decoder: RNNDecoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+
+    @property
+    def has_attention(self) -> bool:
+        return self.decoder.attention is not None
+
+    def encode(self, src: Tensor, src_lengths: Tensor) -> Memory:
+        """src (B, S), src_lengths (B,) -> Memory, with the attention keys computed once here."""
+        memory = self.encoder(src, src_lengths)
+        if self.decoder.attention is not None:
+            memory = memory.with_keys(self.decoder.attention.precompute_keys(memory.outputs))
+        return memory
+
+    def init_state(self, memory: Memory) -> DecoderState:
+        return self.decoder.init_state(memory)
+
+    def step(self, prev_tokens: Tensor, state: DecoderState, memory: Memory):
+        """prev_tokens (B,) -> logits (B, V), new state, attention weights (B, S) or None."""
+        return self.decoder.step(prev_tokens, state, memory)
+
+    def forward(
+        self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, *, teacher_forcing: float = 1.0
+    ) -> tuple[Tensor, Tensor | None]:
+        """Logits (B, T, V) and attention (B, T, S) for a batch.
+
+        With teacher_forcing < 1, each step feeds the reference y_{t-1} with that probability and
+        the model's own argmax otherwise (per sentence, drawn from torch's seeded RNG).
+        """
+        memory = self.encode(src, src_lengths)
+        state = self.decoder.init_state(memory)
+        if teacher_forcing >= 1.0:
+            return self.decoder(tgt_in, state, memory)
+        logits, attns = [], []
+        prev = tgt_in[:, 0]
+        for t in range(tgt_in.size(1)):
+            step_logits, state, attn = self.decoder.step(prev, state, memory)
+            logits.append(step_logits)
+            attns.append(attn)
+            if t + 1 < tgt_in.size(1):
+                use_ref = torch.rand(prev.shape, device=prev.device) < teacher_forcing
+                prev = torch.where(use_ref, tgt_in[:, t + 1], step_logits.argmax(-1))
+        return torch.stack(logits, 1), None if attns[0] is None else torch.stack(attns, 1)
+
+
+def build_model(cfg: ModelConfig, *, src_vocab_size: int, tgt_vocab_size: int, pad_id: int = 0) -> Seq2Seq:
+    """Build the model a config describes (SPEC 1-4)."""
+    encoder = RNNEncoder(
+        src_vocab_size,
+        emb_size=cfg.emb_size,
+        hidden_size=cfg.enc_hidden_size,
+        rnn=cfg.rnn,
+        layers=cfg.enc_layers,
+        bidirectional=cfg.bidirectional,
+        dropout=cfg.dropout,
+        pad_id=pad_id,
+    )
+    common = dict(
+        emb_size=cfg.emb_size,
+        hidden_size=cfg.dec_hidden_size,
+        enc_hidden_size=cfg.enc_hidden_size,
+        rnn=cfg.rnn,
+        layers=cfg.dec_layers,
+        dropout=cfg.dropout,
+        pad_id=pad_id,
+    )
+    if cfg.decoder in ("init", "every-step"):
+        decoder = DECODERS[cfg.decoder](tgt_vocab_size, **common)
+    else:
+        try:
+            attention = build_attention(
+                cfg.attention,
+                query_size=cfg.dec_hidden_size,
+                key_size=cfg.enc_hidden_size,
+                attn_size=cfg.attn_size,
+                max_src_len=cfg.max_src_len,
+            )
+        except ValueError as exc:
+            raise AttnseqError(f"model.attention: {exc}") from None
+        extra = {"input_feeding": cfg.input_feeding} if cfg.decoder == "luong" else {"deep_output": cfg.deep_output}
+        decoder = DECODERS[cfg.decoder](tgt_vocab_size, attention=attention, **extra, **common)
+    return Seq2Seq(encoder, decoder)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,157 @@
+"""Attention (SPEC 2.1-2.3) and the five score functions of SPEC 3.
+
+The base class owns what every attention shares: masking, the softmax over source positions and
+the weighted sum of values. A subclass only says how keys are prepared from the encoder states
+(once per sentence, `precompute_keys`) and how a query is scored against them (`score`).
+
+Queries may be one step (B, Hq) or many steps at once (B, T, Hq); the second form lets a decoder
+whose queries do not depend on earlier attention (Luong without input feeding) attend for all
+steps in one call. Masks are True at real source tokens.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from attnseq.errors import AttnseqError
+
+
+class Attention(nn.Module):
+    """alpha = softmax(score(s, h_1..h_N)) over real positions; a = sum_i alpha_i h_i."""
+
+    def precompute_keys(self, values: Tensor) -> Tensor:
+        """Keys from the encoder states, computed once per sentence.
+
+        Args:
+            values: (B, S, Hv) encoder outputs h_i.
+        Returns:
+            keys: (B, S, K), passed back to `forward` at every step (never stored on the module).
+        """
+        return values
+
+    def score(self, query: Tensor, keys: Tensor) -> Tensor:
+        """Unnormalised scores e. query (B, T, Hq), keys (B, S, K) -> (B, T, S)."""
+        raise NotImplementedError
+
+    def forward(self, query: Tensor, keys: Tensor, values: Tensor, src_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Attend.
+
+        Args:
+            query: (B, Hq) or (B, T, Hq) decoder state(s).
+            keys: (B, S, K) from `precompute_keys`.
+            values: (B, S, Hv) encoder outputs.
+            src_mask: (B, S) bool, True at real source tokens.
+        Returns:
+            context (B, Hv) or (B, T, Hv), and weights (B, S) or (B, T, S); weights are exactly 0
+            at padding and sum to 1 over real positions.
+        """
+        one_step = query.dim() == 2
+        if one_step:
+            query = query.unsqueeze(1)  # (B, 1, Hq)
+        scores = self.score(query, keys)  # (B, T, S)   SPEC 2.1
+        scores = scores.masked_fill(~src_mask.unsqueeze(1), float("-inf"))
+        weights = torch.softmax(scores, dim=-1)  # (B, T, S)   SPEC 2.2
+        context = torch.bmm(weights, values)  # (B, T, Hv)   SPEC 2.3
+        if one_step:
+            return context.squeeze(1), weights.squeeze(1)
+        return context, weights
+
+
+class DotAttention(Attention):
+    """SPEC 3.1: score(s, h) = s^T h."""
+
+    def score(self, query: Tensor, keys: Tensor) -> Tensor:
+        return torch.bmm(query, keys.transpose(1, 2))  # (B, T, S)
+
+
+class ScaledDotAttention(Attention):
+    """SPEC 3.2: score(s, h) = s^T h / sqrt(n), n = the size of h."""
+
+    def __init__(self, key_size: int) -> None:
+        super().__init__()
+        self.scale = 1.0 / math.sqrt(key_size)
+
+    def score(self, query: Tensor, keys: Tensor) -> Tensor:
+        return torch.bmm(query, keys.transpose(1, 2)) * self.scale  # (B, T, S)
+
+
+class GeneralAttention(Attention):
+    """SPEC 3.3: score(s, h) = s^T W_a h. Keys are W_a h, so a step costs one batched dot product."""
+
+    def __init__(self, query_size: int, key_size: int) -> None:
+        super().__init__()
+        self.W_a = nn.Linear(key_size, query_size, bias=False)  # weight (Hq, K)
+
+    def precompute_keys(self, values: Tensor) -> Tensor:
+        return self.W_a(values)  # (B, S, Hq)
+
+    def score(self, query: Tensor, keys: Tensor) -> Tensor:
+        return torch.bmm(query, keys.transpose(1, 2))  # (B, T, S)
+
+
+class ConcatAttention(Attention):
+    """SPEC 3.4: score(s, h) = W_a^T tanh(W_b s + W_c h). Keys are W_c h."""
+
+    def __init__(self, query_size: int, key_size: int, attn_size: int) -> None:
+        super().__init__()
+        self.W_a = nn.Linear(attn_size, 1, bias=False)
+        self.W_b = nn.Linear(query_size, attn_size, bias=False)
+        self.W_c = nn.Linear(key_size, attn_size, bias=False)
+
+    def precompute_keys(self, values: Tensor) -> Tensor:
+        return self.W_c(values)  # (B, S, A)
+
+    def score(self, query: Tensor, keys: Tensor) -> Tensor:
+        hidden = torch.tanh(self.W_b(query).unsqueeze(2) + keys.unsqueeze(1))  # (B, T, S, A)
+        return self.W_a(hidden).squeeze(-1)  # (B, T, S)
+
+
+class LocationAttention(Attention):
+    """SPEC 3.5: alpha = softmax(W_a s): one score per position up to `max_src_len`, from s alone."""
+
+    def __init__(self, query_size: int, max_src_len: int) -> None:
+        super().__init__()
+        self.max_src_len = max_src_len
+        self.W_a = nn.Linear(query_size, max_src_len, bias=False)
+
+    def score(self, query: Tensor, keys: Tensor) -> Tensor:
+        src_len = keys.size(1)
+        if src_len > self.max_src_len:
+            raise AttnseqError(
+                f"a source of {src_len} tokens is longer than location attention's "
+                f"model.max_src_len = {self.max_src_len}; shorten the input or train with a larger "
+                "model.max_src_len"
+            )
+        return self.W_a(query)[..., :src_len]  # (B, T, S)
+
+
+ATTENTIONS = ("dot", "scaled_dot", "general", "concat", "location")
+
+
+def build_attention(
+    kind: str, *, query_size: int, key_size: int, attn_size: int = 0, max_src_len: int = 128
+) -> Attention:
+    """Make the attention named `kind` (SPEC 3).
+
+    Raises:
+        ValueError: unknown kind (the message lists the valid ones), or dot / scaled_dot with
+            query and key sizes that differ.
+    """
+    if kind in ("dot", "scaled_dot") and query_size != key_size:
+        raise ValueError(
+            f"{kind} attention needs the decoder state and encoder outputs to have equal size, "
+            f"got {query_size} and {key_size}; use 'general' or 'concat' for different sizes"
+        )
+    builders = {
+        "dot": lambda: DotAttention(),
+        "scaled_dot": lambda: ScaledDotAttention(key_size),
+        "general": lambda: GeneralAttention(query_size, key_size),
+        "concat": lambda: ConcatAttention(query_size, key_size, attn_size or query_size),
+        "location": lambda: LocationAttention(query_size, max_src_len),
+    }
+    if kind not in builders:
+        raise ValueError(f"unknown attention {kind!r}; valid kinds: {', '.join(builders)}")
+    return builders[kind]()

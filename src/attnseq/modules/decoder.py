@@ -1,0 +1,236 @@
+"""Decoders: SPEC 1.2 (init), 1.3 (every-step), 2 (Luong) and 4 (Bahdanau).
+
+Every decoder offers the same three calls, so search never needs to know which one it drives:
+  init_state(memory) -> DecoderState
+  step(prev_tokens, state, memory) -> (logits (B, V), state, attn_weights (B, S) or None)
+  forward(tgt_in, state, memory) -> (logits (B, T, V), attn_weights (B, T, S) or None)
+`forward` is teacher-forced. Where the wiring allows (no feedback from one step's output into the
+next step's input) it runs the fused library RNN over all steps at once; otherwise it loops the
+same step function. Either way the output layer W_y runs once over all steps. A test proves
+`forward` equal to a loop of `step` for every decoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from attnseq.modules.attention import Attention
+from attnseq.modules.encoder import RNN_CLASSES, Memory, RNNState, map_state
+
+
+@dataclass
+class DecoderState:
+    """The decoder's recurrent state; `index_select` lets beam search reorder it blindly."""
+
+    hidden: RNNState  # (L, B, H) s_t per layer, or (h, c) for an LSTM
+    input_feed: Tensor | None = None  # (B, H) Luong s~_{t-1} (SPEC 2.6)
+    context: Tensor | None = None  # (B, Hc) the fixed context vector c (SPEC 1.3)
+
+    def index_select(self, idx: Tensor) -> DecoderState:
+        return DecoderState(
+            hidden=map_state(self.hidden, lambda s: s.index_select(1, idx)),
+            input_feed=None if self.input_feed is None else self.input_feed.index_select(0, idx),
+            context=None if self.context is None else self.context.index_select(0, idx),
+        )
+
+
+def top_layer(state: RNNState) -> Tensor:
+    """(B, H) output of the last layer: h of an LSTM state, the state itself otherwise."""
+    h = state[0] if isinstance(state, tuple) else state
+    return h[-1]
+
+
+class RNNDecoder(nn.Module):
+    """What all four wirings share: embedding, RNN, the bridge from the encoder, W_y.
+
+    Subclasses say what the RNN reads (`input_extra` added to the embedding size), what a step
+    computes (`_step`), and, when they can, a fused teacher-forced `forward`.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        *,
+        emb_size: int,
+        hidden_size: int,
+        enc_hidden_size: int,
+        rnn: str = "lstm",
+        layers: int = 1,
+        dropout: float = 0.0,
+        pad_id: int = 0,
+        input_extra: int = 0,
+        output_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.attention: Attention | None = None  # set by the attention wirings
+        self.hidden_size = hidden_size
+        self.layers = layers
+        self.embedding = nn.Embedding(vocab_size, emb_size, padding_idx=pad_id)
+        self.dropout = nn.Dropout(dropout)
+        self.rnn = RNN_CLASSES[rnn](
+            emb_size + input_extra,
+            hidden_size,
+            num_layers=layers,
+            batch_first=True,
+            dropout=dropout if layers > 1 else 0.0,
+        )
+        # SPEC 1.2: a learned bridge maps the encoder's final state when the sizes differ.
+        self.bridge: nn.Module = (
+            nn.Identity() if enc_hidden_size == hidden_size else nn.Linear(enc_hidden_size, hidden_size)
+        )
+        self.W_y = nn.Linear(output_size or hidden_size, vocab_size)  # SPEC 1.4 / 2.5
+
+    # ----------------------------------------------------------------------------------------
+    def init_state(self, memory: Memory) -> DecoderState:
+        """s_0 from the encoder's final states: layer by layer, or the top layer for every layer
+        when the layer counts differ; through the bridge when sizes differ."""
+
+        def per_layer(s: Tensor) -> Tensor:  # (Le, B, He) -> (Ld, B, Hd)
+            if s.size(0) != self.layers:
+                s = s[-1:].expand(self.layers, -1, -1)
+            return self.bridge(s).contiguous()
+
+        return DecoderState(hidden=map_state(memory.final, per_layer))
+
+    def readout(self, features: Tensor) -> Tensor:
+        """Logits W_y o + b_y. features (..., H) -> (..., V)."""
+        return self.W_y(self.dropout(features))
+
+    def _step(self, prev_tokens: Tensor, state: DecoderState, memory: Memory):
+        """One step before the output layer: (o_t (B, H_o), new state, attn (B, S) or None)."""
+        raise NotImplementedError
+
+    def step(self, prev_tokens: Tensor, state: DecoderState, memory: Memory):
+        """One decoding step.
+
+        Args:
+            prev_tokens: (B,) y_{t-1}.
+            state: the state after step t-1.
+            memory: the encoder's Memory.
+        Returns:
+            logits (B, V), the new state, attention weights (B, S) (None without attention).
+        """
+        features, state, attn = self._step(prev_tokens, state, memory)
+        return self.readout(features), state, attn
+
+    def forward(self, tgt_in: Tensor, state: DecoderState, memory: Memory):
+        """Teacher-forced decoding of all steps. tgt_in (B, T) -> logits (B, T, V), attn (B, T, S)."""
+        features, attns = [], []
+        for t in range(tgt_in.size(1)):
+            o, state, attn = self._step(tgt_in[:, t], state, memory)
+            features.append(o)
+            attns.append(attn)
+        logits = self.readout(torch.stack(features, dim=1))  # (B, T, V)
+        return logits, None if attns[0] is None else torch.stack(attns, dim=1)
+
+    def _embed(self, tokens: Tensor) -> Tensor:
+        return self.dropout(self.embedding(tokens))
+
+
+class InitDecoder(RNNDecoder):
+    """SPEC 1.2: c is only s_0; the RNN reads e(y_{t-1}); o_t = s_t."""
+
+    def _step(self, prev_tokens, state, memory):
+        out, hidden = self.rnn(self._embed(prev_tokens).unsqueeze(1), state.hidden)  # (B, 1, H)
+        return out.squeeze(1), DecoderState(hidden=hidden), None
+
+    def forward(self, tgt_in, state, memory):
+        out, _ = self.rnn(self._embed(tgt_in), state.hidden)  # fused over T: (B, T, H)
+        return self.readout(out), None
+
+
+class EveryStepDecoder(RNNDecoder):
+    """SPEC 1.3: c is s_0 and also part of every input, [e(y_{t-1}); c]; o_t = s_t."""
+
+    def init_state(self, memory):
+        state = super().init_state(memory)
+        state.context = top_layer(memory.final)  # (B, He)
+        return state
+
+    def _step(self, prev_tokens, state, memory):
+        x = torch.cat([self._embed(prev_tokens), state.context], dim=-1).unsqueeze(1)  # (B, 1, E+He)
+        out, hidden = self.rnn(x, state.hidden)
+        return out.squeeze(1), DecoderState(hidden=hidden, context=state.context), None
+
+    def forward(self, tgt_in, state, memory):
+        emb = self._embed(tgt_in)  # (B, T, E)
+        c = state.context.unsqueeze(1).expand(-1, emb.size(1), -1)  # (B, T, He)
+        out, _ = self.rnn(torch.cat([emb, c], dim=-1), state.hidden)  # fused over T
+        return self.readout(out), None
+
+
+class LuongDecoder(RNNDecoder):
+    """SPEC 2: attend with s_t, then s~_t = tanh(W_c [a_t; s_t] + b_c) feeds W_y.
+
+    Step (with input feeding, SPEC 2.6):
+      1. x_t = [e(y_{t-1}); s~_{t-1}]
+      2. s_t = RNN(s_{t-1}, x_t)
+      3. a_t, alpha^t = attention(s_t, h_1..h_N)                    (SPEC 2.1-2.3)
+      4. s~_t = tanh(W_c [a_t; s_t] + b_c)                           (SPEC 2.4)
+      5. logits = W_y s~_t + b_y                                     (SPEC 2.5, in `readout`)
+    """
+
+    def __init__(self, vocab_size, *, attention: Attention, input_feeding: bool = True, **kw):
+        hidden, enc_hidden = kw["hidden_size"], kw["enc_hidden_size"]
+        super().__init__(vocab_size, input_extra=hidden if input_feeding else 0, **kw)
+        self.attention = attention
+        self.input_feeding = input_feeding
+        self.W_c = nn.Linear(enc_hidden + hidden, hidden)
+
+    def init_state(self, memory):
+        state = super().init_state(memory)
+        if self.input_feeding:
+            batch = memory.outputs.size(0)
+            state.input_feed = memory.outputs.new_zeros(batch, self.hidden_size)  # s~_0 = 0
+        return state
+
+    def _attend(self, s: Tensor, memory: Memory) -> tuple[Tensor, Tensor]:
+        a, alpha = self.attention(s, memory.keys, memory.outputs, memory.src_mask)
+        s_tilde = torch.tanh(self.W_c(torch.cat([a, s], dim=-1)))  # SPEC 2.4
+        return s_tilde, alpha
+
+    def _step(self, prev_tokens, state, memory):
+        x = self._embed(prev_tokens)  # (B, E)
+        if self.input_feeding:
+            x = torch.cat([x, state.input_feed], dim=-1)  # (B, E + H)
+        out, hidden = self.rnn(x.unsqueeze(1), state.hidden)
+        s_tilde, alpha = self._attend(out.squeeze(1), memory)  # (B, H), (B, S)
+        return s_tilde, DecoderState(hidden=hidden, input_feed=s_tilde if self.input_feeding else None), alpha
+
+    def forward(self, tgt_in, state, memory):
+        if self.input_feeding:  # s~_{t-1} feeds step t: the steps must run in turn
+            return super().forward(tgt_in, state, memory)
+        out, _ = self.rnn(self._embed(tgt_in), state.hidden)  # fused over T: (B, T, H)
+        s_tilde, alpha = self._attend(out, memory)  # all steps at once: (B, T, H), (B, T, S)
+        return self.readout(s_tilde), alpha
+
+
+class BahdanauDecoder(RNNDecoder):
+    """SPEC 4: attend with the previous state s_{t-1}, then update the RNN with the context.
+
+    Step:
+      1. a_t, alpha^t = attention(s_{t-1}, h_1..h_N)                 (SPEC 4.1-4.2)
+      2. s_t = RNN(s_{t-1}, [a_t; e(y_{t-1})])                        (SPEC 4.3)
+      3. o_t = tanh(W_o [s_t; a_t; e(y_{t-1})]) with deep output, else o_t = s_t   (SPEC 4.4)
+      4. logits = W_y o_t + b_y
+    """
+
+    def __init__(self, vocab_size, *, attention: Attention, deep_output: bool = True, **kw):
+        hidden, enc_hidden, emb = kw["hidden_size"], kw["enc_hidden_size"], kw["emb_size"]
+        super().__init__(vocab_size, input_extra=enc_hidden, **kw)
+        self.attention = attention
+        self.W_o = nn.Linear(hidden + enc_hidden + emb, hidden) if deep_output else None
+
+    def _step(self, prev_tokens, state, memory):
+        a, alpha = self.attention(top_layer(state.hidden), memory.keys, memory.outputs, memory.src_mask)
+        emb = self._embed(prev_tokens)  # (B, E)
+        out, hidden = self.rnn(torch.cat([a, emb], dim=-1).unsqueeze(1), state.hidden)
+        s = out.squeeze(1)  # (B, H)
+        o = s if self.W_o is None else torch.tanh(self.W_o(torch.cat([s, a, emb], dim=-1)))
+        return o, DecoderState(hidden=hidden), alpha
+
+
+DECODERS = {"init": InitDecoder, "every-step": EveryStepDecoder, "luong": LuongDecoder, "bahdanau": BahdanauDecoder}

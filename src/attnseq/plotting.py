@@ -1,0 +1,64 @@
+"""Pictures: attention heatmaps and training curves (matplotlib, Agg backend, PNG files)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from attnseq.checkpoint import atomic_write_bytes  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)
+
+
+def plot_attention(
+    weights: np.ndarray, src_tokens: list[str], tgt_tokens: list[str], path: str | Path, *, title: str = ""
+) -> Path:
+    """Heatmap of alpha (rows: output tokens, columns: source tokens). weights (T, S)."""
+    weights = np.asarray(weights, dtype=float)
+    rows, cols = weights.shape
+    fig, ax = plt.subplots(figsize=(max(3.0, 0.32 * cols + 1.5), max(2.5, 0.32 * rows + 1.2)))
+    im = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(cols), labels=[t.replace("\u2581", "\u2423") for t in src_tokens[:cols]], rotation=90)
+    ax.set_yticks(range(rows), labels=tgt_tokens[:rows])
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    return _save(fig, path)
+
+
+def plot_training(metrics_jsonl: str | Path, path: str | Path) -> Path:
+    """Training loss and validation scores from a run's metrics.jsonl."""
+    train, valid = [], []
+    for line in Path(metrics_jsonl).read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        if rec.get("event") == "train":
+            train.append((rec["step"], rec["loss"]))
+        elif rec.get("event") == "valid":
+            valid.append((rec["step"], rec["loss"], rec["exact_match"]))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
+    if train:
+        ax1.plot(*zip(*train), label="train")
+    if valid:
+        steps, vloss, em = zip(*valid)
+        ax1.plot(steps, vloss, "o-", label="valid")
+        ax2.plot(steps, em, "o-", color="tab:green")
+    ax1.set(xlabel="step", ylabel="loss per token", yscale="log")
+    ax1.legend()
+    ax2.set(xlabel="step", ylabel="valid exact match (%)", ylim=(0, 100))
+    return _save(fig, path)

@@ -1,0 +1,1 @@
+"""Application recipes: one module per task."""
