@@ -151,6 +151,11 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             raise AttnseqError(f"{where}: expected a whole number, got {value!r}")
         return value
     if annotation is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise AttnseqError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -256,6 +261,15 @@ def config_from_dict(raw: dict[str, Any], source: str = "config", lines: dict | 
     return cfg
 
 
+def read_text_file(path: Path) -> str:
+    """A whole UTF-8 text file (a leading byte-order mark is dropped)."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise AttnseqError(f"{path}:{line}: not valid UTF-8; re-save the file as UTF-8") from None
+
+
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read a YAML config (or start from defaults when `path` is None) and apply `--set` overrides.
 
@@ -267,7 +281,7 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         path = Path(path)
         if not path.is_file():
             raise AttnseqError(f"{path}: config file not found; check the path (configs/ has examples)")
-        text = path.read_text(encoding="utf-8")
+        text = read_text_file(path)
         try:
             node = yaml.compose(text)
             raw = yaml.safe_load(text) or {}
@@ -294,7 +308,7 @@ def load_config_json(path: Path) -> Config:
     if not path.is_file():
         raise AttnseqError(f"{path}: not found; a model directory holds config.json")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(read_text_file(path))
     except json.JSONDecodeError as exc:
         raise AttnseqError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
     return validate(config_from_dict(raw, str(path)), str(path))

@@ -28,7 +28,7 @@ def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
         with opener(path, "rb") as f:
             for lineno, raw in enumerate(f, start=1):
                 try:
-                    text = raw.decode("utf-8")
+                    text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
                 except UnicodeDecodeError as exc:
                     raise AttnseqError(
                         f"{path}:{lineno}: byte {exc.start + 1} of the line is not valid UTF-8; "
@@ -71,7 +71,7 @@ def _read_side(path: Path) -> list[str]:
             )
         lines.append(line)
     if not lines:
-        raise AttnseqError(f"{path}: the file is empty")
+        raise AttnseqError(f"{path}: the file is empty; it needs one sentence per line")
     return lines
 
 

@@ -78,7 +78,9 @@ class Vocab:
     def load(cls, path: Path) -> Vocab:
         if not path.is_file():
             raise AttnseqError(f"{path}: vocabulary file not found in the model directory")
+        from attnseq.config import read_text_file
+
         try:
-            return cls(json.loads(path.read_text(encoding="utf-8")))
+            return cls(json.loads(read_text_file(path)))
         except (json.JSONDecodeError, ValueError) as exc:
             raise AttnseqError(f"{path}: not a valid vocabulary file ({exc})") from None

@@ -145,6 +145,9 @@ class InitDecoder(RNNDecoder):
 class EveryStepDecoder(RNNDecoder):
     """SPEC 1.3: c is s_0 and also part of every input, [e(y_{t-1}); c]; o_t = s_t."""
 
+    def __init__(self, vocab_size, **kw):
+        super().__init__(vocab_size, input_extra=kw["enc_hidden_size"], **kw)
+
     def init_state(self, memory):
         state = super().init_state(memory)
         state.context = top_layer(memory.final)  # (B, He)

@@ -1,0 +1,149 @@
+"""The four decoder wirings with every score function: teacher-forced forward equals a loop of step,
+padding changes nothing at real positions, the encoder packs, shapes and errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attnseq.config import Config, ModelConfig, validate
+from attnseq.data import pad
+from attnseq.errors import AttnseqError
+from attnseq.model import build_model
+
+V_SRC, V_TGT = 13, 11
+COMBINATIONS = [("init", "general"), ("every-step", "general")] + [
+    (d, a) for d in ("luong", "bahdanau") for a in ("dot", "scaled_dot", "general", "concat", "location")
+]
+
+
+def tiny(decoder: str, attention: str, **kw) -> ModelConfig:
+    base = dict(
+        rnn="lstm", emb_size=6, enc_hidden_size=8, dec_hidden_size=8, dropout=0.0, decoder=decoder,
+        attention=attention, max_src_len=12,
+    )
+    return ModelConfig(**{**base, **kw})
+
+
+def make_model(cfg: ModelConfig):
+    torch.manual_seed(3)
+    model = build_model(cfg, src_vocab_size=V_SRC, tgt_vocab_size=V_TGT).double().eval()
+    return model
+
+
+def batch():
+    """Three sources of lengths 7, 4, 1 (with </s> = 3 last) and targets of lengths 5, 3, 2."""
+    gen = torch.Generator().manual_seed(4)
+    src = [torch.randint(4, V_SRC, (n,), generator=gen).tolist() + [3] for n in (6, 3, 0)]
+    tgt = [[2] + torch.randint(4, V_TGT, (n - 1,), generator=gen).tolist() for n in (5, 3, 2)]
+    return pad(src, 0), torch.tensor([len(s) for s in src]), pad(tgt, 0), [len(t) for t in tgt]
+
+
+def loop_of_steps(model, src, src_lengths, tgt_in):
+    memory = model.encode(src, src_lengths)
+    state = model.init_state(memory)
+    logits, attns = [], []
+    for t in range(tgt_in.size(1)):
+        step_logits, state, attn = model.step(tgt_in[:, t], state, memory)
+        logits.append(step_logits)
+        attns.append(attn)
+    return torch.stack(logits, 1), None if attns[0] is None else torch.stack(attns, 1)
+
+
+@pytest.mark.parametrize("rnn", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize(("decoder", "attention"), COMBINATIONS)
+def test_forward_equals_loop_of_step(decoder, attention, rnn):
+    model = make_model(tiny(decoder, attention, rnn=rnn))
+    src, src_lengths, tgt_in, _ = batch()
+    with torch.no_grad():
+        logits, attn = model(src, src_lengths, tgt_in)
+        ref_logits, ref_attn = loop_of_steps(model, src, src_lengths, tgt_in)
+    assert logits.shape == (3, tgt_in.size(1), V_TGT)
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-10, atol=1e-10)
+    if decoder in ("init", "every-step"):
+        assert attn is None and ref_attn is None
+    else:
+        assert attn.shape == (3, tgt_in.size(1), src.size(1))
+        torch.testing.assert_close(attn, ref_attn, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("attention", ["general", "concat"])
+def test_luong_without_input_feeding_fast_path_equals_steps(attention):
+    model = make_model(tiny("luong", attention, input_feeding=False))
+    assert model.decoder.rnn.input_size == 6  # the embedding alone
+    src, src_lengths, tgt_in, _ = batch()
+    with torch.no_grad():
+        logits, attn = model(src, src_lengths, tgt_in)
+        ref_logits, ref_attn = loop_of_steps(model, src, src_lengths, tgt_in)
+    torch.testing.assert_close(logits, ref_logits)
+    torch.testing.assert_close(attn, ref_attn)
+
+
+@pytest.mark.parametrize(("decoder", "attention"), COMBINATIONS)
+@pytest.mark.parametrize("layers", [1, 2])
+def test_padding_invariance(decoder, attention, layers):
+    """Each sentence alone gives the same logits and attention as inside a padded batch."""
+    model = make_model(tiny(decoder, attention, enc_layers=layers, dec_layers=layers))
+    src, src_lengths, tgt_in, tgt_lengths = batch()
+    with torch.no_grad():
+        logits, attn = model(src, src_lengths, tgt_in)
+        for i in range(3):
+            n, m = int(src_lengths[i]), tgt_lengths[i]
+            alone, alone_attn = model(src[i : i + 1, :n], src_lengths[i : i + 1], tgt_in[i : i + 1, :m])
+            torch.testing.assert_close(logits[i, :m], alone[0], rtol=1e-10, atol=1e-10)
+            if attn is not None:
+                torch.testing.assert_close(attn[i, :m, :n], alone_attn[0], rtol=1e-10, atol=1e-10)
+                assert torch.all(attn[i, :, n:] == 0.0)
+
+
+def test_bidirectional_final_state_joins_both_directions():
+    model = make_model(tiny("init", "general", bidirectional=True, rnn="gru"))
+    src, src_lengths, _, _ = batch()
+    memory = model.encode(src, src_lengths)
+    half = 4
+    for i, n in enumerate(src_lengths.tolist()):
+        # forward direction ends at the last real token, backward direction at the first
+        torch.testing.assert_close(memory.final[-1, i, :half], memory.outputs[i, n - 1, :half])
+        torch.testing.assert_close(memory.final[-1, i, half:], memory.outputs[i, 0, half:])
+        assert torch.all(memory.outputs[i, n:] == 0)
+
+
+def test_bridge_only_when_sizes_differ():
+    same = make_model(tiny("init", "general"))
+    assert isinstance(same.decoder.bridge, torch.nn.Identity)
+    differ = make_model(tiny("luong", "general", enc_hidden_size=10, dec_hidden_size=8))
+    assert differ.decoder.bridge.weight.shape == (8, 10)
+
+
+def test_every_step_feeds_the_context_vector():
+    model = make_model(tiny("every-step", "general"))
+    assert model.decoder.rnn.input_size == 6 + 8  # [e(y); c]
+
+
+def test_bahdanau_deep_output_switch():
+    deep = make_model(tiny("bahdanau", "concat"))
+    shallow = make_model(tiny("bahdanau", "concat", deep_output=False))
+    assert deep.decoder.W_o.weight.shape == (8, 8 + 8 + 6)  # [s_t; a_t; e(y_{t-1})]
+    assert shallow.decoder.W_o is None
+
+
+def test_teacher_forcing_below_one_is_seeded_and_differs_from_forcing():
+    model = make_model(tiny("luong", "general"))
+    src, src_lengths, tgt_in, _ = batch()
+    with torch.no_grad():
+        forced, _ = model(src, src_lengths, tgt_in)
+        torch.manual_seed(9)
+        free_a, _ = model(src, src_lengths, tgt_in, teacher_forcing=0.0)
+        torch.manual_seed(9)
+        free_b, _ = model(src, src_lengths, tgt_in, teacher_forcing=0.5)
+        torch.manual_seed(9)
+        free_c, _ = model(src, src_lengths, tgt_in, teacher_forcing=0.5)
+    torch.testing.assert_close(forced[:, 0], free_a[:, 0])  # step 1 always reads <s>
+    assert not torch.allclose(forced, free_a)
+    assert torch.equal(free_b, free_c)
+
+
+def test_dot_attention_with_unequal_sizes_is_a_config_error():
+    cfg = Config(model=tiny("luong", "dot", enc_hidden_size=10))
+    with pytest.raises(AttnseqError, match="dec_hidden_size \\(8\\) must equal model.enc_hidden_size \\(10\\)"):
+        validate(cfg)
