@@ -41,9 +41,14 @@ def main() -> None:
         out = Path(args.out) / f"{decoder}-{attention}"
         shutil.rmtree(out, ignore_errors=True)
         overrides = [
-            f"data.train={paths['train']}", f"data.valid={paths['valid']}", f"data.test={paths['test']}",
-            f"model.decoder={decoder}", f"train.max_steps={args.steps}", "train.max_minutes=0",
-            "train.patience=0", "train.max_epochs=100",
+            f"data.train={paths['train']}",
+            f"data.valid={paths['valid']}",
+            f"data.test={paths['test']}",
+            f"model.decoder={decoder}",
+            f"train.max_steps={args.steps}",
+            "train.max_minutes=0",
+            "train.patience=0",
+            "train.max_epochs=100",
         ]
         if attention != "-":
             overrides.append(f"model.attention={attention}")
@@ -56,8 +61,10 @@ def main() -> None:
         exact = 100.0 * sum(tr.text == ref for tr, (_, ref) in zip(results, test)) / len(test)
         rows.append((decoder, attention, count_parameters(trainer.model), minutes, exact))
         print(f"{decoder:>10} {attention:>10}  exact {exact:5.1f}%  {minutes:.2f} min", flush=True)
-    print(f"\n| decoder | attention | parameters | train min ({args.steps} steps, incl. validation) "
-          "| held-out exact match |\n|---|---|---:|---:|---:|")
+    print(
+        f"\n| decoder | attention | parameters | train min ({args.steps} steps, incl. validation) "
+        "| held-out exact match |\n|---|---|---:|---:|---:|"
+    )
     for decoder, attention, params, minutes, exact in rows:
         print(f"| {decoder} | {attention} | {params:,} | {minutes:.2f} | {exact:.1f}% |")
 

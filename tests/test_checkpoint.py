@@ -30,7 +30,10 @@ def saved(tmp_path, tiny_config):
 def test_directory_holds_json_and_safetensors_only(saved):
     directory, _ = saved
     assert sorted(p.name for p in directory.iterdir()) == [
-        "config.json", "model.safetensors", "src_vocab.json", "tgt_vocab.json",
+        "config.json",
+        "model.safetensors",
+        "src_vocab.json",
+        "tgt_vocab.json",
     ]
     config = json.loads((directory / "config.json").read_text())
     assert config["model"]["decoder"] == "bahdanau" and config["model"]["attention"] == "concat"
@@ -71,8 +74,13 @@ def test_a_crash_while_saving_leaves_the_old_directory(saved, monkeypatch):
         for p in translator.model.parameters():
             p.add_(1.0)
     with pytest.raises(OSError, match="disk full"):
-        save_model_dir(directory, model=translator.model, config=translator.config,
-                       src_vocab=translator.src_vocab, tgt_vocab=translator.tgt_vocab)
+        save_model_dir(
+            directory,
+            model=translator.model,
+            config=translator.config,
+            src_vocab=translator.src_vocab,
+            tgt_vocab=translator.tgt_vocab,
+        )
     assert {p.name: p.read_bytes() for p in directory.iterdir()} == before
     assert sorted(p.name for p in directory.parent.iterdir()) == ["model"]  # no temporary left behind
 

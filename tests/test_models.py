@@ -19,8 +19,14 @@ COMBINATIONS = [("init", "general"), ("every-step", "general")] + [
 
 def tiny(decoder: str, attention: str, **kw) -> ModelConfig:
     base = dict(
-        rnn="lstm", emb_size=6, enc_hidden_size=8, dec_hidden_size=8, dropout=0.0, decoder=decoder,
-        attention=attention, max_src_len=12,
+        rnn="lstm",
+        emb_size=6,
+        enc_hidden_size=8,
+        dec_hidden_size=8,
+        dropout=0.0,
+        decoder=decoder,
+        attention=attention,
+        max_src_len=12,
     )
     return ModelConfig(**{**base, **kw})
 

@@ -102,8 +102,7 @@ def resolve_model_dir(path: str | Path) -> Path:
     if (old / WEIGHTS).is_file():
         return old
     raise AttnseqError(
-        f"{path}: no {WEIGHTS} here or in {path}/best; give a model directory written by "
-        "`attnseq train --out DIR`"
+        f"{path}: no {WEIGHTS} here or in {path}/best; give a model directory written by `attnseq train --out DIR`"
     )
 
 

@@ -14,8 +14,14 @@ DEMO_SENTENCES = ("the 3rd of March 2021", "Mar 3, '21", "Wednesday, 3 March 202
 
 
 def _add_set(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set model.attention=concat (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set model.attention=concat (repeatable)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,8 +91,11 @@ def _train_and_report(trainer) -> None:
         flush=True,
     )
     result = trainer.fit()
-    print(f"stopped: {result.stopped_because}; best valid {trainer.cfg.train.valid_metric} = "
-          f"{result.best:.4g}; model in {trainer.out / 'best'}", flush=True)
+    print(
+        f"stopped: {result.stopped_because}; best valid {trainer.cfg.train.valid_metric} = "
+        f"{result.best:.4g}; model in {trainer.out / 'best'}",
+        flush=True,
+    )
 
 
 def _read_sentences(path: str | None) -> list[str]:
@@ -106,21 +115,6 @@ def cmd_translate(args) -> int:
     return 0
 
 
-def _score(translator, sources: list[str], refs: list[str]) -> dict:
-    import sacrebleu
-
-    hyps = [tr.text for tr in translator.translate(sources)]
-    refs = [translator.normalize_reference(r) for r in refs]
-    bleu = sacrebleu.corpus_bleu(hyps, [refs])
-    return {
-        "exact_match": 100.0 * sum(h == r for h, r in zip(hyps, refs)) / len(refs),
-        "bleu": bleu.score,
-        "chrf": sacrebleu.corpus_chrf(hyps, [refs]).score,
-        "sentences": len(refs),
-        "bleu_signature": str(sacrebleu.BLEU().get_signature()),
-    }
-
-
 def cmd_evaluate(args) -> int:
     from attnseq.data import read_parallel, read_tsv
     from attnseq.translate import Translator
@@ -132,12 +126,14 @@ def cmd_evaluate(args) -> int:
     else:
         raise AttnseqError("evaluate: give either --data FILE.tsv or both --src FILE and --ref FILE")
     translator = Translator.from_pretrained(args.model, device=args.device)
-    scores = _score(translator, [s for s, _ in pairs], [r for _, r in pairs])
+    scores = translator.score([s for s, _ in pairs], [r for _, r in pairs])
     if args.json:
         print(json.dumps(scores))
     else:
-        print(f"sentences {scores['sentences']}  exact match {scores['exact_match']:.1f}%  "
-              f"BLEU {scores['bleu']:.2f}  chrF {scores['chrf']:.2f}  ({scores['bleu_signature']})")
+        print(
+            f"sentences {scores['sentences']}  exact match {scores['exact_match']:.1f}%  "
+            f"BLEU {scores['bleu']:.2f}  chrF {scores['chrf']:.2f}  ({scores['bleu_signature']})"
+        )
     return 0
 
 
@@ -188,11 +184,12 @@ def cmd_demo(args) -> int:
     translator = Translator.from_pretrained(out / "best")
     test = read_tsv(cfg.data.test)
     results = translator.translate([s for s, _ in test])
-    correct = [tr.text == ref for tr, (_, ref) in zip(results, test)]
+    correct = [tr.text == translator.normalize_reference(ref) for tr, (_, ref) in zip(results, test)]
     plot_training(out / "metrics.jsonl", out / "training.png")
     for k, tr in enumerate(results[:3], start=1):
-        plot_attention(tr.attention, tr.src_tokens, tr.tokens, out / f"attention_{k}.png",
-                       title=f"{tr.source} -> {tr.text}")
+        plot_attention(
+            tr.attention, tr.src_tokens, tr.tokens, out / f"attention_{k}.png", title=f"{tr.source} -> {tr.text}"
+        )
     print(f"attention heatmaps: {out}/attention_1.png .. attention_3.png; curves: {out}/training.png")
     wrong = [(tr.source, tr.text, ref) for tr, (_, ref), ok in zip(results, test, correct) if not ok]
     for src, hyp, ref in wrong[:5]:

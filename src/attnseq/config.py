@@ -215,8 +215,7 @@ def _nest(dotted: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
         section, dot, name = key.partition(".")
         if not dot or not name:
             raise AttnseqError(
-                f"{source}: '{key}' must be SECTION.KEY, e.g. model.attention "
-                f"(sections: {', '.join(SECTIONS)})"
+                f"{source}: '{key}' must be SECTION.KEY, e.g. model.attention (sections: {', '.join(SECTIONS)})"
             )
         nested.setdefault(section, {})[name] = value
     return nested
@@ -249,8 +248,7 @@ def validate(cfg: Config, source: str = "config") -> Config:
         raise AttnseqError(f"{source}: 'train.batch_size' must be at least 1")
     if bool(cfg.data.src_suffix) != bool(cfg.data.tgt_suffix):
         raise AttnseqError(
-            f"{source}: set both 'data.src_suffix' and 'data.tgt_suffix' (parallel files) or neither "
-            "(TSV files)"
+            f"{source}: set both 'data.src_suffix' and 'data.tgt_suffix' (parallel files) or neither (TSV files)"
         )
     return cfg
 

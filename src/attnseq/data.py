@@ -44,13 +44,9 @@ def read_tsv(path: str | Path) -> list[tuple[str, str]]:
     pairs = []
     for lineno, line in read_lines(path):
         if not line.strip():
-            raise AttnseqError(
-                f"{path}:{lineno}: empty line; remove it (every line must be SOURCE<TAB>TARGET)"
-            )
+            raise AttnseqError(f"{path}:{lineno}: empty line; remove it (every line must be SOURCE<TAB>TARGET)")
         if "\t" not in line:
-            raise AttnseqError(
-                f"{path}:{lineno}: no tab in the line; separate source and target with a TAB"
-            )
+            raise AttnseqError(f"{path}:{lineno}: no tab in the line; separate source and target with a TAB")
         src, tgt = line.split("\t")[:2]
         for side, text in (("source", src), ("target", tgt)):
             if not text.strip():
@@ -107,7 +103,10 @@ class Batch:
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(
-            self.src.to(device), self.src_lengths, self.tgt_in.to(device), self.tgt_out.to(device),
+            self.src.to(device),
+            self.src_lengths,
+            self.tgt_in.to(device),
+            self.tgt_out.to(device),
             self.index,
         )
 

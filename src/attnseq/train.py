@@ -10,12 +10,10 @@ Run directory layout:
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import sacrebleu
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -24,6 +22,7 @@ from attnseq.checkpoint import load_model_dir, load_trainer_state, save_model_di
 from attnseq.config import Config
 from attnseq.data import Batch, PairDataset, read_pairs
 from attnseq.errors import AttnseqError
+from attnseq.metrics import perplexity
 from attnseq.model import Seq2Seq, build_model, count_parameters
 from attnseq.tokenize import build_tokenizer
 from attnseq.translate import Translator
@@ -124,8 +123,7 @@ class Trainer:
         else:
             if last.exists() or (self.out / "best").exists():
                 raise AttnseqError(
-                    f"{self.out}: already holds a training run; pass --resume to continue it or choose "
-                    "another --out"
+                    f"{self.out}: already holds a training run; pass --resume to continue it or choose another --out"
                 )
             self.data = load_data(cfg)
             torch.manual_seed(t.seed)
@@ -145,9 +143,7 @@ class Trainer:
             self._restore(load_trainer_state(last))
         else:
             torch.manual_seed(t.seed)  # the same stream whether or not the model was built
-        self.translator = Translator(
-            self.model, cfg, self.data.src_vocab, self.data.tgt_vocab, device=str(self.device)
-        )
+        self.translator = Translator(self.model, cfg, self.data.src_vocab, self.data.tgt_vocab, device=str(self.device))
 
     # ------------------------------------------------------------------------------ state
     def _state(self) -> dict:
@@ -222,16 +218,15 @@ class Trainer:
             )
             n_tokens += batch.n_tgt_tokens
         limit = self.cfg.train.valid_max_sentences or len(valid)
-        sources, refs = valid.src_text[:limit], valid.tgt_text[:limit]
-        hyps = [tr.text for tr in self.translator.translate(sources)]
-        refs = [self.translator.normalize_reference(r) for r in refs]
+        scores = self.translator.score(valid.src_text[:limit], valid.tgt_text[:limit])
         self.model.train()
         loss = total / max(n_tokens, 1)
         return {
             "loss": loss,
-            "ppl": math.exp(min(loss, 50.0)),
-            "exact_match": 100.0 * sum(h == r for h, r in zip(hyps, refs)) / max(len(refs), 1),
-            "bleu": sacrebleu.corpus_bleu(hyps, [refs]).score,
+            "ppl": perplexity(loss),
+            "exact_match": scores["exact_match"],
+            "bleu": scores["bleu"],
+            "chrf": scores["chrf"],
         }
 
     # ------------------------------------------------------------------------------ loop
@@ -242,15 +237,29 @@ class Trainer:
             result.stopped_because = "already finished"
             return result
         higher = HIGHER_IS_BETTER[t.valid_metric]
-        self._log({"event": "start", "step": p.step, "params": count_parameters(self.model),
-                   "train_pairs": len(self.data.train), "skipped_pairs": self.data.train.skipped,
-                   "valid_pairs": len(self.data.valid), "config": cfg.to_dict()})
+        self._log(
+            {
+                "event": "start",
+                "step": p.step,
+                "params": count_parameters(self.model),
+                "train_pairs": len(self.data.train),
+                "skipped_pairs": self.data.train.skipped,
+                "valid_pairs": len(self.data.valid),
+                "config": cfg.to_dict(),
+            }
+        )
         self.model.train()
         window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
         while p.epoch < t.max_epochs and not result.stopped_because:
             batches = self.data.train.batch_indices(t.batch_size, seed=t.seed + p.epoch)
-            bar = tqdm(total=len(batches), initial=p.batch_in_epoch, desc=f"epoch {p.epoch + 1}",
-                       disable=self.progress_bar is False or None, leave=False, dynamic_ncols=True)
+            bar = tqdm(
+                total=len(batches),
+                initial=p.batch_in_epoch,
+                desc=f"epoch {p.epoch + 1}",
+                disable=self.progress_bar is False or None,
+                leave=False,
+                dynamic_ncols=True,
+            )
             epoch_start = time.perf_counter()
             while p.batch_in_epoch < len(batches):
                 batch = self.data.train.collate(batches[p.batch_in_epoch])
@@ -264,9 +273,16 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss:.3f}")
                 if t.log_every and p.step % t.log_every == 0:
                     elapsed = time.perf_counter() - window_start
-                    self._log({"event": "train", "step": p.step, "epoch": p.epoch + 1,
-                               "loss": window_loss / window_tokens, "lr": self.optimizer.param_groups[0]["lr"],
-                               "tok_s": window_tokens / max(elapsed, 1e-9)})
+                    self._log(
+                        {
+                            "event": "train",
+                            "step": p.step,
+                            "epoch": p.epoch + 1,
+                            "loss": window_loss / window_tokens,
+                            "lr": self.optimizer.param_groups[0]["lr"],
+                            "tok_s": window_tokens / max(elapsed, 1e-9),
+                        }
+                    )
                     window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
                 seconds = p.train_seconds + time.perf_counter() - epoch_start
                 if t.max_steps and p.step >= t.max_steps:
@@ -303,9 +319,18 @@ class Trainer:
             if p.epoch >= t.max_epochs:
                 p.done = True
                 result.stopped_because = result.stopped_because or f"train.max_epochs = {t.max_epochs} done"
-            self._log({"event": "valid", "step": p.step, "epoch": p.epoch, "partial_epoch": not end_of_epoch,
-                       "lr": self.optimizer.param_groups[0]["lr"], "best": p.best,
-                       "train_minutes": p.train_seconds / 60, **metrics})
+            self._log(
+                {
+                    "event": "valid",
+                    "step": p.step,
+                    "epoch": p.epoch,
+                    "partial_epoch": not end_of_epoch,
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                    "best": p.best,
+                    "train_minutes": p.train_seconds / 60,
+                    **metrics,
+                }
+            )
             self._save("last", with_state=True)
             if self.on_validate is not None:
                 self.on_validate(p, metrics)

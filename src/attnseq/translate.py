@@ -13,6 +13,7 @@ from attnseq.checkpoint import load_model_dir
 from attnseq.config import Config
 from attnseq.data import collate_source, encode_source
 from attnseq.decoding import greedy_search
+from attnseq.metrics import score_texts
 from attnseq.model import Seq2Seq
 from attnseq.tokenize import build_tokenizer
 from attnseq.vocab import EOS, Vocab
@@ -50,6 +51,11 @@ class Translator:
     def normalize_reference(self, text: str) -> str:
         """A reference as the model could write it (same lowercasing and spacing)."""
         return self.tgt_tok.detokenize(self.tgt_tok.tokenize(text))
+
+    def score(self, sources: list[str], refs: list[str]) -> dict:
+        """Translate `sources` and score them against `refs` (see `metrics.score_texts`)."""
+        hyps = [tr.text for tr in self.translate(sources)]
+        return score_texts(hyps, [self.normalize_reference(r) for r in refs])
 
     def translate(self, sentences: list[str], *, batch_size: int | None = None) -> list[Translation]:
         """Greedy-decode `sentences` in length-sorted batches; results come back in input order."""
