@@ -4,6 +4,8 @@ never half-written."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -94,3 +96,12 @@ def test_weights_that_do_not_match_the_config_are_a_clear_error(saved):
     (directory / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(AttnseqError, match="model.safetensors: does not match config.json"):
         load_model_dir(directory)
+
+
+def test_saved_files_are_readable_by_others_as_the_umask_allows(saved):
+    directory, _ = saved
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o777 & ~mask
+    for name in ("config.json", "src_vocab.json", "model.safetensors"):
+        assert stat.S_IMODE((directory / name).stat().st_mode) == 0o666 & ~mask

@@ -33,6 +33,12 @@ CONFIG, SRC_VOCAB, TGT_VOCAB, WEIGHTS, TRAINER_STATE = (
 )
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file beside `path`, then move it into place."""
     path = Path(path)
@@ -41,6 +47,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -77,6 +84,7 @@ def save_model_dir(
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())
         save_config_json(config, tmp / CONFIG)
         src_vocab.save(tmp / SRC_VOCAB)
         tgt_vocab.save(tmp / TGT_VOCAB)
