@@ -92,6 +92,8 @@ def save_model_dir(
         save_file(weights, str(tmp / WEIGHTS), metadata={"format": "pt", "library": "attnseq"})
         if trainer_state is not None:
             torch.save(trainer_state, tmp / TRAINER_STATE)
+        for f in tmp.iterdir():  # some writers (safetensors, mkstemp) make files private
+            os.chmod(f, 0o666 & ~_umask())
         replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
