@@ -12,39 +12,29 @@ from attnseq.data import read_tsv
 from tests.conftest import DATES_CONFIG
 
 
+def sets(*overrides: str) -> list[str]:
+    """["a=1", "b=2"] -> ["--set", "a=1", "--set", "b=2"]."""
+    return [arg for o in overrides for arg in ("--set", o)]
+
+
+def tiny_run(out, dates_dir, *overrides: str, resume: bool = False) -> int:
+    """Train a tiny model on the 60 validation pairs through the CLI."""
+    data = (f"data.train={dates_dir / 'valid.tsv'}", f"data.valid={dates_dir / 'valid.tsv'}")
+    size = ("model.emb_size=8", "model.enc_hidden_size=8", "model.dec_hidden_size=8", "train.batch_size=16")
+    flags = ["--resume"] if resume else []
+    return main(["train", str(DATES_CONFIG), "--out", str(out), *flags, *sets(*data, *size, *overrides)])
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, dates_dir):
-    """A small model trained through the CLI; shared by this module's tests."""
+    """A small model trained through the CLI on 3000 pairs; shared by this module's tests."""
     out = tmp_path_factory.mktemp("cli") / "run"
-    code = main(
-        [
-            "train",
-            str(DATES_CONFIG),
-            "--out",
-            str(out),
-            "--set",
-            f"data.train={dates_dir / 'train.tsv'}",
-            "--set",
-            f"data.valid={dates_dir / 'valid.tsv'}",
-            "--set",
-            "model.emb_size=32",
-            "--set",
-            "model.enc_hidden_size=64",
-            "--set",
-            "model.dec_hidden_size=64",
-            "--set",
-            "model.dropout=0.0",
-            "--set",
-            "train.lr=0.005",
-            "--set",
-            "train.batch_size=32",
-            "--set",
-            "train.max_epochs=2",
-            "--set",
-            "train.max_minutes=0",
-        ]
-    )
-    assert code == 0
+    overrides = sets(
+        f"data.train={dates_dir / 'train.tsv'}", f"data.valid={dates_dir / 'valid.tsv'}",
+        "model.emb_size=32", "model.enc_hidden_size=64", "model.dec_hidden_size=64", "model.dropout=0.0",
+        "train.lr=0.005", "train.batch_size=32", "train.max_epochs=2", "train.max_minutes=0",
+    )  # fmt: skip
+    assert main(["train", str(DATES_CONFIG), "--out", str(out), *overrides]) == 0
     return out
 
 
@@ -79,60 +69,18 @@ def test_plot_writes_a_png(run_dir, tmp_path, capsys):
 
 
 def test_plot_of_a_model_without_attention_is_a_clear_error(tmp_path, dates_dir, capsys):
-    out = tmp_path / "init"
-    assert (
-        main(
-            [
-                "train",
-                str(DATES_CONFIG),
-                "--out",
-                str(out),
-                "--set",
-                f"data.train={dates_dir / 'valid.tsv'}",
-                "--set",
-                f"data.valid={dates_dir / 'valid.tsv'}",
-                "--set",
-                "model.decoder=init",
-                "--set",
-                "train.max_steps=1",
-                "--set",
-                "model.emb_size=8",
-                "--set",
-                "model.enc_hidden_size=8",
-                "--set",
-                "model.dec_hidden_size=8",
-            ]
-        )
-        == 0
-    )
+    assert tiny_run(tmp_path / "init", dates_dir, "model.decoder=init", "train.max_steps=1") == 0
     capsys.readouterr()
-    assert main(["plot", "--model", str(out), "3 March 2021", "--out", str(tmp_path / "x.png")]) == 2
+    assert main(["plot", "--model", str(tmp_path / "init"), "3 March 2021", "--out", str(tmp_path / "x.png")]) == 2
     assert "has no attention to plot" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
 
 
 def test_resume_through_the_cli(tmp_path, dates_dir, capsys):
-    common = [
-        "--set",
-        f"data.train={dates_dir / 'valid.tsv'}",
-        "--set",
-        f"data.valid={dates_dir / 'valid.tsv'}",
-        "--set",
-        "model.emb_size=8",
-        "--set",
-        "model.enc_hidden_size=8",
-        "--set",
-        "model.dec_hidden_size=8",
-        "--set",
-        "train.batch_size=16",
-        "--set",
-        "train.patience=0",
-        "--set",
-        "train.log_every=1",
-    ]
     out = tmp_path / "run"
-    assert main(["train", str(DATES_CONFIG), "--out", str(out), *common, "--set", "train.max_steps=2"]) == 0
-    assert main(["train", str(DATES_CONFIG), "--out", str(out), "--resume", *common, "--set", "train.max_steps=6"]) == 0
+    common = ("train.patience=0", "train.log_every=1")
+    assert tiny_run(out, dates_dir, *common, "train.max_steps=2") == 0
+    assert tiny_run(out, dates_dir, *common, "train.max_steps=6", resume=True) == 0
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["event"] == "train"] == [1, 2, 3, 4, 5, 6]
 
