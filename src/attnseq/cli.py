@@ -85,15 +85,17 @@ def _train_and_report(trainer) -> None:
         + f", vocab {len(data.src_vocab):,}/{len(data.tgt_vocab):,} -> {trainer.out}",
         flush=True,
     )
-    trainer.on_validate = lambda p, m: print(
-        f"epoch {p.epoch:>3}  step {p.step:>6}  valid loss {m['loss']:.4f}  ppl {m['ppl']:.2f}  "
-        f"exact {m['exact_match']:.1f}%  BLEU {m['bleu']:.1f}  ({p.train_seconds / 60:.1f} min)",
+    trainer.on_validate = lambda r: print(
+        f"epoch {r['epoch']:5.2f}  step {r['step']:>6}  valid loss {r['loss']:.4f}  ppl {r['ppl']:.2f}  "
+        f"exact {r['exact_match']:.1f}%  BLEU {r['bleu']:.1f}  ({r['train_minutes']:.1f} min)"
+        + ("  *" if r["improved"] else ""),
         flush=True,
     )
     result = trainer.fit()
+    best = "none" if result.best is None else f"{result.best:.4g}"
     print(
-        f"stopped: {result.stopped_because}; best valid {trainer.cfg.train.valid_metric} = "
-        f"{result.best:.4g}; model in {trainer.out / 'best'}",
+        f"stopped: {result.stopped_because}; best valid {trainer.cfg.train.valid_metric} = {best} "
+        f"(marked *); model in {trainer.out / 'best'}",
         flush=True,
     )
 

@@ -103,7 +103,7 @@ class Trainer:
     def __init__(self, cfg: Config, out_dir: str | Path, *, resume: bool = False, progress_bar: bool | None = None):
         self.cfg, self.out = cfg, Path(out_dir)
         self.progress_bar = progress_bar
-        self.on_validate = None  # optional callback(progress, metrics) after each validation
+        self.on_validate = None  # optional callback(record) with each validation's metrics.jsonl record
         t = cfg.train
         if t.num_threads:
             torch.set_num_threads(t.num_threads)
@@ -319,21 +319,20 @@ class Trainer:
             if p.epoch >= t.max_epochs:
                 p.done = True
                 result.stopped_because = result.stopped_because or f"train.max_epochs = {t.max_epochs} done"
-            self._log(
-                {
-                    "event": "valid",
-                    "step": p.step,
-                    "epoch": p.epoch,
-                    "partial_epoch": not end_of_epoch,
-                    "lr": self.optimizer.param_groups[0]["lr"],
-                    "best": p.best,
-                    "train_minutes": p.train_seconds / 60,
-                    **metrics,
-                }
-            )
+            record = {
+                "event": "valid",
+                "step": p.step,
+                "epoch": p.epoch + p.batch_in_epoch / len(batches),  # epochs done, with the fraction
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "best": p.best,
+                "improved": improved,
+                "train_minutes": p.train_seconds / 60,
+                **metrics,
+            }
+            self._log(record)
             self._save("last", with_state=True)
             if self.on_validate is not None:
-                self.on_validate(p, metrics)
+                self.on_validate(record)
             window_start = time.perf_counter()
         result.best = p.best
         self._log({"event": "end", "step": p.step, "reason": result.stopped_because, "best": p.best})
