@@ -9,8 +9,13 @@ import torch
 from attnseq.errors import AttnseqError
 from attnseq.modules.attention import ATTENTIONS, build_attention
 
-B, S, HQ, HK, A = 3, 6, 5, 5, 7
+B, S, A = 3, 6, 7
 LENGTHS = [6, 4, 1]
+
+
+def sizes(kind: str) -> tuple[int, int]:
+    """(query size, key size): equal where SPEC needs it, different elsewhere so a swap shows."""
+    return (5, 5) if kind in ("dot", "scaled_dot") else (5, 4)
 
 
 def softmax_masked(e: np.ndarray, length: int) -> np.ndarray:
@@ -40,17 +45,19 @@ def numpy_scores(kind: str, att, s: np.ndarray, H: np.ndarray) -> np.ndarray:
 
 def make(kind: str):
     torch.manual_seed(1)
-    att = build_attention(kind, query_size=HQ, key_size=HK, attn_size=A, max_src_len=10).double()
+    hq, hk = sizes(kind)
+    att = build_attention(kind, query_size=hq, key_size=hk, attn_size=A, max_src_len=10).double()
     att.requires_grad_(False)
     for p in att.parameters():  # set weights: deterministic, away from zero
         torch.nn.init.uniform_(p, -1.0, 1.0)
     return att
 
 
-def inputs():
+def inputs(kind: str):
+    hq, hk = sizes(kind)
     gen = torch.Generator().manual_seed(2)
-    query = torch.randn(B, HQ, generator=gen, dtype=torch.float64)
-    values = torch.randn(B, S, HK, generator=gen, dtype=torch.float64)
+    query = torch.randn(B, hq, generator=gen, dtype=torch.float64)
+    values = torch.randn(B, S, hk, generator=gen, dtype=torch.float64)
     mask = torch.arange(S)[None, :] < torch.tensor(LENGTHS)[:, None]
     values = values * mask[..., None]  # padding positions hold zeros, as the encoder leaves them
     return query, values, mask
@@ -59,7 +66,7 @@ def inputs():
 @pytest.mark.parametrize("kind", ATTENTIONS)
 def test_matches_numpy_transcription(kind):
     att = make(kind)
-    query, values, mask = inputs()
+    query, values, mask = inputs(kind)
     context, weights = att(query, att.precompute_keys(values), values, mask)
     for b, length in enumerate(LENGTHS):
         s, H = query[b].numpy(), values[b].numpy()
@@ -72,7 +79,7 @@ def test_matches_numpy_transcription(kind):
 def test_concat_equals_notes_form_with_joined_input():
     """SPEC 3.4: W_a^T tanh(W_b s + W_c h) == W_a^T tanh(W [s; h]) with W = [W_b W_c]."""
     att = make("concat")
-    query, values, _ = inputs()
+    query, values, _ = inputs("concat")
     W = torch.cat([att.W_b.weight, att.W_c.weight], dim=1)  # (A, Hq + K)
     s, H = query[0], values[0]
     joined = torch.stack([att.W_a.weight[0] @ torch.tanh(W @ torch.cat([s, h])) for h in H])
@@ -83,7 +90,7 @@ def test_concat_equals_notes_form_with_joined_input():
 @pytest.mark.parametrize("kind", ATTENTIONS)
 def test_masked_weights_exactly_zero_and_sum_to_one(kind):
     att = make(kind)
-    query, values, mask = inputs()
+    query, values, mask = inputs(kind)
     _, weights = att(query, att.precompute_keys(values), values, mask)
     assert torch.all(weights[~mask] == 0.0)
     torch.testing.assert_close(weights.sum(-1), torch.ones(B, dtype=torch.float64))
@@ -93,8 +100,8 @@ def test_masked_weights_exactly_zero_and_sum_to_one(kind):
 def test_many_queries_at_once_equal_one_at_a_time(kind):
     """(B, T, Hq) queries give the same result as T calls with (B, Hq)."""
     att = make(kind)
-    _, values, mask = inputs()
-    queries = torch.randn(B, 4, HQ, dtype=torch.float64)
+    _, values, mask = inputs(kind)
+    queries = torch.randn(B, 4, sizes(kind)[0], dtype=torch.float64)
     keys = att.precompute_keys(values)
     ctx_all, w_all = att(queries, keys, values, mask)
     for t in range(4):
@@ -107,8 +114,8 @@ def test_many_queries_at_once_equal_one_at_a_time(kind):
 def test_padding_does_not_change_weights(kind):
     """Extra padded positions change no weight or context at real positions."""
     att = make(kind)
-    query, values, mask = inputs()
-    padded_values = torch.cat([values, torch.zeros(B, 3, HK, dtype=torch.float64)], dim=1)
+    query, values, mask = inputs(kind)
+    padded_values = torch.cat([values, torch.zeros(B, 3, sizes(kind)[1], dtype=torch.float64)], dim=1)
     padded_mask = torch.cat([mask, torch.zeros(B, 3, dtype=torch.bool)], dim=1)
     ctx, w = att(query, att.precompute_keys(values), values, mask)
     ctx_p, w_p = att(query, att.precompute_keys(padded_values), padded_values, padded_mask)

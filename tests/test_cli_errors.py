@@ -3,11 +3,13 @@ names the file and line (or the key), no traceback, and nothing written to --out
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from attnseq.cli import main
 
@@ -97,11 +99,18 @@ def test_bad_config_value_in_the_file(capsys, tmp_path, data):
         ("model.attention=foo", "--set: 'model.attention': 'foo' is not allowed; choose one of"),
         ("model.attention", "--set 'model.attention': expected KEY=VALUE"),
         ("model.dec_hidden_size=16", "model.dec_hidden_size (16) must equal model.enc_hidden_size (8)"),
+        ("train.lr_factor=1.0", "--set: 'train.lr_factor' must be in (0, 1) (got 1.0)"),
+        ("train.lr=-1", "'train.lr' must be more than 0 (got -1.0)"),
+        ("train.label_smoothing=2", "'train.label_smoothing' must be in [0, 1) (got 2.0)"),
+        ("decode.batch_size=0", "'decode.batch_size' must be at least 1 (got 0)"),
+        ("train.max_epochs=0", "'train.max_epochs' must be at least 1 (got 0)"),
+        ("decode.max_len_b=0", "'decode.max_len_b' must be at least 1 (got 0)"),
+        ("model.attention=location", "raise model.max_src_len to 65 or lower data.max_src_len"),
     ],
 )
 def test_bad_config_value_in_set(capsys, tmp_path, data, override, expected):
     out = tmp_path / "run"
-    overrides = [*data_overrides(data["train"], data["valid"]), "model.attention=dot", override]
+    overrides = [*data_overrides(data["train"], data["valid"]), "model.attention=dot", "model.max_src_len=10", override]
     msg = error_line(*train(capsys, DATES_CONFIG, out, overrides))
     assert expected in msg
     assert not out.exists()
@@ -216,6 +225,44 @@ def test_translate_from_a_directory_that_is_not_a_model(capsys, tmp_path, exists
     assert msg.startswith(f"{model}: no model.safetensors here or in {model}/best")
     assert "attnseq train --out DIR" in msg
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.txt", *(["not_a_model"] if exists else [])])
+
+
+def test_corrupt_gzip_file(capsys, tmp_path, data):
+    bad = tmp_path / "train.tsv.gz"
+    bad.write_bytes(gzip.compress(GOOD_LINES.encode())[:-12] + b"garbage-not-deflate")
+    out = tmp_path / "run"
+    msg = error_line(*train(capsys, DATES_CONFIG, out, data_overrides(bad, data["valid"])))
+    assert msg.startswith(f"{bad}: not a readable gzip file") and msg.endswith("re-compress it")
+    assert not out.exists()
+
+
+def test_translate_on_a_missing_gpu(capsys, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    msg = error_line(main(["translate", "--model", str(tmp_path), "--device", "cuda"]), capsys.readouterr())
+    assert msg == "device 'cuda' asked for, but no CUDA GPU is visible; use cpu"
+
+
+def test_demo_never_replaces_a_directory_it_did_not_write(capsys, tmp_path):
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text("{}\n", encoding="utf-8")
+    argv = ["demo", str(DATES_CONFIG), "--out", str(out), "--data-dir", str(tmp_path / "dates")]
+    msg = error_line(main(argv), capsys.readouterr())
+    assert msg == f"{out}: exists and is not a demo run; choose another --out (nothing was changed)"
+    assert [p.name for p in out.iterdir()] == ["metrics.jsonl"]
+
+
+def test_plot_into_a_directory(capsys, tmp_path, data):
+    model = tmp_path / "run"
+    assert (
+        train(capsys, DATES_CONFIG, model, [*data_overrides(data["train"], data["valid"]), "train.max_steps=1"])[0] == 0
+    )
+    target = tmp_path / "a_directory.png"
+    target.mkdir()
+    msg = error_line(main(["plot", "--model", str(model), "3 Mar 2021", "--out", str(target)]), capsys.readouterr())
+    assert msg.startswith(f"{target}: ")
+    assert list(target.iterdir()) == [] and not list(tmp_path.glob(".*.tmp"))
 
 
 # ------------------------------------------------------------------------------------- a real process

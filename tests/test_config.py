@@ -272,7 +272,7 @@ def test_dot_attention_needs_equal_hidden_sizes(decoder, attention):
         DATES_CONFIG,
         [f"model.decoder={decoder}", f"model.attention={attention}", "model.dec_hidden_size=64"],
     )
-    assert msg.startswith(f"{DATES_CONFIG}: '{attention}' attention")
+    assert msg.startswith(f"--set: '{attention}' attention")  # the value came from --set
     assert "model.dec_hidden_size (64) must equal model.enc_hidden_size (128)" in msg
     assert "use attention 'general' or 'concat'" in msg
 
@@ -300,5 +300,12 @@ def test_dot_attention_mismatch_is_ignored_without_attention():
 )
 def test_cross_field_checks(overrides, fragment):
     msg = raises(DATES_CONFIG, overrides)
-    assert msg.startswith(f"{DATES_CONFIG}: ")
+    assert msg.startswith("--set: ")  # names where the bad value came from
     assert fragment in msg
+
+
+def test_range_errors_name_the_line_of_the_file(tmp_path):
+    path = write(tmp_path, "model:\n  rnn: gru\n  emb_size: 0\ntrain:\n  lr_factor: 1.5\n")
+    assert raises(path) == f"{path}:3: 'model.emb_size' must be at least 1 (got 0)"
+    path = write(tmp_path, "train:\n  lr_factor: 1.5\n")
+    assert raises(path) == f"{path}:2: 'train.lr_factor' must be in (0, 1) (got 1.5)"

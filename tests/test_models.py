@@ -153,3 +153,89 @@ def test_dot_attention_with_unequal_sizes_is_a_config_error():
     cfg = Config(model=tiny("luong", "dot", enc_hidden_size=10))
     with pytest.raises(AttnseqError, match="dec_hidden_size \\(8\\) must equal model.enc_hidden_size \\(10\\)"):
         validate(cfg)
+
+
+# ----------------------------------------------------------------------------- one step, by the SPEC
+
+
+def lstm_cell(rnn, x, h, c):
+    """One LSTM step written out from the layer's weights (gate order i, f, g, o)."""
+    gates = x @ rnn.weight_ih_l0.T + rnn.bias_ih_l0 + h @ rnn.weight_hh_l0.T + rnn.bias_hh_l0
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def masked_softmax(e, mask):
+    return torch.softmax(e.masked_fill(~mask, float("-inf")), dim=-1)
+
+
+def test_luong_step_by_the_equations():
+    """SPEC 2.1-2.6 with general scores: s_t from [e(y_{t-1}); s~_{t-1}], attend with s_t."""
+    model = make_model(tiny("luong", "general", enc_hidden_size=10))
+    dec = model.decoder
+    src, src_lengths, tgt_in, _ = batch()
+    memory = model.encode(src, src_lengths)
+    H, mask = memory.outputs, memory.src_mask  # (B, S, 10)
+    state = model.init_state(memory)
+    h, c = state.hidden[0][0], state.hidden[1][0]
+    s_tilde = torch.zeros(3, 8, dtype=torch.float64)  # s~_0
+    with torch.no_grad():
+        for t in range(3):
+            y_prev = tgt_in[:, t]
+            h, c = lstm_cell(dec.rnn, torch.cat([dec.embedding(y_prev), s_tilde], -1), h, c)  # SPEC 2.6
+            e = torch.einsum("bh,hk,bsk->bs", h, dec.attention.W_a.weight, H)  # SPEC 2.1 + 3.3
+            alpha = masked_softmax(e, mask)  # SPEC 2.2
+            a = torch.einsum("bs,bsk->bk", alpha, H)  # SPEC 2.3
+            s_tilde = torch.tanh(torch.cat([a, h], -1) @ dec.W_c.weight.T + dec.W_c.bias)  # SPEC 2.4
+            expected = s_tilde @ dec.W_y.weight.T + dec.W_y.bias  # SPEC 2.5
+            logits, state, attn = model.step(y_prev, state, memory)
+            torch.testing.assert_close(attn, alpha)
+            torch.testing.assert_close(logits, expected)
+
+
+def test_bahdanau_step_by_the_equations():
+    """SPEC 4.1-4.4 with concat scores: attend with s_{t-1}, RNN reads [a_t; e(y_{t-1})], deep output."""
+    model = make_model(tiny("bahdanau", "concat", enc_hidden_size=10, attn_size=5))
+    dec, att = model.decoder, model.decoder.attention
+    src, src_lengths, tgt_in, _ = batch()
+    memory = model.encode(src, src_lengths)
+    H, mask = memory.outputs, memory.src_mask
+    state = model.init_state(memory)
+    h, c = state.hidden[0][0], state.hidden[1][0]  # s_0
+    with torch.no_grad():
+        for t in range(3):
+            y_prev = tgt_in[:, t]
+            hidden = torch.tanh((h @ att.W_b.weight.T)[:, None, :] + H @ att.W_c.weight.T)  # (B, S, A)
+            alpha = masked_softmax((hidden @ att.W_a.weight.T).squeeze(-1), mask)  # SPEC 4.1-4.2, s_{t-1}
+            a = torch.einsum("bs,bsk->bk", alpha, H)
+            emb = dec.embedding(y_prev)
+            h, c = lstm_cell(dec.rnn, torch.cat([a, emb], -1), h, c)  # SPEC 4.3
+            o = torch.tanh(torch.cat([h, a, emb], -1) @ dec.W_o.weight.T + dec.W_o.bias)  # SPEC 4.4
+            expected = o @ dec.W_y.weight.T + dec.W_y.bias
+            logits, state, attn = model.step(y_prev, state, memory)
+            torch.testing.assert_close(attn, alpha)
+            torch.testing.assert_close(logits, expected)
+
+
+def test_init_and_every_step_by_the_equations():
+    """SPEC 1.2 / 1.3: s_0 = bridge(c); every-step reads [e(y_{t-1}); c] at each step; o_t = s_t."""
+    for decoder in ("init", "every-step"):
+        model = make_model(tiny(decoder, "general", enc_hidden_size=10))
+        dec = model.decoder
+        src, src_lengths, tgt_in, _ = batch()
+        memory = model.encode(src, src_lengths)
+        c_vec = memory.final[0][-1]  # the context vector c: final h of both directions, (B, 10)
+        state = model.init_state(memory)
+        with torch.no_grad():
+            bridged = c_vec @ dec.bridge.weight.T + dec.bridge.bias  # the learned bridge 10 -> 8
+            torch.testing.assert_close(state.hidden[0][0], bridged)
+            h, cell = state.hidden[0][0], state.hidden[1][0]
+            for t in range(3):
+                x = dec.embedding(tgt_in[:, t])
+                if decoder == "every-step":
+                    x = torch.cat([x, c_vec], -1)
+                h, cell = lstm_cell(dec.rnn, x, h, cell)
+                logits, state, attn = model.step(tgt_in[:, t], state, memory)
+                assert attn is None
+                torch.testing.assert_close(logits, h @ dec.W_y.weight.T + dec.W_y.bias)

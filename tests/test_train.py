@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from attnseq.train import Trainer
 
@@ -21,16 +23,41 @@ def small_config(tmp_path, dates_dir, tiny_config):
     return make
 
 
-def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path, small_config):
-    overrides = ("train.teacher_forcing=0.7", "train.max_epochs=4", "train.patience=0")
-    full = Trainer(small_config(*overrides, "train.max_steps=20"), tmp_path / "full", progress_bar=False).fit()
+def valid_records(out) -> list[dict]:
+    """End-of-epoch validation records without their timing."""
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    keep = ("step", "epoch", "lr", "loss", "exact_match", "bleu")
+    return [{k: r[k] for k in keep} for r in records if r["event"] == "valid" and r["epoch"] == int(r["epoch"])]
+
+
+def test_resume_follows_exactly_the_path_of_an_uninterrupted_run(tmp_path, small_config):
+    """Stopped in mid-epoch 2 and resumed: same losses, LR schedule, early stop and final weights.
+
+    The learning rate is so low that exact match stays flat: the LR is cut after every epoch
+    (lr_patience 0) and early stopping ends the run at epoch 3 (patience 2).
+    """
+    overrides = ("train.teacher_forcing=0.7", "train.max_epochs=6", "train.patience=2", "train.lr=1e-4",
+                 "train.lr_patience=0", "train.min_lr=1e-7")  # fmt: skip
+    full = Trainer(small_config(*overrides), tmp_path / "full", progress_bar=False).fit()
+    assert full.stopped_because == "no improvement in 2 validations (train.patience)"
+    assert len(full.losses) == 21  # 3 epochs of 7 batches
+
     first = Trainer(small_config(*overrides, "train.max_steps=10"), tmp_path / "split", progress_bar=False).fit()
     assert first.stopped_because == "train.max_steps = 10 reached"
-    rest = Trainer(
-        small_config(*overrides, "train.max_steps=20"), tmp_path / "split", resume=True, progress_bar=False
-    ).fit()
-    assert len(full.losses) == 20 and len(first.losses) == 10 and len(rest.losses) == 10
+    again = Trainer(small_config(*overrides, "train.max_steps=10"), tmp_path / "split", resume=True).fit()
+    assert again.losses == [] and again.stopped_because == "train.max_steps = 10 reached"
+    rest = Trainer(small_config(*overrides), tmp_path / "split", resume=True, progress_bar=False).fit()
+
     assert first.losses + rest.losses == full.losses  # exactly, step by step
+    assert rest.stopped_because == full.stopped_because
+    full_valid = valid_records(tmp_path / "full")
+    assert valid_records(tmp_path / "split") == full_valid
+    assert [r["lr"] for r in full_valid] == [1e-4, 5e-5, 2.5e-5]  # the schedule really moved
+    full_w, split_w = (load_file(tmp_path / run / "last" / "model.safetensors") for run in ("full", "split"))
+    assert full_w.keys() == split_w.keys()
+    assert all(torch.equal(full_w[k], split_w[k]) for k in full_w)
+    done = Trainer(small_config(*overrides), tmp_path / "split", resume=True, progress_bar=False).fit()
+    assert done.losses == [] and "early-stopped" in done.stopped_because
 
 
 def test_run_directory_metrics_and_early_stopping(tmp_path, small_config):

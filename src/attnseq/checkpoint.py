@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from attnseq.config import Config, load_config_json, save_config_json
 from attnseq.errors import AttnseqError
-from attnseq.model import Seq2Seq, build_model
+from attnseq.model import Seq2Seq, build_model, resolve_device
 from attnseq.vocab import Vocab
 
 CONFIG, SRC_VOCAB, TGT_VOCAB, WEIGHTS, TRAINER_STATE = (
@@ -58,9 +58,21 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _old(target: Path) -> Path:
+    return target.with_name(target.name + ".old")
+
+
+def recover_interrupted_swap(target: Path) -> None:
+    """If a crash fell between the two renames of `replace_dir`, put target.old back."""
+    old = _old(target)
+    if not target.exists() and old.exists():
+        os.replace(old, target)
+
+
 def replace_dir(tmp_dir: Path, target: Path) -> None:
     """Swap a fully written `tmp_dir` into `target` (the old one is kept as target.old until done)."""
-    old = target.with_name(target.name + ".old")
+    recover_interrupted_swap(target)
+    old = _old(target)
     if old.exists():
         shutil.rmtree(old)
     if target.exists():
@@ -103,14 +115,11 @@ def save_model_dir(
 def resolve_model_dir(path: str | Path) -> Path:
     """Accept a model directory, or a training run directory (then its best/ model)."""
     path = Path(path)
-    if (path / WEIGHTS).is_file():
-        return path
-    for sub in ("best", "last"):
-        if (path / sub / WEIGHTS).is_file():
-            return path / sub
-    old = path.with_name(path.name + ".old")  # a crash between the two renames of replace_dir
-    if (old / WEIGHTS).is_file():
-        return old
+    for candidate in (path, path / "best", path / "last"):
+        # target.old stands in for target after a crash between the two renames of replace_dir
+        for directory in (candidate, _old(candidate)):
+            if (directory / WEIGHTS).is_file():
+                return directory
     raise AttnseqError(
         f"{path}: no {WEIGHTS} here or in {path}/best; give a model directory written by `attnseq train --out DIR`"
     )
@@ -118,6 +127,7 @@ def resolve_model_dir(path: str | Path) -> Path:
 
 def load_model_dir(path: str | Path, *, device: str | torch.device = "cpu"):
     """Rebuild a model from its directory alone. Returns (model in eval mode, config, src_vocab, tgt_vocab)."""
+    device = resolve_device(str(device))
     directory = resolve_model_dir(path)
     config = load_config_json(directory / CONFIG)
     src_vocab, tgt_vocab = Vocab.load(directory / SRC_VOCAB), Vocab.load(directory / TGT_VOCAB)

@@ -175,12 +175,15 @@ def cmd_demo(args) -> int:
     overrides = [f"data.train={paths['train']}", f"data.valid={paths['valid']}", f"data.test={paths['test']}"]
     cfg = load_config(args.config, overrides + args.overrides)
     out = Path(args.out)
-    if out.exists():
-        if not (out / "metrics.jsonl").exists() and any(out.iterdir()):
-            raise AttnseqError(f"{out}: exists and is not a demo run; choose another --out")
+    marker = out / ".attnseq-demo"
+    if marker.exists():
         shutil.rmtree(out)  # the demo's own previous run
+    elif out.exists() and any(out.iterdir()):
+        raise AttnseqError(f"{out}: exists and is not a demo run; choose another --out (nothing was changed)")
     print(f"dates corpus in {args.data_dir} (train / valid / test dates never overlap)")
     trainer = Trainer(cfg, out)
+    out.mkdir(parents=True, exist_ok=True)
+    marker.write_text("a run written by `attnseq demo`, which replaces it on its next run\n")
     _train_and_report(trainer)
 
     translator = Translator.from_pretrained(out / "best")
@@ -218,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except AttnseqError as exc:
         print(f"attnseq: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the file system refused: permissions, a directory where a file goes, disk full
+        name = exc.filename2 or exc.filename  # os.replace(tmp, target) names the target second
+        where = f"{name}: " if name else ""
+        print(f"attnseq: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("attnseq: interrupted; a training run can continue with --resume", file=sys.stderr)

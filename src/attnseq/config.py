@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import json
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -221,34 +222,85 @@ def _nest(dotted: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
     return nested
 
 
-def validate(cfg: Config, source: str = "config") -> Config:
-    """Cross-field checks that single fields cannot express."""
+# Allowed ranges: key -> (test, what the key must be). One table, checked by `validate`.
+_AT_LEAST_1 = (lambda v: v >= 1, "at least 1")
+_NOT_NEGATIVE = (lambda v: v >= 0, "0 or more")
+_POSITIVE = (lambda v: v > 0, "more than 0")
+RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "data.min_freq": _AT_LEAST_1,
+    "data.max_vocab": _NOT_NEGATIVE,
+    "data.max_src_len": _AT_LEAST_1,
+    "data.max_tgt_len": _AT_LEAST_1,
+    "model.emb_size": _AT_LEAST_1,
+    "model.enc_hidden_size": _AT_LEAST_1,
+    "model.dec_hidden_size": _AT_LEAST_1,
+    "model.enc_layers": _AT_LEAST_1,
+    "model.dec_layers": _AT_LEAST_1,
+    "model.dropout": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+    "model.attn_size": _NOT_NEGATIVE,
+    "model.max_src_len": _AT_LEAST_1,
+    "train.batch_size": _AT_LEAST_1,
+    "train.max_epochs": _AT_LEAST_1,
+    "train.max_steps": _NOT_NEGATIVE,
+    "train.max_minutes": _NOT_NEGATIVE,
+    "train.lr": _POSITIVE,
+    "train.clip": _NOT_NEGATIVE,
+    "train.teacher_forcing": (lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
+    "train.label_smoothing": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+    "train.lr_factor": (lambda v: 0.0 < v < 1.0, "in (0, 1)"),
+    "train.lr_patience": _NOT_NEGATIVE,
+    "train.min_lr": _NOT_NEGATIVE,
+    "train.patience": _NOT_NEGATIVE,
+    "train.valid_max_sentences": _NOT_NEGATIVE,
+    "train.save_every": _NOT_NEGATIVE,
+    "train.log_every": _NOT_NEGATIVE,
+    "train.num_threads": _NOT_NEGATIVE,
+    "decode.max_len_a": _NOT_NEGATIVE,
+    "decode.max_len_b": _AT_LEAST_1,
+    "decode.batch_size": _AT_LEAST_1,
+}
+
+
+def validate(cfg: Config, source: str = "config", origins: dict[str, str] | None = None) -> Config:
+    """Range checks (`RANGES`) and cross-field checks that single fields cannot express.
+
+    `origins` maps a dotted key to where its value came from ("file.yaml:12", "--set"); errors
+    name that place, or `source` for keys left at their defaults.
+    """
+
+    def at(*keys: str) -> str:
+        return next((origins[k] for k in keys if origins and k in origins), source)
+
+    for key, (ok, allowed) in RANGES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if not ok(value):
+            raise AttnseqError(f"{at(key)}: '{key}' must be {allowed} (got {value!r})")
     m = cfg.model
-    for name in ("emb_size", "enc_hidden_size", "dec_hidden_size", "enc_layers", "dec_layers"):
-        if getattr(m, name) < 1:
-            raise AttnseqError(f"{source}: 'model.{name}' must be at least 1")
     if m.bidirectional and m.enc_hidden_size % 2:
         raise AttnseqError(
-            f"{source}: 'model.enc_hidden_size' = {m.enc_hidden_size} must be even with a "
+            f"{at('model.enc_hidden_size')}: 'model.enc_hidden_size' = {m.enc_hidden_size} must be even with a "
             "bidirectional encoder (each direction gets half)"
         )
-    if not 0.0 <= m.dropout < 1.0:
-        raise AttnseqError(f"{source}: 'model.dropout' must be in [0, 1)")
-    if m.decoder in ("luong", "bahdanau") and m.attention in ("dot", "scaled_dot"):
-        if m.enc_hidden_size != m.dec_hidden_size:
-            raise AttnseqError(
-                f"{source}: '{m.attention}' attention compares s_t with h_i directly, so "
-                f"model.dec_hidden_size ({m.dec_hidden_size}) must equal model.enc_hidden_size "
-                f"({m.enc_hidden_size}); make them equal or use attention 'general' or 'concat'"
-            )
-    t = cfg.train
-    if not 0.0 <= t.teacher_forcing <= 1.0:
-        raise AttnseqError(f"{source}: 'train.teacher_forcing' must be in [0, 1]")
-    if t.batch_size < 1:
-        raise AttnseqError(f"{source}: 'train.batch_size' must be at least 1")
+    attends = m.decoder in ("luong", "bahdanau")
+    if attends and m.attention in ("dot", "scaled_dot") and m.enc_hidden_size != m.dec_hidden_size:
+        raise AttnseqError(
+            f"{at('model.attention', 'model.dec_hidden_size', 'model.enc_hidden_size')}: "
+            f"'{m.attention}' attention compares s_t with h_i directly, so "
+            f"model.dec_hidden_size ({m.dec_hidden_size}) must equal model.enc_hidden_size "
+            f"({m.enc_hidden_size}); make them equal or use attention 'general' or 'concat'"
+        )
+    if attends and m.attention == "location" and m.max_src_len < cfg.data.max_src_len + 1:
+        raise AttnseqError(
+            f"{at('model.attention', 'model.max_src_len', 'data.max_src_len')}: location attention scores "
+            f"at most model.max_src_len = {m.max_src_len} positions, but "
+            f"sources may have data.max_src_len = {cfg.data.max_src_len} tokens plus </s>; raise "
+            f"model.max_src_len to {cfg.data.max_src_len + 1} or lower data.max_src_len"
+        )
     if bool(cfg.data.src_suffix) != bool(cfg.data.tgt_suffix):
         raise AttnseqError(
-            f"{source}: set both 'data.src_suffix' and 'data.tgt_suffix' (parallel files) or neither (TSV files)"
+            f"{at('data.src_suffix', 'data.tgt_suffix')}: set both 'data.src_suffix' and 'data.tgt_suffix' "
+            "(parallel files) or neither (TSV files)"
         )
     return cfg
 
@@ -275,6 +327,7 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         AttnseqError: missing file, invalid YAML, unknown section/key, wrong type or choice.
     """
     cfg = Config()
+    origins: dict[str, str] = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -289,11 +342,14 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
             raise AttnseqError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
         if not isinstance(raw, dict):
             raise AttnseqError(f"{path}: expected sections data / model / train / decode at top level")
-        _apply(cfg, raw, str(path), _key_lines(node))
+        lines = _key_lines(node)
+        _apply(cfg, raw, str(path), lines)
+        origins.update({key: f"{path}:{line}" for key, line in lines.items()})
     if overrides:
         dotted = dict(parse_override(o) for o in overrides)
         _apply(cfg, _nest(dotted, "--set"), "--set", {})
-    return validate(cfg, str(path) if path else "config")
+        origins.update({key: "--set" for key in dotted})
+    return validate(cfg, str(path) if path else "config", origins)
 
 
 def save_config_json(cfg: Config, path: Path) -> None:

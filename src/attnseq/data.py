@@ -6,6 +6,7 @@ Every reading error names the file and the line and says how to fix it (`Attnseq
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,10 @@ def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
                         "re-save the file as UTF-8"
                     ) from None
                 yield lineno, text.rstrip("\r\n")
-    except (gzip.BadGzipFile, EOFError) as exc:
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise AttnseqError(f"{path}: not a readable gzip file ({exc}); re-compress it") from None
+    except OSError as exc:
+        raise AttnseqError(f"{path}: cannot be read ({exc.strerror}); check its permissions") from None
 
 
 def read_tsv(path: str | Path) -> list[tuple[str, str]]:

@@ -101,5 +101,15 @@ def build_model(cfg: ModelConfig, *, src_vocab_size: int, tgt_vocab_size: int, p
     return Seq2Seq(encoder, decoder)
 
 
+def resolve_device(name: str) -> torch.device:
+    """A torch device from a user's string, or an AttnseqError saying what to use instead."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise AttnseqError(f"device {name!r} asked for, but no CUDA GPU is visible; use cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise AttnseqError(f"{name!r} is not a device; use cpu or cuda") from None
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

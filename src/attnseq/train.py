@@ -9,6 +9,7 @@ Run directory layout:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -18,26 +19,17 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from attnseq.checkpoint import load_model_dir, load_trainer_state, save_model_dir
+from attnseq.checkpoint import load_model_dir, load_trainer_state, recover_interrupted_swap, save_model_dir
 from attnseq.config import Config
 from attnseq.data import Batch, PairDataset, read_pairs
 from attnseq.errors import AttnseqError
 from attnseq.metrics import perplexity
-from attnseq.model import Seq2Seq, build_model, count_parameters
+from attnseq.model import Seq2Seq, build_model, count_parameters, resolve_device
 from attnseq.tokenize import build_tokenizer
 from attnseq.translate import Translator
 from attnseq.vocab import Vocab
 
 HIGHER_IS_BETTER = {"exact_match": True, "bleu": True, "loss": False}
-
-
-def resolve_device(name: str) -> torch.device:
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise AttnseqError(f"train.device = {name!r} but no CUDA GPU is visible; use --set train.device=cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise AttnseqError(f"train.device = {name!r} is not a device; use cpu or cuda") from None
 
 
 @dataclass
@@ -72,7 +64,11 @@ def load_data(cfg: Config, *, vocabs: tuple[Vocab, Vocab] | None = None) -> Data
         raise AttnseqError(
             f"{d.train}: every pair is longer than data.max_src_len / data.max_tgt_len; raise the limits"
         )
-    valid = PairDataset(valid_pairs, **common)
+    valid = PairDataset(valid_pairs, max_src_len=d.max_src_len, max_tgt_len=d.max_tgt_len, **common)
+    if not len(valid):
+        raise AttnseqError(
+            f"{d.valid}: every pair is longer than data.max_src_len / data.max_tgt_len; raise the limits"
+        )
     return Data(train, valid, src_vocab, tgt_vocab)
 
 
@@ -80,19 +76,20 @@ def load_data(cfg: Config, *, vocabs: tuple[Vocab, Vocab] | None = None) -> Data
 class Progress:
     """Where training stands; saved in trainer_state.pt so that --resume continues exactly."""
 
-    epoch: int = 0  # current epoch (0-based)
+    epoch: int = 0  # epochs completed
     batch_in_epoch: int = 0  # next batch of the current epoch
     step: int = 0  # optimizer updates so far
-    best: float | None = None  # best validation score
-    bad_validations: int = 0  # validations since the best one
-    train_seconds: float = 0.0
-    done: bool = False  # early-stopped or out of epochs
+    best: float | None = None  # best end-of-epoch validation score: drives the LR schedule and patience
+    best_saved: float | None = None  # score of the model in best/ (budget stops in mid-epoch count too)
+    bad_validations: int = 0  # end-of-epoch validations since `best` improved
+    train_seconds: float = 0.0  # time spent in training steps, over all runs
+    early_stopped: bool = False
 
 
 @dataclass
 class FitResult:
     losses: list[float] = field(default_factory=list)  # training loss of each step of this call
-    best: float | None = None
+    best: float | None = None  # score of the model in best/
     stopped_because: str = ""
     valid: dict | None = None  # metrics of the last validation
 
@@ -104,12 +101,15 @@ class Trainer:
         self.cfg, self.out = cfg, Path(out_dir)
         self.progress_bar = progress_bar
         self.on_validate = None  # optional callback(record) with each validation's metrics.jsonl record
+        self._pending_log: list[str] = []
+        self._epoch_batches = 0
         t = cfg.train
         if t.num_threads:
             torch.set_num_threads(t.num_threads)
         self.device = resolve_device(t.device)
         last = self.out / "last"
         if resume:
+            recover_interrupted_swap(last)
             if not (last / "trainer_state.pt").is_file():
                 raise AttnseqError(f"{self.out}: nothing to resume (no last/trainer_state.pt); drop --resume")
             model, saved_cfg, src_vocab, tgt_vocab = load_model_dir(last)
@@ -121,7 +121,7 @@ class Trainer:
             self.data = load_data(cfg, vocabs=(src_vocab, tgt_vocab))
             self.model = model.to(self.device).train()
         else:
-            if last.exists() or (self.out / "best").exists():
+            if any((self.out / name).exists() for name in ("last", "best", "last.old", "metrics.jsonl")):
                 raise AttnseqError(
                     f"{self.out}: already holds a training run; pass --resume to continue it or choose another --out"
                 )
@@ -147,26 +147,22 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ state
     def _state(self) -> dict:
-        p = self.progress
-        return {
+        state = {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "torch_rng": torch.get_rng_state(),
-            "progress": {
-                "epoch": p.epoch,
-                "batch_in_epoch": p.batch_in_epoch,
-                "step": p.step,
-                "best": p.best,
-                "bad_validations": p.bad_validations,
-                "train_seconds": p.train_seconds,
-                "done": p.done,
-            },
+            "progress": dataclasses.asdict(self.progress),
         }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
 
     def _restore(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.progress = Progress(**state["progress"])
 
     def _save(self, name: str, *, with_state: bool) -> None:
@@ -180,9 +176,14 @@ class Trainer:
         )
 
     def _log(self, record: dict) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
-        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        """Queue a metrics.jsonl record; records reach the file with the checkpoint they belong to."""
+        self._pending_log.append(json.dumps(record) + "\n")
+
+    def _flush_log(self) -> None:
+        if self._pending_log and self.out.is_dir():
+            with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.writelines(self._pending_log)
+            self._pending_log.clear()
 
     # ------------------------------------------------------------------------------ steps
     def train_step(self, batch: Batch) -> float:
@@ -230,13 +231,66 @@ class Trainer:
         }
 
     # ------------------------------------------------------------------------------ loop
+    def _budget_spent(self) -> str:
+        """Why training must stop now ("" if it may go on); checked before every step."""
+        t, p = self.cfg.train, self.progress
+        if p.epoch >= t.max_epochs:
+            return f"train.max_epochs = {t.max_epochs} done"
+        if t.max_steps and p.step >= t.max_steps:
+            return f"train.max_steps = {t.max_steps} reached"
+        if t.max_minutes and p.train_seconds >= 60 * t.max_minutes:
+            return f"train.max_minutes = {t.max_minutes:g} reached"
+        return ""
+
+    def _better(self, score: float, than: float | None) -> bool:
+        higher = HIGHER_IS_BETTER[self.cfg.train.valid_metric]
+        return than is None or (score > than if higher else score < than)
+
+    def _validate_and_save(self, result: FitResult, *, end_of_epoch: bool) -> None:
+        """Validate, keep the best model, save last/ and flush the log.
+
+        Only end-of-epoch validations move the LR schedule and early stopping, so a run stopped by a
+        budget in mid-epoch and resumed follows exactly the path of an uninterrupted run.
+        """
+        t, p = self.cfg.train, self.progress
+        metrics = self.validate()
+        score = metrics[t.valid_metric]
+        if end_of_epoch:
+            improved = self._better(score, p.best)
+            p.best = score if improved else p.best
+            self.scheduler.step(score)
+            p.bad_validations = 0 if improved else p.bad_validations + 1
+            if t.patience and p.bad_validations >= t.patience:
+                p.early_stopped = True
+                result.stopped_because = f"no improvement in {t.patience} validations (train.patience)"
+        new_best = self._better(score, p.best_saved)
+        if new_best:
+            p.best_saved = score
+            self._save("best", with_state=False)
+        record = {
+            "event": "valid",
+            "step": p.step,
+            "epoch": p.epoch + p.batch_in_epoch / max(self._epoch_batches, 1),  # with the fraction
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "best": p.best_saved,
+            "improved": new_best,
+            "train_minutes": p.train_seconds / 60,
+            **metrics,
+        }
+        self._log(record)
+        self._save("last", with_state=True)
+        self._flush_log()
+        result.valid = metrics
+        if self.on_validate is not None:
+            self.on_validate(record)
+
     def fit(self) -> FitResult:
+        """Train until a budget (epochs, steps, minutes) is spent or early stopping ends the run."""
         cfg, t, p = self.cfg, self.cfg.train, self.progress
-        result = FitResult(best=p.best)
-        if p.done:
-            result.stopped_because = "already finished"
+        result = FitResult(best=p.best_saved)
+        if p.early_stopped:
+            result.stopped_because = "this run early-stopped (train.patience); start a new run to train more"
             return result
-        higher = HIGHER_IS_BETTER[t.valid_metric]
         self._log(
             {
                 "event": "start",
@@ -245,13 +299,16 @@ class Trainer:
                 "train_pairs": len(self.data.train),
                 "skipped_pairs": self.data.train.skipped,
                 "valid_pairs": len(self.data.valid),
+                "skipped_valid_pairs": self.data.valid.skipped,
                 "config": cfg.to_dict(),
             }
         )
         self.model.train()
         window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
-        while p.epoch < t.max_epochs and not result.stopped_because:
+        steps_since_validation = 0
+        while not result.stopped_because:
             batches = self.data.train.batch_indices(t.batch_size, seed=t.seed + p.epoch)
+            self._epoch_batches = len(batches)
             bar = tqdm(
                 total=len(batches),
                 initial=p.batch_in_epoch,
@@ -260,13 +317,20 @@ class Trainer:
                 leave=False,
                 dynamic_ncols=True,
             )
-            epoch_start = time.perf_counter()
+            clock = time.perf_counter()
             while p.batch_in_epoch < len(batches):
+                now = time.perf_counter()
+                p.train_seconds += now - clock
+                clock = now
+                result.stopped_because = self._budget_spent()
+                if result.stopped_because:
+                    break
                 batch = self.data.train.collate(batches[p.batch_in_epoch])
                 loss = self.train_step(batch)
                 result.losses.append(loss)
                 p.batch_in_epoch += 1
                 p.step += 1
+                steps_since_validation += 1
                 window_loss += loss * batch.n_tgt_tokens
                 window_tokens += batch.n_tgt_tokens
                 bar.update(1)
@@ -284,56 +348,21 @@ class Trainer:
                         }
                     )
                     window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
-                seconds = p.train_seconds + time.perf_counter() - epoch_start
-                if t.max_steps and p.step >= t.max_steps:
-                    result.stopped_because = f"train.max_steps = {t.max_steps} reached"
-                elif t.max_minutes and seconds >= 60 * t.max_minutes:
-                    result.stopped_because = f"train.max_minutes = {t.max_minutes:g} reached"
-                elif t.save_every and p.step % t.save_every == 0:
-                    p.train_seconds = seconds
-                    epoch_start = time.perf_counter()
+                if t.save_every and p.step % t.save_every == 0:
                     self._save("last", with_state=True)
-                if result.stopped_because:
-                    break
+                    self._flush_log()
             bar.close()
-            p.train_seconds += time.perf_counter() - epoch_start
-            end_of_epoch = p.batch_in_epoch >= len(batches)
-            if end_of_epoch:
+            p.train_seconds += time.perf_counter() - clock
+            if p.batch_in_epoch >= len(batches):
                 p.epoch += 1
                 p.batch_in_epoch = 0
-            metrics = self.validate()
-            result.valid = metrics
-            score = metrics[t.valid_metric]
-            improved = p.best is None or (score > p.best if higher else score < p.best)
-            if improved:
-                p.best = score
-                self._save("best", with_state=False)
-            # A stop in mid-epoch (budget) validates for the record but changes no schedule, so a
-            # resumed run follows exactly the path of an uninterrupted one.
-            if end_of_epoch:
-                self.scheduler.step(score)
-                p.bad_validations = 0 if improved else p.bad_validations + 1
-                if t.patience and p.bad_validations >= t.patience:
-                    result.stopped_because = f"no improvement in {t.patience} validations (train.patience)"
-                    p.done = True
-            if p.epoch >= t.max_epochs:
-                p.done = True
-                result.stopped_because = result.stopped_because or f"train.max_epochs = {t.max_epochs} done"
-            record = {
-                "event": "valid",
-                "step": p.step,
-                "epoch": p.epoch + p.batch_in_epoch / len(batches),  # epochs done, with the fraction
-                "lr": self.optimizer.param_groups[0]["lr"],
-                "best": p.best,
-                "improved": improved,
-                "train_minutes": p.train_seconds / 60,
-                **metrics,
-            }
-            self._log(record)
-            self._save("last", with_state=True)
-            if self.on_validate is not None:
-                self.on_validate(record)
+                self._validate_and_save(result, end_of_epoch=True)
+                result.stopped_because = result.stopped_because or self._budget_spent()
+            elif steps_since_validation:  # a budget stopped the run in mid-epoch
+                self._validate_and_save(result, end_of_epoch=False)
+            steps_since_validation = 0
             window_start = time.perf_counter()
-        result.best = p.best
-        self._log({"event": "end", "step": p.step, "reason": result.stopped_because, "best": p.best})
+        result.best = p.best_saved
+        self._log({"event": "end", "step": p.step, "reason": result.stopped_because, "best": p.best_saved})
+        self._flush_log()
         return result

@@ -43,6 +43,8 @@ def greedy_search(
     batch = src.size(0)
     device = src.device
     limit = torch.as_tensor(max_len, device=device).expand(batch)
+    if int(limit.min()) < 1:
+        raise ValueError("max_len must be at least 1 for every sentence")
     memory = model.encode(src, src_lengths)
     state = model.init_state(memory)
     prev = torch.full((batch,), bos_id, dtype=torch.long, device=device)
