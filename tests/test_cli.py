@@ -64,6 +64,16 @@ def test_translate_stdin_and_input_file(run_dir, tmp_path, capsys, monkeypatch):
     assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2}", line) for line in from_file), from_file
 
 
+def test_translate_json_carries_the_attention(run_dir, tmp_path, capsys):
+    (tmp_path / "in.txt").write_text("3 March 2021\n")
+    assert main(["translate", "--model", str(run_dir), "--input", str(tmp_path / "in.txt"), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["src_tokens"] == [*"3▁March▁2021", "</s>"]
+    assert len(record["attention"]) == len(record["tokens"])
+    assert all(len(row) == len(record["src_tokens"]) and abs(sum(row) - 1) < 1e-3 for row in record["attention"])
+    assert record["score"] <= 0 and record["text"] == "".join(t for t in record["tokens"] if t != "</s>")
+
+
 def test_plot_writes_a_png(run_dir, tmp_path, capsys):
     png = tmp_path / "att.png"
     assert main(["plot", "--model", str(run_dir), "3 March 2021", "--out", str(png)]) == 0

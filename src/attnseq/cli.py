@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("translate", help="translate lines from stdin or --input to stdout")
     p.add_argument("--model", required=True, help="model directory or training run directory")
     p.add_argument("--input", help="file with one sentence per line (default: stdin)")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per line: text, score, tokens and the attention matrix",
+    )
     p.add_argument("--device", default="cpu")
 
     p = sub.add_parser("evaluate", help="score a model on a TSV file or on --src / --ref files")
@@ -113,7 +118,13 @@ def cmd_translate(args) -> int:
 
     translator = Translator.from_pretrained(args.model, device=args.device)
     for tr in translator.translate(_read_sentences(args.input)):
-        print(tr.text)
+        if args.json:
+            attention = None if tr.attention is None else [[round(float(w), 5) for w in row] for row in tr.attention]
+            record = {"source": tr.source, "text": tr.text, "score": tr.score, "src_tokens": tr.src_tokens,
+                      "tokens": tr.tokens, "attention": attention}  # fmt: skip
+            print(json.dumps(record, ensure_ascii=False))
+        else:
+            print(tr.text)
     return 0
 
 
