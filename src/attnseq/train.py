@@ -160,6 +160,9 @@ class Trainer:
     def _restore(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        t = self.cfg.train  # the LR continues where it was; the schedule's settings follow the config
+        self.scheduler.factor, self.scheduler.patience = t.lr_factor, t.lr_patience
+        self.scheduler.min_lrs = [t.min_lr] * len(self.optimizer.param_groups)
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["cuda_rng"])
