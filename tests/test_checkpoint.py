@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 
 import pytest
@@ -105,3 +106,17 @@ def test_saved_files_are_readable_by_others_as_the_umask_allows(saved):
     assert stat.S_IMODE(directory.stat().st_mode) == 0o777 & ~mask
     for name in ("config.json", "src_vocab.json", "model.safetensors"):
         assert stat.S_IMODE((directory / name).stat().st_mode) == 0o666 & ~mask
+
+
+def test_a_sibling_old_directory_never_shadows_the_best_model(saved, tmp_path):
+    from attnseq.checkpoint import resolve_model_dir
+
+    directory, _ = saved
+    run = tmp_path / "run"
+    run.mkdir()
+    directory.rename(run / "best")
+    shutil.copytree(run / "best", tmp_path / "run.old")  # e.g. a user's backup beside the run
+    assert resolve_model_dir(run) == run / "best"
+    shutil.rmtree(run / "best")  # a crash between the renames of a swap: best/ missing, best.old there
+    shutil.copytree(tmp_path / "run.old", run / "best.old")
+    assert resolve_model_dir(run) == run / "best.old"

@@ -106,3 +106,20 @@ def test_dates_command_is_deterministic(tmp_path, capsys):
     train = {t for _, t in read_tsv(tmp_path / "a" / "train.tsv")}
     test = {t for _, t in read_tsv(tmp_path / "a" / "test.tsv")}
     assert train and test and not train & test  # held-out dates never appear in training
+
+
+def test_demo_runs_any_wiring_and_replaces_its_own_run(tmp_path, capsys):
+    """The demo with a no-attention model: curves but no heatmaps; a second run replaces the first."""
+    out, data = tmp_path / "demo", tmp_path / "dates"
+    argv = ["demo", str(DATES_CONFIG), "--out", str(out), "--data-dir", str(data), *sets(
+        "model.decoder=init", "model.emb_size=8", "model.enc_hidden_size=8", "model.dec_hidden_size=8",
+        "train.max_steps=2", "train.valid_max_sentences=20",
+    )]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "no attention heatmaps: model.decoder = init has no attention" in printed
+    assert re.fullmatch(r"held-out exact match: \d+\.\d%", printed.strip().splitlines()[-1])
+    assert (out / "training.png").is_file() and not list(out.glob("attention_*.png"))
+    (out / "stale.txt").write_text("from the first run\n")
+    assert main(argv) == 0
+    assert not (out / "stale.txt").exists() and (out / "best" / "model.safetensors").is_file()

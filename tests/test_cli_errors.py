@@ -285,3 +285,78 @@ def test_subprocess_bad_key_exits_2_with_one_line(tmp_path):
     assert lines[0].startswith("attnseq: error: --set: 'model.atention' is not a known key (did you mean 'attention'?)")
     assert proc.stdout == ""
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------- found in review
+
+
+def test_a_failing_demo_keeps_the_previous_demo_run(capsys, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / ".attnseq-demo").write_text("marker\n")
+    (out / "metrics.jsonl").write_text("{}\n")
+    argv = [
+        "demo",
+        str(DATES_CONFIG),
+        "--out",
+        str(out),
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--set",
+        "train.device=cuda",
+    ]
+    msg = error_line(main(argv), capsys.readouterr())
+    assert "no CUDA GPU is visible" in msg
+    assert sorted(p.name for p in out.iterdir()) == [".attnseq-demo", "metrics.jsonl"]
+    assert not (tmp_path / "demo.previous").exists()
+
+
+def test_valid_metric_cannot_change_on_resume(capsys, tmp_path, data):
+    out = tmp_path / "run"
+    common = [*data_overrides(data["train"], data["valid"])]
+    assert train(capsys, DATES_CONFIG, out, [*common, "train.max_steps=1"])[0] == 0
+    capsys.readouterr()
+    msg = error_line(*train(capsys, DATES_CONFIG, out, [*common, "train.valid_metric=loss"], resume=True))
+    assert "train.valid_metric = exact_match; it cannot change on --resume" in msg
+
+
+def test_out_that_is_a_file_fails_before_training(capsys, tmp_path, data):
+    out = tmp_path / "a_file"
+    out.write_text("keep me\n")
+    msg = error_line(*train(capsys, DATES_CONFIG, out, data_overrides(data["train"], data["valid"])))
+    assert msg == f"{out}: is a file, not a directory; choose another --out"
+    assert out.read_text() == "keep me\n"
+
+
+def test_corrupt_weights_are_a_one_line_error(capsys, tmp_path, data):
+    out = tmp_path / "run"
+    assert (
+        train(capsys, DATES_CONFIG, out, [*data_overrides(data["train"], data["valid"]), "train.max_steps=1"])[0] == 0
+    )
+    capsys.readouterr()
+    weights = out / "best" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:20])
+    msg = error_line(main(["translate", "--model", str(out), "--input", str(data["train"])]), capsys.readouterr())
+    assert msg.startswith(f"{weights}: does not match config.json")
+    state = out / "last" / "trainer_state.pt"
+    state.write_bytes(state.read_bytes()[:100])
+    overrides = [*data_overrides(data["train"], data["valid"]), "train.max_steps=2"]
+    msg = error_line(*train(capsys, DATES_CONFIG, out, overrides, resume=True))
+    assert msg.startswith(f"{state}: unreadable") and msg.endswith("start a new one")
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("train.lr=.inf", "--set: 'train.lr' must be a finite number"),
+        ("train.max_minutes=.nan", "--set: 'train.max_minutes' must be a finite number"),
+        ("train.seed=18446744073709551616", "--set: 'train.seed' must be in [0, 2^63)"),
+    ],
+)
+def test_numbers_out_of_range(capsys, tmp_path, data, override, expected):
+    out = tmp_path / "run"
+    msg = error_line(*train(capsys, DATES_CONFIG, out, [*data_overrides(data["train"], data["valid"]), override]))
+    assert msg.startswith(expected)
+    assert not out.exists()

@@ -12,11 +12,13 @@ one, never a mixture.
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from attnseq.config import Config, load_config_json, save_config_json
@@ -47,6 +49,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
@@ -67,6 +71,14 @@ def recover_interrupted_swap(target: Path) -> None:
     old = _old(target)
     if not target.exists() and old.exists():
         os.replace(old, target)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def replace_dir(tmp_dir: Path, target: Path) -> None:
@@ -104,8 +116,9 @@ def save_model_dir(
         save_file(weights, str(tmp / WEIGHTS), metadata={"format": "pt", "library": "attnseq"})
         if trainer_state is not None:
             torch.save(trainer_state, tmp / TRAINER_STATE)
-        for f in tmp.iterdir():  # some writers (safetensors, mkstemp) make files private
-            os.chmod(f, 0o666 & ~_umask())
+        for f in tmp.iterdir():
+            os.chmod(f, 0o666 & ~_umask())  # some writers (safetensors, mkstemp) make files private
+            _fsync(f)  # on disk before the swap, so even a power cut leaves a whole directory
         replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -115,11 +128,13 @@ def save_model_dir(
 def resolve_model_dir(path: str | Path) -> Path:
     """Accept a model directory, or a training run directory (then its best/ model)."""
     path = Path(path)
-    for candidate in (path, path / "best", path / "last"):
-        # target.old stands in for target after a crash between the two renames of replace_dir
-        for directory in (candidate, _old(candidate)):
-            if (directory / WEIGHTS).is_file():
-                return directory
+    candidates = (path, path / "best", path / "last")
+    for directory in candidates:
+        if (directory / WEIGHTS).is_file():
+            return directory
+    for directory in candidates:  # X.old stands in for X after a crash between replace_dir's renames
+        if not directory.exists() and (_old(directory) / WEIGHTS).is_file():
+            return _old(directory)
     raise AttnseqError(
         f"{path}: no {WEIGHTS} here or in {path}/best; give a model directory written by `attnseq train --out DIR`"
     )
@@ -135,7 +150,7 @@ def load_model_dir(path: str | Path, *, device: str | torch.device = "cpu"):
     try:
         state = load_file(str(directory / WEIGHTS))
         model.load_state_dict(state, strict=True)
-    except (RuntimeError, OSError) as exc:
+    except (RuntimeError, OSError, SafetensorError) as exc:
         msg = str(exc).splitlines()[0]
         raise AttnseqError(f"{directory / WEIGHTS}: does not match config.json ({msg})") from None
     return model.to(device).eval(), config, src_vocab, tgt_vocab
@@ -145,4 +160,8 @@ def load_trainer_state(directory: Path) -> dict:
     path = Path(directory) / TRAINER_STATE
     if not path.is_file():
         raise AttnseqError(f"{path}: not found; --resume needs a run directory written by `attnseq train`")
-    return torch.load(path, weights_only=True, map_location="cpu")
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
+        msg = str(exc).splitlines()[0]
+        raise AttnseqError(f"{path}: unreadable ({msg}); the run cannot resume, start a new one") from None

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
 
 from attnseq.errors import AttnseqError
 
+DEMO_MARKER = ".attnseq-demo"  # marks a run directory that `attnseq demo` may replace
 DEMO_SENTENCES = ("the 3rd of March 2021", "Mar 3, '21", "Wednesday, 3 March 2021", "03.03.2021")
 
 
@@ -178,23 +180,21 @@ def cmd_demo(args) -> int:
     from attnseq.config import load_config
     from attnseq.data import read_tsv
     from attnseq.plotting import plot_attention, plot_training
-    from attnseq.tasks.dates import write_corpus
+    from attnseq.tasks.dates import corpus_paths, write_corpus
     from attnseq.train import Trainer
     from attnseq.translate import Translator
 
-    paths = write_corpus(args.data_dir)
-    overrides = [f"data.train={paths['train']}", f"data.valid={paths['valid']}", f"data.test={paths['test']}"]
+    paths = corpus_paths(args.data_dir)
+    overrides = [f"data.{split}={path}" for split, path in paths.items()]
     cfg = load_config(args.config, overrides + args.overrides)
     out = Path(args.out)
-    marker = out / ".attnseq-demo"
-    if marker.exists():
-        shutil.rmtree(out)  # the demo's own previous run
-    elif out.exists() and any(out.iterdir()):
+    marker = out / DEMO_MARKER
+    if out.exists() and not marker.exists() and (not out.is_dir() or any(out.iterdir())):
         raise AttnseqError(f"{out}: exists and is not a demo run; choose another --out (nothing was changed)")
+    write_corpus(args.data_dir)
+    trainer = _replacing_demo_run(out, lambda: Trainer(cfg, out))
     print(f"dates corpus in {args.data_dir} (train / valid / test dates never overlap)")
-    trainer = Trainer(cfg, out)
-    out.mkdir(parents=True, exist_ok=True)
-    marker.write_text("a run written by `attnseq demo`, which replaces it on its next run\n")
+    (out / DEMO_MARKER).write_text("a run written by `attnseq demo`, which replaces it on its next run\n")
     _train_and_report(trainer)
 
     translator = Translator.from_pretrained(out / "best")
@@ -202,11 +202,15 @@ def cmd_demo(args) -> int:
     results = translator.translate([s for s, _ in test])
     correct = [tr.text == translator.normalize_reference(ref) for tr, (_, ref) in zip(results, test)]
     plot_training(out / "metrics.jsonl", out / "training.png")
-    for k, tr in enumerate(results[:3], start=1):
-        plot_attention(
-            tr.attention, tr.src_tokens, tr.tokens, out / f"attention_{k}.png", title=f"{tr.source} -> {tr.text}"
+    if translator.model.has_attention:
+        for k, tr in enumerate(results[:3], start=1):
+            title = f"{tr.source} -> {tr.text}"
+            plot_attention(tr.attention, tr.src_tokens, tr.tokens, out / f"attention_{k}.png", title=title)
+        print(f"attention heatmaps: {out}/attention_1.png .. attention_3.png; curves: {out}/training.png")
+    else:
+        print(
+            f"no attention heatmaps: model.decoder = {cfg.model.decoder} has no attention; curves: {out}/training.png"
         )
-    print(f"attention heatmaps: {out}/attention_1.png .. attention_3.png; curves: {out}/training.png")
     wrong = [(tr.source, tr.text, ref) for tr, (_, ref), ok in zip(results, test, correct) if not ok]
     for src, hyp, ref in wrong[:5]:
         print(f"  miss: {src!r} -> {hyp} (expected {ref})")
@@ -214,6 +218,24 @@ def cmd_demo(args) -> int:
         print(f"  {tr.source!r:>28} -> {tr.text}")
     print(f"held-out exact match: {100.0 * sum(correct) / len(correct):.1f}%")
     return 0
+
+
+def _replacing_demo_run(out: Path, make_trainer):
+    """Set the previous demo run aside, build the trainer (which checks everything), and only then
+    delete the old run; if building fails, put the old run back."""
+    aside = out.with_name(out.name + ".previous")
+    if (out / DEMO_MARKER).exists():
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(out, aside)
+    try:
+        trainer = make_trainer()
+    except BaseException:
+        if aside.exists():
+            shutil.rmtree(out, ignore_errors=True)
+            os.replace(aside, out)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+    return trainer
 
 
 COMMANDS = {
@@ -233,11 +255,15 @@ def main(argv: list[str] | None = None) -> int:
     except AttnseqError as exc:
         print(f"attnseq: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `attnseq translate ... | head -1`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except OSError as exc:  # the file system refused: permissions, a directory where a file goes, disk full
         name = exc.filename2 or exc.filename  # os.replace(tmp, target) names the target second
         where = f"{name}: " if name else ""
         print(f"attnseq: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("attnseq: interrupted; a training run can continue with --resume", file=sys.stderr)
+        hint = "; continue from the last save with --resume" if args.command == "train" else ""
+        print(f"attnseq: interrupted{hint}", file=sys.stderr)
         return 130

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -227,6 +228,7 @@ _AT_LEAST_1 = (lambda v: v >= 1, "at least 1")
 _NOT_NEGATIVE = (lambda v: v >= 0, "0 or more")
 _POSITIVE = (lambda v: v > 0, "more than 0")
 RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "train.seed": (lambda v: 0 <= v < 2**63, "in [0, 2^63)"),
     "data.min_freq": _AT_LEAST_1,
     "data.max_vocab": _NOT_NEGATIVE,
     "data.max_src_len": _AT_LEAST_1,
@@ -269,8 +271,15 @@ def validate(cfg: Config, source: str = "config", origins: dict[str, str] | None
     """
 
     def at(*keys: str) -> str:
-        return next((origins[k] for k in keys if origins and k in origins), source)
+        """Where the check's values came from: --set (applied last) before the file's lines."""
+        places = [origins[k] for k in keys if origins and k in origins]
+        return "--set" if "--set" in places else next(iter(places), source)
 
+    for section, cls in SECTIONS.items():  # numbers must be finite: inf / nan only break training later
+        for f in dataclasses.fields(cls):
+            value = getattr(getattr(cfg, section), f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise AttnseqError(f"{at(f'{section}.{f.name}')}: '{section}.{f.name}' must be a finite number")
     for key, (ok, allowed) in RANGES.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)

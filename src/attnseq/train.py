@@ -116,7 +116,12 @@ class Trainer:
             if saved_cfg.model != cfg.model or saved_cfg.data != cfg.data:
                 raise AttnseqError(
                     f"{self.out}: the config's data / model sections differ from the run being resumed; "
-                    "only train.* and decode.* may change on --resume"
+                    "give the same config and --set overrides (only train.* and decode.* may change on --resume)"
+                )
+            if saved_cfg.train.valid_metric != t.valid_metric:
+                raise AttnseqError(
+                    f"{self.out}: the run selects models by train.valid_metric = {saved_cfg.train.valid_metric}; "
+                    "it cannot change on --resume (start a new run to use another)"
                 )
             self.data = load_data(cfg, vocabs=(src_vocab, tgt_vocab))
             self.model = model.to(self.device).train()
@@ -144,6 +149,9 @@ class Trainer:
         else:
             torch.manual_seed(t.seed)  # the same stream whether or not the model was built
         self.translator = Translator(self.model, cfg, self.data.src_vocab, self.data.tgt_vocab, device=str(self.device))
+        if self.out.exists() and not self.out.is_dir():
+            raise AttnseqError(f"{self.out}: is a file, not a directory; choose another --out")
+        self.out.mkdir(parents=True, exist_ok=True)  # everything is checked: a bad --out shows now, not after training
 
     # ------------------------------------------------------------------------------ state
     def _state(self) -> dict:

@@ -91,12 +91,14 @@ def generate(split: str, n: int, *, seed: int = 0) -> list[tuple[str, str]]:
     return [(render(d, rng), d.isoformat()) for d in (rng.choice(dates) for _ in range(n))]
 
 
+def corpus_paths(out_dir: str | Path) -> dict[str, Path]:
+    """Where `write_corpus` puts each split."""
+    return {split: Path(out_dir) / f"{split}.tsv" for split in SPLITS}
+
+
 def write_corpus(out_dir: str | Path, *, seed: int = 0, sizes: dict[str, int] | None = None) -> dict[str, Path]:
     """Write train.tsv, valid.tsv and test.tsv (source TAB target) into `out_dir`."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {}
+    paths = corpus_paths(out_dir)
     for split, n in (sizes or DEFAULT_SIZES).items():
-        paths[split] = out / f"{split}.tsv"
         atomic_write_text(paths[split], "".join(f"{s}\t{t}\n" for s, t in generate(split, n, seed=seed)))
     return paths
