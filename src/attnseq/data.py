@@ -5,6 +5,7 @@ Every reading error names the file and the line and says how to fix it (`Attnseq
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import zlib
 from collections.abc import Iterator
@@ -103,23 +104,14 @@ class Batch:
     tgt_in: torch.Tensor  # (B, T) <s> y_1 .. y_{T-1}
     tgt_out: torch.Tensor  # (B, T) y_1 .. y_{T-1} </s>
     index: list[int]  # positions of these examples in the dataset
+    tgt_lengths: torch.Tensor  # (B,) target lengths including </s>
+    n_tgt_tokens: int  # tokens the loss is averaged over
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(
-            self.src.to(device),
-            self.src_lengths,
-            self.tgt_in.to(device),
-            self.tgt_out.to(device),
-            self.index,
+        """The tensors the model reads, on `device` (src_lengths stay on the CPU for packing)."""
+        return dataclasses.replace(
+            self, src=self.src.to(device), tgt_in=self.tgt_in.to(device), tgt_out=self.tgt_out.to(device)
         )
-
-    @property
-    def n_tgt_tokens(self) -> int:
-        return int(self.tgt_lengths.sum())
-
-    @property
-    def tgt_lengths(self) -> torch.Tensor:
-        return (self.tgt_out != Vocab.pad_id).sum(dim=1)
 
 
 def encode_source(tokens: list[str], vocab: Vocab) -> list[int]:
@@ -175,12 +167,15 @@ class PairDataset:
         v = self.tgt_vocab
         src, src_lengths = collate_source([self.src_ids[i] for i in index], self.src_vocab.pad_id)
         tgt = [self.tgt_ids[i] for i in index]
+        tgt_lengths = torch.tensor([len(t) + 1 for t in tgt], dtype=torch.long)
         return Batch(
             src=src,
             src_lengths=src_lengths,
             tgt_in=pad([[v.bos_id, *t] for t in tgt], v.pad_id),
             tgt_out=pad([[*t, v.eos_id] for t in tgt], v.pad_id),
             index=list(index),
+            tgt_lengths=tgt_lengths,
+            n_tgt_tokens=int(tgt_lengths.sum()),
         )
 
     def batch_indices(self, batch_size: int, *, seed: int | None = None) -> list[list[int]]:
