@@ -56,9 +56,8 @@ def main() -> None:
         start = time.perf_counter()
         trainer.fit()
         minutes = (time.perf_counter() - start) / 60
-        translator = Translator.from_pretrained(out / "best")
-        results = translator.translate([s for s, _ in test])
-        exact = 100.0 * sum(tr.text == ref for tr, (_, ref) in zip(results, test)) / len(test)
+        scores = Translator.from_pretrained(out / "best").score([s for s, _ in test], [r for _, r in test])
+        exact = scores["exact_match"]
         rows.append((decoder, attention, count_parameters(trainer.model), minutes, exact))
         print(f"{decoder:>10} {attention:>10}  exact {exact:5.1f}%  {minutes:.2f} min", flush=True)
     print(

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from attnseq.config import DataConfig
-from attnseq.data import PairDataset, read_pairs, read_parallel, read_tsv
+from attnseq.data import PairDataset, read_pairs, read_parallel, read_tsv, tokenize_pairs
 from attnseq.errors import AttnseqError
 from attnseq.tokenize import SPACE, CharTokenizer, WordTokenizer, build_tokenizer
 from attnseq.vocab import BOS, EOS, PAD, SPECIALS, UNK, Vocab
@@ -280,7 +280,7 @@ def make_dataset(pairs, **kwargs) -> PairDataset:
     tok = WordTokenizer()
     src_vocab = Vocab.build(tok.tokenize(s) for s, _ in pairs)
     tgt_vocab = Vocab.build(tok.tokenize(t) for _, t in pairs)
-    return PairDataset(pairs, src_tok=tok, tgt_tok=tok, src_vocab=src_vocab, tgt_vocab=tgt_vocab, **kwargs)
+    return PairDataset(tokenize_pairs(pairs, tok, tok), src_vocab=src_vocab, tgt_vocab=tgt_vocab, **kwargs)
 
 
 @pytest.fixture
@@ -376,8 +376,7 @@ def test_dataset_encodes_unknowns_and_skips_long_pairs():
     assert len(train) == 1 and train.skipped == 2
     assert train.src_text == ["a b"] and train.tgt_text == ["x"]
     v = train.src_vocab
-    other = PairDataset(
-        [("a q", "x")], src_tok=WordTokenizer(), tgt_tok=WordTokenizer(), src_vocab=v, tgt_vocab=train.tgt_vocab
-    )
+    tok = WordTokenizer()
+    other = PairDataset(tokenize_pairs([("a q", "x")], tok, tok), src_vocab=v, tgt_vocab=train.tgt_vocab)
     assert other.src_ids == [[v.stoi["a"], v.unk_id, v.eos_id]]
     assert other.tgt_ids == [[train.tgt_vocab.stoi["x"]]]

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from attnseq.config import Config, load_config_json, save_config_json
 from attnseq.errors import AttnseqError
+from attnseq.fileio import fsync_path, umask
 from attnseq.model import Seq2Seq, build_model, resolve_device
 from attnseq.vocab import Vocab
 
@@ -35,33 +36,6 @@ CONFIG, SRC_VOCAB, TGT_VOCAB, WEIGHTS, TRAINER_STATE = (
 )
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then move it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def _old(target: Path) -> Path:
     return target.with_name(target.name + ".old")
 
@@ -71,14 +45,6 @@ def recover_interrupted_swap(target: Path) -> None:
     old = _old(target)
     if not target.exists() and old.exists():
         os.replace(old, target)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def replace_dir(tmp_dir: Path, target: Path) -> None:
@@ -108,7 +74,7 @@ def save_model_dir(
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
     try:
-        os.chmod(tmp, 0o777 & ~_umask())
+        os.chmod(tmp, 0o777 & ~umask())
         save_config_json(config, tmp / CONFIG)
         src_vocab.save(tmp / SRC_VOCAB)
         tgt_vocab.save(tmp / TGT_VOCAB)
@@ -117,8 +83,8 @@ def save_model_dir(
         if trainer_state is not None:
             torch.save(trainer_state, tmp / TRAINER_STATE)
         for f in tmp.iterdir():
-            os.chmod(f, 0o666 & ~_umask())  # some writers (safetensors, mkstemp) make files private
-            _fsync(f)  # on disk before the swap, so even a power cut leaves a whole directory
+            os.chmod(f, 0o666 & ~umask())  # some writers (safetensors, mkstemp) make files private
+            fsync_path(f)  # on disk before the swap, so even a power cut leaves a whole directory
         replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

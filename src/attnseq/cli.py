@@ -179,6 +179,7 @@ def cmd_dates(args) -> int:
 def cmd_demo(args) -> int:
     from attnseq.config import load_config
     from attnseq.data import read_tsv
+    from attnseq.metrics import exact_match
     from attnseq.plotting import plot_attention, plot_training
     from attnseq.tasks.dates import corpus_paths, write_corpus
     from attnseq.train import Trainer
@@ -200,7 +201,7 @@ def cmd_demo(args) -> int:
     translator = Translator.from_pretrained(out / "best")
     test = read_tsv(cfg.data.test)
     results = translator.translate([s for s, _ in test])
-    correct = [tr.text == translator.normalize_reference(ref) for tr, (_, ref) in zip(results, test)]
+    hyps, refs = [tr.text for tr in results], [translator.normalize_reference(ref) for _, ref in test]
     plot_training(out / "metrics.jsonl", out / "training.png")
     if translator.model.has_attention:
         for k, tr in enumerate(results[:3], start=1):
@@ -211,12 +212,12 @@ def cmd_demo(args) -> int:
         print(
             f"no attention heatmaps: model.decoder = {cfg.model.decoder} has no attention; curves: {out}/training.png"
         )
-    wrong = [(tr.source, tr.text, ref) for tr, (_, ref), ok in zip(results, test, correct) if not ok]
+    wrong = [(tr.source, hyp, ref) for tr, hyp, ref in zip(results, hyps, refs) if hyp != ref]
     for src, hyp, ref in wrong[:5]:
         print(f"  miss: {src!r} -> {hyp} (expected {ref})")
     for tr in translator.translate(list(DEMO_SENTENCES)):
         print(f"  {tr.source!r:>28} -> {tr.text}")
-    print(f"held-out exact match: {100.0 * sum(correct) / len(correct):.1f}%")
+    print(f"held-out exact match: {exact_match(hyps, refs):.1f}%")
     return 0
 
 

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 
 from attnseq.errors import AttnseqError
+from attnseq.fileio import atomic_write_text, read_text_file
 
 RNNKind = Literal["rnn", "gru", "lstm"]
 DecoderKind = Literal["init", "every-step", "luong", "bahdanau"]
@@ -320,15 +321,6 @@ def config_from_dict(raw: dict[str, Any], source: str = "config", lines: dict | 
     return cfg
 
 
-def read_text_file(path: Path) -> str:
-    """A whole UTF-8 text file (a leading byte-order mark is dropped)."""
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise AttnseqError(f"{path}:{line}: not valid UTF-8; re-save the file as UTF-8") from None
-
-
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read a YAML config (or start from defaults when `path` is None) and apply `--set` overrides.
 
@@ -362,8 +354,6 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
 
 
 def save_config_json(cfg: Config, path: Path) -> None:
-    from attnseq.checkpoint import atomic_write_text
-
     atomic_write_text(path, json.dumps(cfg.to_dict(), indent=2) + "\n")
 
 

@@ -130,15 +130,22 @@ def collate_source(src_ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor,
     return pad(src_ids, pad_id), torch.tensor([len(s) for s in src_ids], dtype=torch.long)
 
 
+# (source text, target text, source tokens, target tokens)
+TokenizedPair = tuple[str, str, list[str], list[str]]
+
+
+def tokenize_pairs(pairs: list[tuple[str, str]], src_tok: Tokenizer, tgt_tok: Tokenizer) -> list[TokenizedPair]:
+    """Tokenize once; vocabulary building and encoding both read the result."""
+    return [(src, tgt, src_tok.tokenize(src), tgt_tok.tokenize(tgt)) for src, tgt in pairs]
+
+
 class PairDataset:
-    """Tokenized, id-encoded pairs kept as Python lists; `batches()` pads on demand."""
+    """Id-encoded pairs kept as Python lists; `collate` pads a batch on demand."""
 
     def __init__(
         self,
-        pairs: list[tuple[str, str]],
+        pairs: list[TokenizedPair],
         *,
-        src_tok: Tokenizer,
-        tgt_tok: Tokenizer,
         src_vocab: Vocab,
         tgt_vocab: Vocab,
         max_src_len: int = 0,
@@ -150,8 +157,7 @@ class PairDataset:
         self.src_ids: list[list[int]] = []
         self.tgt_ids: list[list[int]] = []
         self.skipped = 0  # pairs over the length limits
-        for src, tgt in pairs:
-            s_tok, t_tok = src_tok.tokenize(src), tgt_tok.tokenize(tgt)
+        for src, tgt, s_tok, t_tok in pairs:
             if (max_src_len and len(s_tok) > max_src_len) or (max_tgt_len and len(t_tok) > max_tgt_len):
                 self.skipped += 1
                 continue

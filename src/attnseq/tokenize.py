@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from attnseq.config import DataConfig
+
 SPACE = "\u2581"  # "▁" stands for a space in character tokenization, as in sentencepiece
 
 
@@ -57,3 +59,11 @@ def build_tokenizer(name: str, *, lowercase: bool = False) -> Tokenizer:
     if name not in TOKENIZERS:
         raise ValueError(f"unknown tokenizer {name!r}; valid: {', '.join(TOKENIZERS)}")
     return TOKENIZERS[name](lowercase=lowercase)
+
+
+def build_tokenizers(data: DataConfig) -> tuple[Tokenizer, Tokenizer]:
+    """The (source, target) tokenizers a config's data section names."""
+    return (
+        build_tokenizer(data.src_tokenizer, lowercase=data.lowercase),
+        build_tokenizer(data.tgt_tokenizer, lowercase=data.lowercase),
+    )

@@ -21,11 +21,11 @@ from tqdm import tqdm
 
 from attnseq.checkpoint import load_model_dir, load_trainer_state, recover_interrupted_swap, save_model_dir
 from attnseq.config import Config
-from attnseq.data import Batch, PairDataset, read_pairs
+from attnseq.data import Batch, PairDataset, read_pairs, tokenize_pairs
 from attnseq.errors import AttnseqError
 from attnseq.metrics import perplexity
 from attnseq.model import Seq2Seq, build_model, count_parameters, resolve_device
-from attnseq.tokenize import build_tokenizer
+from attnseq.tokenize import build_tokenizers
 from attnseq.translate import Translator
 from attnseq.vocab import Vocab
 
@@ -43,33 +43,27 @@ class Data:
 def load_data(cfg: Config, *, vocabs: tuple[Vocab, Vocab] | None = None) -> Data:
     """Read and encode train / valid; build the vocabularies from train unless given."""
     d = cfg.data
-    src_tok = build_tokenizer(d.src_tokenizer, lowercase=d.lowercase)
-    tgt_tok = build_tokenizer(d.tgt_tokenizer, lowercase=d.lowercase)
-    train_pairs = read_pairs(d.train, d, key="data.train")
-    valid_pairs = read_pairs(d.valid, d, key="data.valid")
+    src_tok, tgt_tok = build_tokenizers(d)
+    train_pairs = tokenize_pairs(read_pairs(d.train, d, key="data.train"), src_tok, tgt_tok)
+    valid_pairs = tokenize_pairs(read_pairs(d.valid, d, key="data.valid"), src_tok, tgt_tok)
     if vocabs is None:
-        source = d.train + (d.src_suffix or "")
-        src_vocab = Vocab.build(
-            (src_tok.tokenize(s) for s, _ in train_pairs), min_freq=d.min_freq, max_size=d.max_vocab, source=source
+        vocabs = tuple(
+            Vocab.build(
+                (p[side] for p in train_pairs), min_freq=d.min_freq, max_size=d.max_vocab, source=d.train + suffix
+            )  # fmt: skip
+            for side, suffix in ((2, d.src_suffix), (3, d.tgt_suffix))
         )
-        source = d.train + (d.tgt_suffix or "")
-        tgt_vocab = Vocab.build(
-            (tgt_tok.tokenize(t) for _, t in train_pairs), min_freq=d.min_freq, max_size=d.max_vocab, source=source
-        )
-    else:
-        src_vocab, tgt_vocab = vocabs
-    common = dict(src_tok=src_tok, tgt_tok=tgt_tok, src_vocab=src_vocab, tgt_vocab=tgt_vocab)
-    train = PairDataset(train_pairs, max_src_len=d.max_src_len, max_tgt_len=d.max_tgt_len, **common)
-    if not len(train):
-        raise AttnseqError(
-            f"{d.train}: every pair is longer than data.max_src_len / data.max_tgt_len; raise the limits"
-        )
-    valid = PairDataset(valid_pairs, max_src_len=d.max_src_len, max_tgt_len=d.max_tgt_len, **common)
-    if not len(valid):
-        raise AttnseqError(
-            f"{d.valid}: every pair is longer than data.max_src_len / data.max_tgt_len; raise the limits"
-        )
-    return Data(train, valid, src_vocab, tgt_vocab)
+    src_vocab, tgt_vocab = vocabs
+    datasets = []
+    for path, pairs in ((d.train, train_pairs), (d.valid, valid_pairs)):
+        dataset = PairDataset(pairs, src_vocab=src_vocab, tgt_vocab=tgt_vocab, max_src_len=d.max_src_len,
+                              max_tgt_len=d.max_tgt_len)  # fmt: skip
+        if not len(dataset):
+            raise AttnseqError(
+                f"{path}: every pair is longer than data.max_src_len / data.max_tgt_len; raise the limits"
+            )
+        datasets.append(dataset)
+    return Data(*datasets, src_vocab, tgt_vocab)
 
 
 @dataclass
@@ -91,7 +85,6 @@ class FitResult:
     losses: list[float] = field(default_factory=list)  # training loss of each step of this call
     best: float | None = None  # score of the model in best/
     stopped_because: str = ""
-    valid: dict | None = None  # metrics of the last validation
 
 
 class Trainer:
@@ -291,7 +284,6 @@ class Trainer:
         self._log(record)
         self._save("last", with_state=True)
         self._flush_log()
-        result.valid = metrics
         if self.on_validate is not None:
             self.on_validate(record)
 

@@ -15,7 +15,7 @@ from attnseq.data import collate_source, encode_source
 from attnseq.decoding import greedy_search
 from attnseq.metrics import score_texts
 from attnseq.model import Seq2Seq
-from attnseq.tokenize import build_tokenizer
+from attnseq.tokenize import build_tokenizers
 from attnseq.vocab import EOS, Vocab
 
 
@@ -38,9 +38,7 @@ class Translator:
         self.model, self.config = model, config
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
         self.device = torch.device(device)
-        d = config.data
-        self.src_tok = build_tokenizer(d.src_tokenizer, lowercase=d.lowercase)
-        self.tgt_tok = build_tokenizer(d.tgt_tokenizer, lowercase=d.lowercase)
+        self.src_tok, self.tgt_tok = build_tokenizers(config.data)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: str = "cpu") -> Translator:

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from attnseq.errors import AttnseqError
+from attnseq.fileio import atomic_write_text, read_text_file
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
 SPECIALS = (PAD, UNK, BOS, EOS)
@@ -70,16 +71,12 @@ class Vocab:
         return out
 
     def save(self, path: Path) -> None:
-        from attnseq.checkpoint import atomic_write_text
-
         atomic_write_text(path, json.dumps(self.itos, ensure_ascii=False, indent=0) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> Vocab:
         if not path.is_file():
             raise AttnseqError(f"{path}: vocabulary file not found in the model directory")
-        from attnseq.config import read_text_file
-
         try:
             return cls(json.loads(read_text_file(path)))
         except (json.JSONDecodeError, ValueError) as exc:

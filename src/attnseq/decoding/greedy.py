@@ -50,11 +50,12 @@ def greedy_search(
     prev = torch.full((batch,), bos_id, dtype=torch.long, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     scores = torch.zeros(batch, device=device)
+    never = torch.tensor([pad_id, bos_id], device=device)  # ids search never generates
     tokens, attns = [], []
     for t in range(int(limit.max())):
         logits, state, attn = model.step(prev, state, memory)
         logp = torch.log_softmax(logits.float(), dim=-1)  # (B, V)
-        logp[:, [pad_id, bos_id]] = float("-inf")  # never generated
+        logp[:, never] = float("-inf")
         best_logp, best = logp.max(dim=-1)
         best = best.masked_fill(finished, pad_id)
         scores += best_logp.masked_fill(finished, 0.0)

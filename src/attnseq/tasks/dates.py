@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from attnseq.checkpoint import atomic_write_text
+from attnseq.fileio import atomic_write_text
 
 FIRST, LAST = dt.date(1950, 1, 1), dt.date(2049, 12, 31)
 SPLITS = {"train": (0.0, 0.8), "valid": (0.8, 0.9), "test": (0.9, 1.0)}
