@@ -1,4 +1,5 @@
-"""A saved model is a directory: config.json, src_vocab.json, tgt_vocab.json, model.safetensors.
+"""A saved model is a directory: config.json, src_vocab.json, tgt_vocab.json, model.safetensors,
+and src.spm.model / tgt.spm.model for sides tokenized by sentencepiece.
 
 Loading never unpickles: weights are safetensors, the rest is JSON. The state needed to resume
 training (optimizer, scheduler, RNG, position) sits beside it in trainer_state.pt, which holds only
@@ -25,6 +26,7 @@ from attnseq.config import Config, load_config_json, save_config_json
 from attnseq.errors import AttnseqError
 from attnseq.fileio import fsync_path, umask
 from attnseq.model import Seq2Seq, build_model, resolve_device
+from attnseq.tokenize import Tokenizer, load_tokenizers, tokenizer_files
 from attnseq.vocab import Vocab
 
 CONFIG, SRC_VOCAB, TGT_VOCAB, WEIGHTS, TRAINER_STATE = (
@@ -67,6 +69,7 @@ def save_model_dir(
     config: Config,
     src_vocab: Vocab,
     tgt_vocab: Vocab,
+    tokenizers: tuple[Tokenizer, Tokenizer] | None = None,
     trainer_state: dict | None = None,
 ) -> None:
     """Write a complete model directory atomically (optionally with resumable trainer state)."""
@@ -78,6 +81,8 @@ def save_model_dir(
         save_config_json(config, tmp / CONFIG)
         src_vocab.save(tmp / SRC_VOCAB)
         tgt_vocab.save(tmp / TGT_VOCAB)
+        for name, data in tokenizer_files(tokenizers or (None, None)).items():
+            (tmp / name).write_bytes(data)
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(weights, str(tmp / WEIGHTS), metadata={"format": "pt", "library": "attnseq"})
         if trainer_state is not None:
@@ -106,12 +111,16 @@ def resolve_model_dir(path: str | Path) -> Path:
     )
 
 
+def load_vocabs(directory: Path) -> tuple[Vocab, Vocab]:
+    return Vocab.load(Path(directory) / SRC_VOCAB), Vocab.load(Path(directory) / TGT_VOCAB)
+
+
 def load_model_dir(path: str | Path, *, device: str | torch.device = "cpu"):
     """Rebuild a model from its directory alone. Returns (model in eval mode, config, src_vocab, tgt_vocab)."""
     device = resolve_device(str(device))
     directory = resolve_model_dir(path)
     config = load_config_json(directory / CONFIG)
-    src_vocab, tgt_vocab = Vocab.load(directory / SRC_VOCAB), Vocab.load(directory / TGT_VOCAB)
+    src_vocab, tgt_vocab = load_vocabs(directory)
     model = build_model(config.model, src_vocab_size=len(src_vocab), tgt_vocab_size=len(tgt_vocab))
     try:
         state = load_file(str(directory / WEIGHTS))
@@ -131,3 +140,9 @@ def load_trainer_state(directory: Path) -> dict:
     except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
         msg = str(exc).splitlines()[0]
         raise AttnseqError(f"{path}: unreadable ({msg}); the run cannot resume, start a new one") from None
+
+
+def load_translation_parts(path: str | Path, *, device: str | torch.device = "cpu"):
+    """Everything a Translator needs: (model, config, src_vocab, tgt_vocab, (src_tok, tgt_tok))."""
+    model, config, src_vocab, tgt_vocab = load_model_dir(path, device=device)
+    return model, config, src_vocab, tgt_vocab, load_tokenizers(config.data, resolve_model_dir(path))

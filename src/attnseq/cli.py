@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from attnseq.errors import AttnseqError
+from attnseq.metrics import score_translations
 
 DEMO_MARKER = ".attnseq-demo"  # marks a run directory that `attnseq demo` may replace
 DEMO_SENTENCES = ("the 3rd of March 2021", "Mar 3, '21", "Wednesday, 3 March 2021", "03.03.2021")
@@ -26,6 +27,35 @@ def _add_set(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_search(p: argparse.ArgumentParser) -> None:
+    """Search options; each defaults to the model's config (its `decode` section)."""
+    p.add_argument("--beam-size", type=int, help="beam width (1 = greedy; default: the model's decode.beam_size)")
+    p.add_argument("--length-penalty", choices=["none", "avg", "gnmt"], help="how beam search ranks lengths")
+    p.add_argument("--alpha", type=float, help="GNMT length penalty exponent")
+    p.add_argument("--batch-size", type=int, help="sentences decoded together")
+    p.add_argument("--precision", choices=["fp32", "bf16"], help="decode under bfloat16 autocast or not")
+    p.add_argument("--device", default="cpu")
+
+
+def _load_translator(args):
+    """A Translator from --model with the command line's search options applied to its config
+    (checked like the config itself)."""
+    from attnseq.config import validate
+    from attnseq.translate import Translator
+
+    translator = Translator.from_pretrained(args.model, device=args.device)
+    dec = translator.config.decode
+    for option, key in (("beam_size", "beam_size"), ("length_penalty", "length_penalty"), ("alpha", "alpha"),
+                        ("batch_size", "batch_size"), ("precision", "precision"), ("n_best", "n_best")):  # fmt: skip
+        value = getattr(args, option, None)
+        if value is not None:
+            setattr(dec, key, value)
+    if getattr(args, "n_best", None) is None:
+        dec.n_best = min(dec.n_best, dec.beam_size)
+    validate(translator.config, "command line", {f"decode.{k}": "command line" for k in vars(dec)})
+    return translator
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attnseq", description="Sequence-to-sequence models with attention.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -38,21 +68,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("translate", help="translate lines from stdin or --input to stdout")
     p.add_argument("--model", required=True, help="model directory or training run directory")
-    p.add_argument("--input", help="file with one sentence per line (default: stdin)")
+    p.add_argument("--input", help="file with one sentence per line, plain or .gz (default: stdin)")
     p.add_argument(
         "--json",
         action="store_true",
-        help="print one JSON object per line: text, score, tokens and the attention matrix",
+        help="print one JSON object per line: text, score, tokens, the attention matrix and the n-best list",
     )
-    p.add_argument("--device", default="cpu")
+    _add_search(p)
+    p.add_argument("--n-best", type=int, help="hypotheses per sentence (plain output: 'LINE ||| TEXT ||| SCORE')")
 
     p = sub.add_parser("evaluate", help="score a model on a TSV file or on --src / --ref files")
     p.add_argument("--model", required=True)
     p.add_argument("--data", help="TSV file (source TAB reference)")
-    p.add_argument("--src", help="source file, one sentence per line")
+    p.add_argument("--src", help="source file, one sentence per line (plain or .gz)")
     p.add_argument("--ref", help="reference file, line-aligned with --src")
-    p.add_argument("--json", action="store_true", help="print one JSON line")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print one JSON line (keys bleu, chrf, bleu_lc_tok, ...)")
+    p.add_argument("--output", help="also write the translations to this file, one per line")
+    _add_search(p)
 
     p = sub.add_parser("plot", help="write an attention heatmap (PNG) of one sentence")
     p.add_argument("--model", required=True)
@@ -116,23 +148,37 @@ def _read_sentences(path: str | None) -> list[str]:
 
 
 def cmd_translate(args) -> int:
-    from attnseq.translate import Translator
-
-    translator = Translator.from_pretrained(args.model, device=args.device)
-    for tr in translator.translate(_read_sentences(args.input)):
+    translator = _load_translator(args)
+    n_best = translator.config.decode.n_best
+    for line, tr in enumerate(translator.translate(_read_sentences(args.input)), start=1):
         if args.json:
-            attention = None if tr.attention is None else [[round(float(w), 5) for w in row] for row in tr.attention]
-            record = {"source": tr.source, "text": tr.text, "score": tr.score, "src_tokens": tr.src_tokens,
-                      "tokens": tr.tokens, "attention": attention}  # fmt: skip
-            print(json.dumps(record, ensure_ascii=False))
+            print(json.dumps(_translation_record(tr), ensure_ascii=False))
+        elif n_best > 1:
+            for hyp in tr.n_best:
+                print(f"{line} ||| {hyp.text} ||| {hyp.rank_score:.4f}")
         else:
             print(tr.text)
     return 0
 
 
+def _translation_record(tr) -> dict:
+    def attention(a):
+        return None if a is None else [[round(float(w), 5) for w in row] for row in a]
+
+    record = {"source": tr.source, "text": tr.text, "score": tr.score, "rank_score": tr.rank_score,
+              "src_tokens": tr.src_tokens, "tokens": tr.tokens, "attention": attention(tr.attention)}  # fmt: skip
+    if len(tr.n_best) > 1:
+        record["n_best"] = [
+            {"text": h.text, "score": h.score, "rank_score": h.rank_score, "tokens": h.tokens} for h in tr.n_best
+        ]
+    return record
+
+
 def cmd_evaluate(args) -> int:
+    import time
+
     from attnseq.data import read_parallel, read_tsv
-    from attnseq.translate import Translator
+    from attnseq.fileio import atomic_write_text
 
     if args.data and not (args.src or args.ref):
         pairs = read_tsv(args.data)
@@ -140,14 +186,25 @@ def cmd_evaluate(args) -> int:
         pairs = read_parallel(args.src, args.ref)
     else:
         raise AttnseqError("evaluate: give either --data FILE.tsv or both --src FILE and --ref FILE")
-    translator = Translator.from_pretrained(args.model, device=args.device)
-    scores = translator.score([s for s, _ in pairs], [r for _, r in pairs])
+    translator = _load_translator(args)
+    start = time.perf_counter()
+    results = translator.translate([s for s, _ in pairs])
+    seconds = time.perf_counter() - start
+    hyps = [tr.text for tr in results]
+    scores = score_translations(hyps, [translator.normalize_reference(r) for _, r in pairs])
+    dec = translator.config.decode
+    scores.update(beam_size=dec.beam_size, seconds=seconds, sent_s=len(pairs) / max(seconds, 1e-9))
+    if args.output:
+        atomic_write_text(Path(args.output), "".join(h + "\n" for h in hyps))
     if args.json:
         print(json.dumps(scores))
     else:
+        print(f"BLEU {scores['bleu']:.2f}  ({scores['bleu_signature']})")
+        print(f"chrF {scores['chrf']:.2f}  ({scores['chrf_signature']})")
+        print(f"BLEU lowercased, tokenized {scores['bleu_lc_tok']:.2f}  ({scores['bleu_lc_tok_signature']})")
         print(
-            f"sentences {scores['sentences']}  exact match {scores['exact_match']:.1f}%  "
-            f"BLEU {scores['bleu']:.2f}  chrF {scores['chrf']:.2f}  ({scores['bleu_signature']})"
+            f"exact match {scores['exact_match']:.1f}%  sentences {scores['sentences']}  beam {dec.beam_size}  "
+            f"{seconds:.1f} s ({scores['sent_s']:.0f} sentences/s)"
         )
     return 0
 

@@ -24,7 +24,10 @@ from attnseq.fileio import atomic_write_text, read_text_file
 RNNKind = Literal["rnn", "gru", "lstm"]
 DecoderKind = Literal["init", "every-step", "luong", "bahdanau"]
 AttentionKind = Literal["dot", "scaled_dot", "general", "concat", "location"]
-TokenizerKind = Literal["word", "char"]
+TokenizerKind = Literal["word", "char", "spm"]
+SpmType = Literal["bpe", "unigram"]
+Precision = Literal["fp32", "bf16"]
+LengthPenalty = Literal["none", "avg", "gnmt"]
 ValidMetric = Literal["exact_match", "bleu", "loss"]
 
 
@@ -37,8 +40,13 @@ class DataConfig:
     test: str = ""  # optional, same form; used by `attnseq demo` / `evaluate` for held-out figures
     src_suffix: str = ""  # parallel files: source = <path><src_suffix>, e.g. ".en.gz"; "" = TSV
     tgt_suffix: str = ""  # parallel files: target = <path><tgt_suffix>, e.g. ".de.gz"
-    src_tokenizer: TokenizerKind = "word"  # word: split on whitespace; char: one token per character
+    src_tokenizer: TokenizerKind = "word"  # word: split on whitespace; char: one character; spm: subwords
     tgt_tokenizer: TokenizerKind = "word"
+    spm_type: SpmType = "bpe"  # sentencepiece algorithm when a side's tokenizer is spm
+    spm_vocab_size: int = 8000  # pieces per sentencepiece model (a ceiling for small corpora)
+    spm_joint: bool = True  # one sentencepiece model for both sides (when both use spm)
+    src_spm_model: str = ""  # an existing sentencepiece .model for the source ("" = train one)
+    tgt_spm_model: str = ""  # the same for the target
     lowercase: bool = False  # lowercase both sides before tokenizing
     min_freq: int = 1  # tokens seen fewer times in training become <unk>
     max_vocab: int = 0  # keep at most this many tokens per side (0 = no limit), specials excluded
@@ -88,6 +96,7 @@ class TrainConfig:
     save_every: int = 0  # also save a resumable checkpoint every N steps (0 = each epoch only)
     log_every: int = 50  # steps between training-loss lines in metrics.jsonl
     device: str = "cpu"  # "cpu" or "cuda"
+    precision: Precision = "fp32"  # bf16: autocast matrix products and RNNs to bfloat16 (fp32 master weights)
     num_threads: int = 0  # torch CPU threads (0 = torch's default)
 
 
@@ -98,6 +107,11 @@ class DecodeConfig:
     max_len_a: float = 1.5
     max_len_b: int = 10
     batch_size: int = 128  # sentences per decoding batch
+    beam_size: int = 1  # 1 = greedy search
+    n_best: int = 1  # hypotheses returned per sentence (at most beam_size)
+    length_penalty: LengthPenalty = "gnmt"  # how beam search ranks hypotheses of different lengths
+    alpha: float = 0.6  # GNMT length penalty ((5 + length) / 6) ** alpha
+    precision: Precision = "fp32"  # bf16: decode under bfloat16 autocast
 
 
 @dataclass
@@ -231,6 +245,7 @@ _POSITIVE = (lambda v: v > 0, "more than 0")
 RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.seed": (lambda v: 0 <= v < 2**63, "in [0, 2^63)"),
     "data.min_freq": _AT_LEAST_1,
+    "data.spm_vocab_size": (lambda v: v >= 8, "at least 8"),
     "data.max_vocab": _NOT_NEGATIVE,
     "data.max_src_len": _AT_LEAST_1,
     "data.max_tgt_len": _AT_LEAST_1,
@@ -261,6 +276,9 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "decode.max_len_a": _NOT_NEGATIVE,
     "decode.max_len_b": _AT_LEAST_1,
     "decode.batch_size": _AT_LEAST_1,
+    "decode.beam_size": _AT_LEAST_1,
+    "decode.n_best": _AT_LEAST_1,
+    "decode.alpha": _NOT_NEGATIVE,
 }
 
 
@@ -306,6 +324,11 @@ def validate(cfg: Config, source: str = "config", origins: dict[str, str] | None
             f"at most model.max_src_len = {m.max_src_len} positions, but "
             f"sources may have data.max_src_len = {cfg.data.max_src_len} tokens plus </s>; raise "
             f"model.max_src_len to {cfg.data.max_src_len + 1} or lower data.max_src_len"
+        )
+    if cfg.decode.n_best > cfg.decode.beam_size:
+        raise AttnseqError(
+            f"{at('decode.n_best', 'decode.beam_size')}: decode.n_best = {cfg.decode.n_best} is more than "
+            f"decode.beam_size = {cfg.decode.beam_size}; beam search keeps only beam_size hypotheses"
         )
     if bool(cfg.data.src_suffix) != bool(cfg.data.tgt_suffix):
         raise AttnseqError(

@@ -27,3 +27,14 @@ def score_texts(hyps: list[str], refs: list[str]) -> dict:
         "bleu_signature": str(bleu.get_signature()),
         "chrf_signature": str(chrf.get_signature()),
     }
+
+
+def score_translations(hyps: list[str], refs: list[str]) -> dict:
+    """`score_texts` plus BLEU on lowercased, tokenized text (`bleu_lc_tok`): sacreBLEU with
+    lowercase=True and its 13a tokenizer, the form most Multi30k papers report (they ran
+    multi-bleu.perl on lowercased, Moses-tokenized text)."""
+    lc = sacrebleu.BLEU(lowercase=True, tokenize="13a")
+    scores = score_texts(hyps, refs)
+    scores["bleu_lc_tok"] = lc.corpus_score(hyps, [refs]).score
+    scores["bleu_lc_tok_signature"] = str(lc.get_signature())
+    return scores

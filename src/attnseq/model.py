@@ -111,5 +111,11 @@ def resolve_device(name: str) -> torch.device:
         raise AttnseqError(f"{name!r} is not a device; use cpu or cuda") from None
 
 
+def autocast(device: torch.device, precision: str):
+    """The autocast context for a config's precision: bf16 runs matrix products and RNNs in
+    bfloat16 with fp32 weights; fp32 changes nothing."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

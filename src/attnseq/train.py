@@ -19,13 +19,19 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from attnseq.checkpoint import load_model_dir, load_trainer_state, recover_interrupted_swap, save_model_dir
+from attnseq.checkpoint import (
+    load_model_dir,
+    load_trainer_state,
+    load_vocabs,
+    recover_interrupted_swap,
+    save_model_dir,
+)
 from attnseq.config import Config
 from attnseq.data import Batch, PairDataset, read_pairs, tokenize_pairs
 from attnseq.errors import AttnseqError
 from attnseq.metrics import perplexity
-from attnseq.model import Seq2Seq, build_model, count_parameters, resolve_device
-from attnseq.tokenize import build_tokenizers
+from attnseq.model import Seq2Seq, autocast, build_model, count_parameters, resolve_device
+from attnseq.tokenize import Tokenizer, fit_tokenizers, load_tokenizers
 from attnseq.translate import Translator
 from attnseq.vocab import Vocab
 
@@ -38,15 +44,24 @@ class Data:
     valid: PairDataset
     src_vocab: Vocab
     tgt_vocab: Vocab
+    tokenizers: tuple[Tokenizer, Tokenizer]
 
 
-def load_data(cfg: Config, *, vocabs: tuple[Vocab, Vocab] | None = None) -> Data:
-    """Read and encode train / valid; build the vocabularies from train unless given."""
+def load_data(cfg: Config, *, saved: Path | None = None) -> Data:
+    """Read and encode train / valid. Tokenizers and vocabularies come from the model directory
+    `saved` (resume), else they are built from the training pairs."""
     d = cfg.data
-    src_tok, tgt_tok = build_tokenizers(d)
-    train_pairs = tokenize_pairs(read_pairs(d.train, d, key="data.train"), src_tok, tgt_tok)
-    valid_pairs = tokenize_pairs(read_pairs(d.valid, d, key="data.valid"), src_tok, tgt_tok)
-    if vocabs is None:
+    raw_train = read_pairs(d.train, d, key="data.train")
+    raw_valid = read_pairs(d.valid, d, key="data.valid")
+    if saved is not None:
+        tokenizers = load_tokenizers(d, saved)
+    else:
+        tokenizers = fit_tokenizers(d, [s for s, _ in raw_train], [t for _, t in raw_train])
+    train_pairs = tokenize_pairs(raw_train, *tokenizers)
+    valid_pairs = tokenize_pairs(raw_valid, *tokenizers)
+    if saved is not None:
+        vocabs = load_vocabs(saved)
+    else:
         vocabs = tuple(
             Vocab.build(
                 (p[side] for p in train_pairs), min_freq=d.min_freq, max_size=d.max_vocab, source=d.train + suffix
@@ -63,7 +78,7 @@ def load_data(cfg: Config, *, vocabs: tuple[Vocab, Vocab] | None = None) -> Data
                 f"{path}: every pair is longer than data.max_src_len / data.max_tgt_len; raise the limits"
             )
         datasets.append(dataset)
-    return Data(*datasets, src_vocab, tgt_vocab)
+    return Data(*datasets, src_vocab, tgt_vocab, tokenizers)
 
 
 @dataclass
@@ -105,7 +120,7 @@ class Trainer:
             recover_interrupted_swap(last)
             if not (last / "trainer_state.pt").is_file():
                 raise AttnseqError(f"{self.out}: nothing to resume (no last/trainer_state.pt); drop --resume")
-            model, saved_cfg, src_vocab, tgt_vocab = load_model_dir(last)
+            model, saved_cfg, _, _ = load_model_dir(last)
             if saved_cfg.model != cfg.model or saved_cfg.data != cfg.data:
                 raise AttnseqError(
                     f"{self.out}: the config's data / model sections differ from the run being resumed; "
@@ -116,7 +131,7 @@ class Trainer:
                     f"{self.out}: the run selects models by train.valid_metric = {saved_cfg.train.valid_metric}; "
                     "it cannot change on --resume (start a new run to use another)"
                 )
-            self.data = load_data(cfg, vocabs=(src_vocab, tgt_vocab))
+            self.data = load_data(cfg, saved=last)
             self.model = model.to(self.device).train()
         else:
             if any((self.out / name).exists() for name in ("last", "best", "last.old", "metrics.jsonl")):
@@ -141,7 +156,10 @@ class Trainer:
             self._restore(load_trainer_state(last))
         else:
             torch.manual_seed(t.seed)  # the same stream whether or not the model was built
-        self.translator = Translator(self.model, cfg, self.data.src_vocab, self.data.tgt_vocab, device=str(self.device))
+        self.translator = Translator(
+            self.model, cfg, self.data.src_vocab, self.data.tgt_vocab, device=str(self.device),
+            tokenizers=self.data.tokenizers,
+        )  # fmt: skip
         if self.out.exists() and not self.out.is_dir():
             raise AttnseqError(f"{self.out}: is a file, not a directory; choose another --out")
         self.out.mkdir(parents=True, exist_ok=True)  # everything is checked: a bad --out shows now, not after training
@@ -176,6 +194,7 @@ class Trainer:
             config=self.cfg,
             src_vocab=self.data.src_vocab,
             tgt_vocab=self.data.tgt_vocab,
+            tokenizers=self.data.tokenizers,
             trainer_state=self._state() if with_state else None,
         )
 
@@ -194,9 +213,10 @@ class Trainer:
         """One update; returns the mean loss per target token."""
         t = self.cfg.train
         batch = batch.to(self.device)
-        logits, _ = self.model(batch.src, batch.src_lengths, batch.tgt_in, teacher_forcing=t.teacher_forcing)
+        with autocast(self.device, t.precision):
+            logits, _ = self.model(batch.src, batch.src_lengths, batch.tgt_in, teacher_forcing=t.teacher_forcing)
         n_tokens = batch.n_tgt_tokens
-        loss = self.criterion(logits.reshape(-1, logits.size(-1)), batch.tgt_out.reshape(-1)) / n_tokens
+        loss = self.criterion(logits.reshape(-1, logits.size(-1)).float(), batch.tgt_out.reshape(-1)) / n_tokens
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if t.clip > 0:
@@ -212,7 +232,8 @@ class Trainer:
         total, n_tokens = 0.0, 0
         for index in valid.batch_indices(self.cfg.decode.batch_size):
             batch = valid.collate(index).to(self.device)
-            logits, _ = self.model(batch.src, batch.src_lengths, batch.tgt_in)
+            with autocast(self.device, self.cfg.train.precision):
+                logits, _ = self.model(batch.src, batch.src_lengths, batch.tgt_in)
             total += float(
                 nn.functional.cross_entropy(
                     logits.reshape(-1, logits.size(-1)).float(),
@@ -223,7 +244,7 @@ class Trainer:
             )
             n_tokens += batch.n_tgt_tokens
         limit = self.cfg.train.valid_max_sentences or len(valid)
-        scores = self.translator.score(valid.src_text[:limit], valid.tgt_text[:limit])
+        scores = self.translator.score(valid.src_text[:limit], valid.tgt_text[:limit], beam_size=1)  # greedy
         self.model.train()
         loss = total / max(n_tokens, 1)
         return {

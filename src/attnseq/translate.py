@@ -3,19 +3,19 @@ validation and anything that serves a model."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from attnseq.checkpoint import load_model_dir
+from attnseq.checkpoint import load_translation_parts
 from attnseq.config import Config
 from attnseq.data import collate_source, encode_source
-from attnseq.decoding import greedy_search
+from attnseq.decoding import beam_search, greedy_search
 from attnseq.metrics import score_texts
-from attnseq.model import Seq2Seq
-from attnseq.tokenize import build_tokenizers
+from attnseq.model import Seq2Seq, autocast
+from attnseq.tokenize import Tokenizer, build_tokenizers
 from attnseq.vocab import EOS, Vocab
 
 
@@ -27,77 +27,124 @@ class Translation:
     tokens: list[str]  # what it wrote, ending with </s> when it finished
     score: float  # sum of log-probabilities
     attention: np.ndarray | None  # (len(tokens), len(src_tokens)); rows sum to 1
+    rank_score: float | None = None  # beam search: the score after the length penalty
+    n_best: list[Translation] = field(default_factory=list)  # beam search: all returned hypotheses, best first
 
 
 class Translator:
-    """Wraps a trained model with its tokenizers and vocabularies."""
+    """Wraps a trained model with its tokenizers and vocabularies.
+
+    A source that tokenizes to nothing (an empty line) is translated as an empty line without
+    running the model, so output stays line-aligned with input.
+    """
 
     def __init__(
-        self, model: Seq2Seq, config: Config, src_vocab: Vocab, tgt_vocab: Vocab, *, device: str = "cpu"
+        self,
+        model: Seq2Seq,
+        config: Config,
+        src_vocab: Vocab,
+        tgt_vocab: Vocab,
+        *,
+        device: str = "cpu",
+        tokenizers: tuple[Tokenizer, Tokenizer] | None = None,
     ) -> None:
         self.model, self.config = model, config
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
         self.device = torch.device(device)
-        self.src_tok, self.tgt_tok = build_tokenizers(config.data)
+        self.src_tok, self.tgt_tok = tokenizers or build_tokenizers(config.data)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: str = "cpu") -> Translator:
         """Load a model directory (or a training run directory, taking its best model)."""
-        model, config, src_vocab, tgt_vocab = load_model_dir(path, device=device)
-        return cls(model, config, src_vocab, tgt_vocab, device=device)
+        model, config, src_vocab, tgt_vocab, tokenizers = load_translation_parts(path, device=device)
+        return cls(model, config, src_vocab, tgt_vocab, device=device, tokenizers=tokenizers)
 
     def normalize_reference(self, text: str) -> str:
-        """A reference as the model could write it (same lowercasing and spacing)."""
-        return self.tgt_tok.detokenize(self.tgt_tok.tokenize(text))
+        """A reference as scored: lowercased when the model is trained lowercased, runs of
+        whitespace as one space; nothing else changes (cased sacreBLEU sees the real text)."""
+        return " ".join((text.lower() if self.config.data.lowercase else text).split())
 
-    def score(self, sources: list[str], refs: list[str]) -> dict:
+    def score(self, sources: list[str], refs: list[str], **search) -> dict:
         """Translate `sources` and score them against `refs` (see `metrics.score_texts`)."""
-        hyps = [tr.text for tr in self.translate(sources)]
+        hyps = [tr.text for tr in self.translate(sources, **search)]
         return score_texts(hyps, [self.normalize_reference(r) for r in refs])
 
-    def translate(self, sentences: list[str], *, batch_size: int | None = None) -> list[Translation]:
-        """Greedy-decode `sentences` in length-sorted batches; results come back in input order."""
-        batch_size = batch_size or self.config.decode.batch_size
+    def translate(
+        self,
+        sentences: list[str],
+        *,
+        batch_size: int | None = None,
+        beam_size: int | None = None,
+        n_best: int | None = None,
+    ) -> list[Translation]:
+        """Decode `sentences` in length-sorted batches; results come back in input order.
+
+        Search settings default to the config's `decode` section; beam_size 1 is greedy search.
+        With beam search, each Translation is the best hypothesis and `n_best` lists the rest too.
+        """
+        dec = self.config.decode
+        batch_size = batch_size or dec.batch_size
+        beam_size = beam_size or dec.beam_size
+        n_best = min(n_best or dec.n_best, beam_size)
         src_tokens = [self.src_tok.tokenize(s) for s in sentences]
         src_ids = [encode_source(toks, self.src_vocab) for toks in src_tokens]
-        order = sorted(range(len(sentences)), key=lambda i: len(src_ids[i]))
         results: list[Translation | None] = [None] * len(sentences)
+        for i, toks in enumerate(src_tokens):
+            if not toks:
+                empty = Translation(sentences[i], "", [EOS], [], 0.0, None if not self.model.has_attention else
+                                    np.zeros((0, 1), dtype=np.float32), rank_score=0.0)  # fmt: skip
+                empty.n_best = [empty]
+                results[i] = empty
+        order = sorted((i for i in range(len(sentences)) if results[i] is None), key=lambda i: len(src_ids[i]))
         was_training = self.model.training
         self.model.eval()
         try:
             for start in range(0, len(order), batch_size):
                 index = order[start : start + batch_size]
-                self._translate_batch(index, sentences, src_tokens, src_ids, results)
+                for i, hyps in zip(index, self._search(index, src_ids, beam_size, n_best)):
+                    shown = [self._translation(sentences[i], src_tokens[i], *h) for h in hyps]
+                    results[i] = shown[0]
+                    shown[0].n_best = shown
         finally:
             self.model.train(was_training)
         return results  # type: ignore[return-value]
 
-    def _translate_batch(self, index, sentences, src_tokens, src_ids, results) -> None:
+    def _search(self, index: list[int], src_ids, beam_size: int, n_best: int):
+        """For each sentence of the batch: a list of (ids, score, rank_score, attention (T, S) or None)."""
         v, dec = self.tgt_vocab, self.config.decode
         src, src_lengths = collate_source([src_ids[i] for i in index], self.src_vocab.pad_id)
-        max_len = (src_lengths.float() * dec.max_len_a + dec.max_len_b).long().clamp(min=1)
-        hyp = greedy_search(
-            self.model,
-            src.to(self.device),
-            src_lengths,
-            bos_id=v.bos_id,
-            eos_id=v.eos_id,
-            pad_id=v.pad_id,
-            max_len=max_len.to(self.device),
-        )
+        max_len = (src_lengths.float() * dec.max_len_a + dec.max_len_b).long().clamp(min=1).to(self.device)
+        specials = dict(bos_id=v.bos_id, eos_id=v.eos_id, pad_id=v.pad_id, max_len=max_len)
+        with autocast(self.device, dec.precision):
+            if beam_size > 1:
+                found = beam_search(self.model, src.to(self.device), src_lengths, beam_size=beam_size,
+                                    n_best=n_best, penalty=dec.length_penalty, alpha=dec.alpha, **specials)  # fmt: skip
+                return [
+                    [(h.tokens, h.score, h.rank_score, None if h.attention is None else h.attention.cpu().numpy())
+                     for h in hyps]  # fmt: skip
+                    for hyps in found
+                ]
+            hyp = greedy_search(self.model, src.to(self.device), src_lengths, **specials)
         tokens, lengths, scores = hyp.tokens.cpu(), hyp.lengths.cpu(), hyp.scores.cpu()
         attn = None if hyp.attn_weights is None else hyp.attn_weights.float().cpu().numpy()
-        for row, i in enumerate(index):
-            ids = tokens[row, : lengths[row]].tolist()
-            out_tokens = v.decode(ids)
-            finished = bool(ids) and ids[-1] == v.eos_id
-            shown = out_tokens + ([EOS] if finished else [])
-            n_src = int(src_lengths[row])
-            results[i] = Translation(
-                source=sentences[i],
-                text=self.tgt_tok.detokenize(out_tokens),
-                src_tokens=[*src_tokens[i], EOS],
-                tokens=shown,
-                score=float(scores[row]),
-                attention=None if attn is None else attn[row, : len(shown), :n_src],
-            )
+        return [
+            [(tokens[row, : lengths[row]].tolist(), float(scores[row]), float(scores[row]),
+              None if attn is None else attn[row, : lengths[row]])]  # fmt: skip
+            for row in range(len(index))
+        ]
+
+    def _translation(self, source: str, src_tokens: list[str], ids, score, rank_score, attention) -> Translation:
+        v = self.tgt_vocab
+        finished = bool(ids) and ids[-1] == v.eos_id
+        out_tokens = v.decode(ids)
+        shown = out_tokens + ([EOS] if finished else [])
+        n_src = len(src_tokens) + 1
+        return Translation(
+            source=source,
+            text=self.tgt_tok.detokenize(out_tokens),
+            src_tokens=[*src_tokens, EOS],
+            tokens=shown,
+            score=score,
+            attention=None if attention is None else attention[: len(shown), :n_src],
+            rank_score=rank_score,
+        )

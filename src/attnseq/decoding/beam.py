@@ -1,0 +1,147 @@
+"""Batched beam search with length penalties, n-best output and the attention of each hypothesis.
+
+All sentences and all their beams run as one batch of B*K rows through the model's `step`; only
+hypotheses that finish (rare events) are handled one by one in Python.
+
+Ranking: a finished hypothesis of n tokens (its </s> included) and log-probability sum s is ranked
+by s / lp(n) with
+  none: lp(n) = 1
+  avg:  lp(n) = n
+  gnmt: lp(n) = ((5 + n) / 6) ** alpha              (Wu et al. 2016)
+
+Stopping: a sentence is done when beam_size hypotheses have finished, when its hypotheses reach
+its maximum length (they finish there as they are, without </s>), or when no unfinished hypothesis
+has a non-zero probability left. At each step the top 2K
+extensions are considered; those ending in </s> among the first K finish, and the first K others
+carry on (as in fairseq).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+LENGTH_PENALTIES = ("none", "avg", "gnmt")
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]  # generated ids (no <s>); ends with </s> unless it stopped at the maximum length
+    score: float  # sum of log-probabilities
+    rank_score: float  # score after the length penalty; hypotheses are ordered by it
+    attention: Tensor | None  # (len(tokens), S) attention of each step, None for models without it
+
+
+def length_penalty(kind: str, length: int, alpha: float = 0.6) -> float:
+    """The divisor lp(n) of a hypothesis of `length` tokens (see the module docstring)."""
+    if kind == "none":
+        return 1.0
+    if kind == "avg":
+        return float(length)
+    if kind == "gnmt":
+        return ((5.0 + length) / 6.0) ** alpha
+    raise ValueError(f"unknown length penalty {kind!r}; choose one of {', '.join(LENGTH_PENALTIES)}")
+
+
+@torch.inference_mode()
+def beam_search(
+    model,
+    src: Tensor,
+    src_lengths: Tensor,
+    *,
+    beam_size: int,
+    bos_id: int,
+    eos_id: int,
+    pad_id: int,
+    max_len: int | Tensor,
+    n_best: int = 1,
+    penalty: str = "gnmt",
+    alpha: float = 0.6,
+) -> list[list[Hypothesis]]:
+    """Beam search over a batch of sentences.
+
+    Args:
+        model: anything with `encode(src, src_lengths) -> memory` (with `index_select(idx)`),
+            `init_state(memory) -> state` (with `index_select(idx)`) and
+            `step(prev_tokens, state, memory) -> (logits (N, V), state, attn (N, S) or None)`.
+        src: (B, S) source ids; src_lengths: (B,).
+        beam_size: K hypotheses kept per sentence; n_best: how many to return (at most K).
+        max_len: most tokens to generate, one int or a (B,) tensor.
+        penalty, alpha: the length penalty (see the module docstring).
+    Returns:
+        For each sentence, its `n_best` finished hypotheses, best first.
+    """
+    if beam_size < 1 or not 1 <= n_best <= beam_size:
+        raise ValueError(f"need beam_size >= 1 and 1 <= n_best <= beam_size (got {beam_size}, {n_best})")
+    length_penalty(penalty, 1, alpha)  # unknown kinds fail before any work
+    B, K = src.size(0), beam_size
+    device = src.device
+    limit = torch.as_tensor(max_len, device=device).expand(B).tolist()
+    if min(limit) < 1:
+        raise ValueError("max_len must be at least 1 for every sentence")
+
+    memory = model.encode(src, src_lengths)
+    memory = memory.index_select(torch.arange(B, device=device).repeat_interleave(K))
+    state = model.init_state(memory)
+    scores = torch.zeros(B, K, device=device)
+    scores[:, 1:] = float("-inf")  # all beams start equal: keep only the first at step 0
+    prev = torch.full((B * K,), bos_id, dtype=torch.long, device=device)
+    history = torch.empty(B * K, 0, dtype=torch.long, device=device)
+    attn_history: Tensor | None = None
+    never = torch.tensor([pad_id, bos_id], device=device)
+    offsets = (torch.arange(B, device=device) * K).unsqueeze(1)  # (B, 1) first row of each sentence
+    order = torch.arange(2 * K, device=device)
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    done = [False] * B
+
+    for t in range(max(limit)):
+        logits, state, attn = model.step(prev, state, memory)
+        logp = torch.log_softmax(logits.float(), dim=-1)  # (B*K, V)
+        logp[:, never] = float("-inf")
+        V = logp.size(-1)
+        candidates = (scores.view(-1, 1) + logp).view(B, K * V)
+        top_scores, top_index = candidates.topk(min(2 * K, K * V), dim=1)  # (B, 2K)
+        beam, token = top_index // V, top_index % V
+        if attn is not None:
+            step_attn = attn.float().unsqueeze(1)
+            attn_history = step_attn if attn_history is None else torch.cat([attn_history, step_attn], dim=1)
+
+        # hypotheses that end here: </s> among the first K, or everything at the length limit
+        ends = token == eos_id
+        ends[:, K:] = False
+        ends &= top_scores > float("-inf")
+        for b in range(B):
+            if not done[b] and t + 1 >= limit[b]:
+                ends[b, :K] = top_scores[b, :K] > float("-inf")
+        for b, j in ends.nonzero().tolist():
+            if done[b] or len(finished[b]) >= K:
+                continue
+            row = b * K + int(beam[b, j])
+            tokens = [*history[row].tolist(), int(token[b, j])]
+            score = float(top_scores[b, j])
+            finished[b].append(
+                Hypothesis(
+                    tokens=tokens,
+                    score=score,
+                    rank_score=score / length_penalty(penalty, len(tokens), alpha),
+                    attention=None if attn_history is None else attn_history[row].clone(),
+                )
+            )
+        # the first K extensions that did not end carry on
+        keep = ((token == eos_id).long() * 2 * K + order[: token.size(1)]).argsort(dim=1)[:, :K]  # (B, K)
+        scores = top_scores.gather(1, keep)
+        alive = (scores > float("-inf")).any(dim=1).tolist()  # False: nothing left that could still finish
+        for b in range(B):
+            done[b] = done[b] or len(finished[b]) >= K or t + 1 >= limit[b] or not alive[b]
+        if all(done):
+            break
+        rows = (offsets + beam.gather(1, keep)).view(-1)  # (B*K,) the row each new beam extends
+        prev = token.gather(1, keep).view(-1)
+        history = torch.cat([history.index_select(0, rows), prev.unsqueeze(1)], dim=1)
+        if attn_history is not None:
+            attn_history = attn_history.index_select(0, rows)
+        state = state.index_select(rows)
+
+    return [sorted(hyps, key=lambda h: -h.rank_score)[:n_best] for hyps in finished]
