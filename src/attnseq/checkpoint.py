@@ -83,7 +83,8 @@ def save_model_dir(
         tgt_vocab.save(tmp / TGT_VOCAB)
         for name, data in tokenizer_files(tokenizers or (None, None)).items():
             (tmp / name).write_bytes(data)
-        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        tied = set(model.tied_keys())  # safetensors stores each tensor once; tying is rebuilt from config
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k not in tied}
         save_file(weights, str(tmp / WEIGHTS), metadata={"format": "pt", "library": "attnseq"})
         if trainer_state is not None:
             torch.save(trainer_state, tmp / TRAINER_STATE)
@@ -124,7 +125,9 @@ def load_model_dir(path: str | Path, *, device: str | torch.device = "cpu"):
     model = build_model(config.model, src_vocab_size=len(src_vocab), tgt_vocab_size=len(tgt_vocab))
     try:
         state = load_file(str(directory / WEIGHTS))
-        model.load_state_dict(state, strict=True)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if set(missing) != set(model.tied_keys()) or unexpected:
+            raise RuntimeError(f"missing keys {sorted(set(missing) - set(model.tied_keys()))}, unexpected {unexpected}")
     except (RuntimeError, OSError, SafetensorError) as exc:
         msg = str(exc).splitlines()[0]
         raise AttnseqError(f"{directory / WEIGHTS}: does not match config.json ({msg})") from None

@@ -72,6 +72,7 @@ class ModelConfig:
     max_src_len: int = 128  # location attention: W_a has one output per source position up to this
     input_feeding: bool = True  # luong: feed s~_{t-1} with e(y_{t-1}) (SPEC 2.6)
     deep_output: bool = True  # bahdanau: predict from tanh(W_o [s_t; a_t; e(y_{t-1})]), else s_t
+    tie_embeddings: bool = False  # W_y shares the target embedding matrix (needs emb_size == dec_hidden_size)
 
 
 @dataclass
@@ -93,6 +94,7 @@ class TrainConfig:
     patience: int = 5  # early stopping: validations without improvement (0 = never stop early)
     valid_metric: ValidMetric = "exact_match"  # selects the best model and drives the schedule
     valid_max_sentences: int = 0  # greedy-decode at most this many validation pairs (0 = all)
+    snapshot_minutes: float = 0.0  # also keep OUT/best_at_<N>min: the model a run with max_minutes = N returns
     save_every: int = 0  # also save a resumable checkpoint every N steps (0 = each epoch only)
     log_every: int = 50  # steps between training-loss lines in metrics.jsonl
     device: str = "cpu"  # "cpu" or "cuda"
@@ -271,6 +273,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.patience": _NOT_NEGATIVE,
     "train.valid_max_sentences": _NOT_NEGATIVE,
     "train.save_every": _NOT_NEGATIVE,
+    "train.snapshot_minutes": _NOT_NEGATIVE,
     "train.log_every": _NOT_NEGATIVE,
     "train.num_threads": _NOT_NEGATIVE,
     "decode.max_len_a": _NOT_NEGATIVE,
@@ -324,6 +327,12 @@ def validate(cfg: Config, source: str = "config", origins: dict[str, str] | None
             f"at most model.max_src_len = {m.max_src_len} positions, but "
             f"sources may have data.max_src_len = {cfg.data.max_src_len} tokens plus </s>; raise "
             f"model.max_src_len to {cfg.data.max_src_len + 1} or lower data.max_src_len"
+        )
+    if m.tie_embeddings and m.emb_size != m.dec_hidden_size:
+        raise AttnseqError(
+            f"{at('model.tie_embeddings', 'model.emb_size', 'model.dec_hidden_size')}: model.tie_embeddings needs "
+            f"model.emb_size ({m.emb_size}) equal to model.dec_hidden_size ({m.dec_hidden_size}), since W_y reads "
+            "decoder states; make them equal or set model.tie_embeddings: false"
         )
     if cfg.decode.n_best > cfg.decode.beam_size:
         raise AttnseqError(

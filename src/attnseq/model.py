@@ -20,6 +20,15 @@ class Seq2Seq(nn.Module):
         self.encoder = encoder
         self.decoder = decoder
 
+    def tied_keys(self) -> list[str]:
+        """state_dict keys that are the same tensor as an earlier key (saved once)."""
+        seen, tied = {}, []
+        for key, value in self.state_dict(keep_vars=True).items():
+            if id(value) in seen:
+                tied.append(key)
+            seen.setdefault(id(value), key)
+        return tied
+
     @property
     def has_attention(self) -> bool:
         return self.decoder.attention is not None
@@ -98,6 +107,8 @@ def build_model(cfg: ModelConfig, *, src_vocab_size: int, tgt_vocab_size: int, p
             raise AttnseqError(f"model.attention: {exc}") from None
         extra = {"input_feeding": cfg.input_feeding} if cfg.decoder == "luong" else {"deep_output": cfg.deep_output}
         decoder = DECODERS[cfg.decoder](tgt_vocab_size, attention=attention, **extra, **common)
+    if cfg.tie_embeddings:  # Press & Wolf 2017: one matrix embeds target tokens and scores them
+        decoder.W_y.weight = decoder.embedding.weight
     return Seq2Seq(encoder, decoder)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ from attnseq.checkpoint import (
     load_trainer_state,
     load_vocabs,
     recover_interrupted_swap,
+    replace_dir,
     save_model_dir,
 )
 from attnseq.config import Config
@@ -93,6 +96,7 @@ class Progress:
     bad_validations: int = 0  # end-of-epoch validations since `best` improved
     train_seconds: float = 0.0  # time spent in training steps, over all runs
     early_stopped: bool = False
+    snapshot_taken: bool = False  # train.snapshot_minutes reached and best_at_<N>min written
 
 
 @dataclass
@@ -308,6 +312,18 @@ class Trainer:
         if self.on_validate is not None:
             self.on_validate(record)
 
+    def _snapshot(self, result: FitResult) -> None:
+        """What a run stopped now by train.max_minutes would return, kept as best_at_<N>min/.
+
+        It validates as a budget stop does (mid-epoch validations never move the schedule), so the
+        rest of the run is unchanged."""
+        self.progress.snapshot_taken = True
+        self._validate_and_save(result, end_of_epoch=False)
+        target = self.out / f"best_at_{self.cfg.train.snapshot_minutes:g}min"
+        tmp = Path(tempfile.mkdtemp(dir=self.out, prefix=f".{target.name}.", suffix=".tmp"))
+        shutil.copytree(self.out / "best", tmp, dirs_exist_ok=True)
+        replace_dir(tmp, target)
+
     def fit(self) -> FitResult:
         """Train until a budget (epochs, steps, minutes) is spent or early stopping ends the run."""
         cfg, t, p = self.cfg, self.cfg.train, self.progress
@@ -349,6 +365,9 @@ class Trainer:
                 result.stopped_because = self._budget_spent()
                 if result.stopped_because:
                     break
+                if t.snapshot_minutes and not p.snapshot_taken and p.train_seconds >= 60 * t.snapshot_minutes:
+                    self._snapshot(result)
+                    steps_since_validation, clock = 0, time.perf_counter()
                 batch = self.data.train.collate(batches[p.batch_in_epoch])
                 loss = self.train_step(batch)
                 result.losses.append(loss)
