@@ -1,4 +1,4 @@
-"""The `attnseq` command: train | translate | evaluate | plot | demo | dates."""
+"""The `attnseq` command: train | translate | evaluate | ablate | plot | demo | dates."""
 
 from __future__ import annotations
 
@@ -85,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON line (keys bleu, chrf, bleu_lc_tok, ...)")
     p.add_argument("--output", help="also write the translations to this file, one per line")
     _add_search(p)
+
+    p = sub.add_parser(
+        "ablate", help="train every decoder wiring x attention (and the baselines) under one budget; table + chart"
+    )
+    p.add_argument("config", help="YAML config; its budget (train.max_minutes / max_steps) applies to every variant")
+    p.add_argument("--out", default="runs/ablation", help="directory for the runs, ablation.md/.png/.json")
+    p.add_argument("--only", help="comma-separated variants, e.g. luong-general,bahdanau-concat,init")
+    _add_set(p)
 
     p = sub.add_parser("plot", help="write an attention heatmap (PNG) of one sentence")
     p.add_argument("--model", required=True)
@@ -209,6 +217,17 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_ablate(args) -> int:
+    from attnseq.ablate import ablate
+
+    only = [v.strip() for v in args.only.split(",") if v.strip()] if args.only else None
+    ablate(args.config, args.out, args.overrides, only=only, log=lambda m: print(m, flush=True))
+    out = Path(args.out)
+    print((out / "ablation.md").read_text(encoding="utf-8"))
+    print(f"wrote {out / 'ablation.md'}, {out / 'ablation.png'}, {out / 'ablation.json'}")
+    return 0
+
+
 def cmd_plot(args) -> int:
     from attnseq.plotting import plot_attention
     from attnseq.translate import Translator
@@ -300,6 +319,7 @@ COMMANDS = {
     "train": cmd_train,
     "translate": cmd_translate,
     "evaluate": cmd_evaluate,
+    "ablate": cmd_ablate,
     "plot": cmd_plot,
     "demo": cmd_demo,
     "dates": cmd_dates,

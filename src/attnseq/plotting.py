@@ -61,3 +61,29 @@ def plot_training(metrics_jsonl: str | Path, path: str | Path) -> Path:
     ax1.legend()
     ax2.set(xlabel="step", ylabel="valid exact match (%)", ylim=(0, 100))
     return _save(fig, path)
+
+
+def plot_ablation(rows, path: str | Path, *, title: str = "") -> Path:
+    """Bar charts of an ablation (`attnseq.ablate.Row`s): BLEU, chrF, training and decoding speed."""
+    names = [r.variant for r in rows]
+    panels = [
+        ("BLEU", [r.bleu for r in rows]),
+        ("chrF", [r.chrf for r in rows]),
+        ("training target tokens/s", [r.train_tok_s for r in rows]),
+        ("decoding sentences/s", [r.decode_sent_s for r in rows]),
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 0.38 * len(rows) + 1.6), sharey=True)
+    y = np.arange(len(rows))
+    palette = {"luong": "#1f77b4", "bahdanau": "#ff7f0e"}  # no attention: grey
+    colors = [palette.get(n.split("-")[0], "#999999") for n in names]
+    for ax, (label, values) in zip(axes, panels):
+        ax.barh(y, values, color=colors)
+        for yi, v in zip(y, values):
+            ax.text(v, yi, f" {v:,.1f}" if v < 100 else f" {v:,.0f}", va="center", fontsize=8)
+        ax.set_title(label, fontsize=10)
+        ax.margins(x=0.25)
+    axes[0].set_yticks(y, names)
+    axes[0].invert_yaxis()
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)

@@ -95,6 +95,7 @@ class Progress:
     best_saved: float | None = None  # score of the model in best/ (budget stops in mid-epoch count too)
     bad_validations: int = 0  # end-of-epoch validations since `best` improved
     train_seconds: float = 0.0  # time spent in training steps, over all runs
+    tgt_tokens: int = 0  # target tokens trained on, over all runs
     early_stopped: bool = False
     snapshot_taken: bool = False  # train.snapshot_minutes reached and best_at_<N>min written
 
@@ -374,6 +375,7 @@ class Trainer:
                 p.batch_in_epoch += 1
                 p.step += 1
                 steps_since_validation += 1
+                p.tgt_tokens += batch.n_tgt_tokens
                 window_loss += loss * batch.n_tgt_tokens
                 window_tokens += batch.n_tgt_tokens
                 bar.update(1)
@@ -406,6 +408,7 @@ class Trainer:
             steps_since_validation = 0
             window_start = time.perf_counter()
         result.best = p.best_saved
-        self._log({"event": "end", "step": p.step, "reason": result.stopped_because, "best": p.best_saved})
+        self._log({"event": "end", "step": p.step, "reason": result.stopped_because, "best": p.best_saved,
+                   "train_minutes": p.train_seconds / 60, "tok_s": p.tgt_tokens / max(p.train_seconds, 1e-9)})  # fmt: skip
         self._flush_log()
         return result

@@ -1,0 +1,159 @@
+"""Ablation: every decoder wiring x score function (and the no-attention baselines) trained from
+one config under the same budget, then scored on the same held-out set.
+
+    attnseq ablate CONFIG [--out DIR] [--set train.max_minutes=5] [--only luong-general,init]
+
+Writes DIR/<variant>/ (a normal run directory each), DIR/ablation.json, DIR/ablation.md (a
+Markdown table) and DIR/ablation.png (a chart). A variant whose run already ended is not trained
+again, so an interrupted ablation continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from attnseq.config import Config, load_config
+from attnseq.data import read_pairs
+from attnseq.errors import AttnseqError
+from attnseq.fileio import atomic_write_text, read_text_file
+
+ATTENTIONS = ("dot", "scaled_dot", "general", "concat", "location")
+VARIANTS: list[tuple[str, str | None]] = [("init", None), ("every-step", None)] + [
+    (decoder, attention) for decoder in ("luong", "bahdanau") for attention in ATTENTIONS
+]
+
+
+def variant_name(decoder: str, attention: str | None) -> str:
+    return decoder if attention is None else f"{decoder}-{attention}"
+
+
+@dataclass
+class Row:
+    variant: str
+    params: int = 0
+    bleu: float = 0.0
+    chrf: float = 0.0
+    ppl: float = 0.0  # validation perplexity of the selected model
+    train_tok_s: float = 0.0  # target tokens per second of training
+    decode_sent_s: float = 0.0  # held-out sentences per second, with the config's search
+    train_minutes: float = 0.0
+    skipped: str = ""  # why the variant could not run with this config
+    extra: dict = field(default_factory=dict)
+
+
+def variant_overrides(cfg: Config, decoder: str, attention: str | None) -> list[str]:
+    sets = [f"model.decoder={decoder}"]
+    if attention is not None:
+        sets.append(f"model.attention={attention}")
+    if attention == "location":  # one score per source position: cover the longest source
+        sets.append(f"model.max_src_len={max(cfg.model.max_src_len, cfg.data.max_src_len + 1)}")
+    return sets
+
+
+def _read_metrics(run: Path) -> list[dict]:
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in read_text_file(path).splitlines() if line.strip()]
+
+
+def run_variant(config: str | Path, overrides: list[str], out: Path, held_out) -> Row:
+    """Train one variant (unless its run already ended) and score it on `held_out` pairs."""
+    from attnseq.model import count_parameters
+    from attnseq.train import Trainer
+    from attnseq.translate import Translator
+
+    cfg = load_config(config, overrides)
+    name = variant_name(cfg.model.decoder, cfg.model.attention if cfg.model.decoder in ("luong", "bahdanau") else None)
+    records = _read_metrics(out)
+    if not any(r.get("event") == "end" for r in records):
+        trainer = Trainer(cfg, out, resume=(out / "last" / "trainer_state.pt").is_file(), progress_bar=False)
+        trainer.fit()
+        records = _read_metrics(out)
+    translator = Translator.from_pretrained(out / "best")
+    start = time.perf_counter()
+    scores = translator.score([s for s, _ in held_out], [r for _, r in held_out])
+    seconds = time.perf_counter() - start
+    valid = [r for r in records if r.get("event") == "valid"]
+    best = [r for r in valid if r.get("improved")]
+    end = [r for r in records if r.get("event") == "end"][-1]
+    return Row(
+        variant=name,
+        params=count_parameters(translator.model),
+        bleu=scores["bleu"],
+        chrf=scores["chrf"],
+        ppl=best[-1]["ppl"] if best else float("nan"),
+        train_tok_s=end["tok_s"],
+        decode_sent_s=len(held_out) / max(seconds, 1e-9),
+        train_minutes=end["train_minutes"],
+    )
+
+
+def markdown_table(rows: list[Row], *, held_out: str, search: str) -> str:
+    lines = [
+        f"BLEU and chrF on {held_out} ({search}); perplexity on validation; training and decoding speed "
+        "measured during the runs.",
+        "",
+        "| variant | params | BLEU | chrF | valid ppl | train tok/s | decode sent/s | train min |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if r.skipped:
+            lines.append(f"| {r.variant} | skipped: {r.skipped} | | | | | | |")
+        else:
+            lines.append(
+                f"| {r.variant} | {r.params:,} | {r.bleu:.2f} | {r.chrf:.2f} | {r.ppl:.2f} | {r.train_tok_s:,.0f} "
+                f"| {r.decode_sent_s:,.0f} | {r.train_minutes:.1f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def ablate(config: str | Path, out: str | Path, overrides: list[str], *, only: list[str] | None = None,
+           log=print) -> list[Row]:  # fmt: skip
+    """Run every variant (or those named in `only`); write the table, the chart and the JSON."""
+    from attnseq.plotting import plot_ablation
+
+    names = [variant_name(*v) for v in VARIANTS]
+    unknown = sorted(set(only or []) - set(names))
+    if unknown:
+        raise AttnseqError(f"--only: unknown variant(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+    out = Path(out)
+    base = load_config(config, overrides)
+    d = base.data
+    key = "data.test" if d.test else "data.valid"
+    held_out = read_pairs(d.test or d.valid, d, key=key)
+    rows = []
+    for decoder, attention in VARIANTS:
+        name = variant_name(decoder, attention)
+        if only and name not in only:
+            continue
+        sets = [*overrides, *variant_overrides(base, decoder, attention)]
+        try:
+            load_config(config, sets)
+        except AttnseqError as exc:  # e.g. dot attention with different encoder / decoder sizes
+            rows.append(Row(variant=name, skipped=str(exc).split(": ", 1)[-1][:120]))
+            log(f"{name}: skipped ({rows[-1].skipped})")
+            continue
+        log(f"{name}: training in {out / name}")
+        row = run_variant(config, sets, out / name, held_out)
+        rows.append(row)
+        log(f"{name}: BLEU {row.bleu:.2f}  chrF {row.chrf:.2f}  ppl {row.ppl:.2f}  "
+            f"{row.train_tok_s:,.0f} tok/s  {row.decode_sent_s:,.0f} sent/s")  # fmt: skip
+    dec = base.decode
+    search = "greedy" if dec.beam_size == 1 else f"beam {dec.beam_size}, {dec.length_penalty} length penalty"
+    held_name = (d.test or d.valid) + (d.src_suffix and f"{d.src_suffix} -> {d.tgt_suffix}")
+    budget = ", ".join(
+        f"{k} {v:g}" for k, v in (("train.max_minutes", base.train.max_minutes), ("train.max_steps",
+                                  base.train.max_steps)) if v  # fmt: skip
+    )
+    table = markdown_table(rows, held_out=held_name, search=search)
+    if budget:
+        table = f"Budget per variant: {budget}.\n\n" + table
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "ablation.md", table)
+    atomic_write_text(out / "ablation.json", json.dumps([r.__dict__ for r in rows], indent=2) + "\n")
+    plot_ablation([r for r in rows if not r.skipped], out / "ablation.png", title=f"{Path(config).name}, {budget}")
+    return rows
