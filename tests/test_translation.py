@@ -188,3 +188,36 @@ def test_ablate_writes_table_chart_and_json(dates_dir, tmp_path, capsys):
     assert (out / "ablation.png").read_bytes()[:4] == b"\x89PNG"
     assert main([*args, "--only", "luong-typo"]) == 2
     assert "unknown variant(s) luong-typo" in capsys.readouterr().err
+
+
+def test_pairs_that_tokenize_to_nothing_are_skipped_and_counted(dates_dir, tmp_path):
+    rows = (dates_dir / "valid.tsv").read_text(encoding="utf-8").splitlines()[:20]
+    rows[3] = "\u200b\t2021-03-03"  # a zero-width space: not blank, but sentencepiece keeps nothing of it
+    (tmp_path / "train.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    cfg = load_config(DATES_CONFIG, [
+        f"data.train={tmp_path / 'train.tsv'}", f"data.valid={dates_dir / 'valid.tsv'}",
+        "data.src_tokenizer=spm", "data.tgt_tokenizer=spm", "data.spm_vocab_size=80",
+    ])  # fmt: skip
+    trainer = Trainer(cfg, tmp_path / "run", progress_bar=False)
+    assert trainer.data.train.skipped == 1 and len(trainer.data.train) == 19
+
+
+def test_resume_keeps_the_sentencepiece_models(dates_dir, tmp_path):
+    overrides = [
+        f"data.train={dates_dir / 'valid.tsv'}", f"data.valid={dates_dir / 'valid.tsv'}",
+        "data.src_tokenizer=spm", "data.tgt_tokenizer=char", "data.spm_vocab_size=80",
+        "model.emb_size=8", "model.enc_hidden_size=8", "model.dec_hidden_size=8", "train.batch_size=16",
+    ]  # fmt: skip
+    Trainer(load_config(DATES_CONFIG, [*overrides, "train.max_steps=2"]), tmp_path / "run", progress_bar=False).fit()
+    first = (tmp_path / "run" / "last" / "src.spm.model").read_bytes()
+    assert not (tmp_path / "run" / "last" / "tgt.spm.model").exists()  # char target: nothing to save
+    resumed = Trainer(load_config(DATES_CONFIG, [*overrides, "train.max_steps=4"]), tmp_path / "run", resume=True,
+                      progress_bar=False)  # fmt: skip
+    assert resumed.data.tokenizers[0].model_proto == first
+    resumed.fit()
+    assert (tmp_path / "run" / "last" / "src.spm.model").read_bytes() == first
+
+
+def test_a_vocabulary_too_small_for_the_characters_is_a_clear_error():
+    with pytest.raises(AttnseqError, match=r"data.spm_vocab_size = 10: .*Vocabulary size is smaller"):
+        train_sentencepiece(SENTENCES, vocab_size=10, model_type="bpe")

@@ -156,9 +156,10 @@ class PairDataset:
         self.tgt_text: list[str] = []
         self.src_ids: list[list[int]] = []
         self.tgt_ids: list[list[int]] = []
-        self.skipped = 0  # pairs over the length limits
+        self.skipped = 0  # pairs over the length limits, or with a side that tokenizes to nothing
         for src, tgt, s_tok, t_tok in pairs:
-            if (max_src_len and len(s_tok) > max_src_len) or (max_tgt_len and len(t_tok) > max_tgt_len):
+            too_long = (max_src_len and len(s_tok) > max_src_len) or (max_tgt_len and len(t_tok) > max_tgt_len)
+            if too_long or not s_tok or not t_tok:
                 self.skipped += 1
                 continue
             self.src_text.append(src)

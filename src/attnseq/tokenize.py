@@ -88,6 +88,18 @@ def train_sentencepiece(texts: Iterable[str], *, vocab_size: int, model_type: st
     instead of an error. All characters are kept (`character_coverage=1.0`).
     """
     out = io.BytesIO()
+    try:
+        _train_spm(texts, out, vocab_size=vocab_size, model_type=model_type, lowercase=lowercase)
+    except RuntimeError as exc:
+        detail = str(exc).split(") ", 1)[-1].split(" Increase")[0]
+        raise AttnseqError(
+            f"data.spm_vocab_size = {vocab_size}: sentencepiece could not train ({detail}); "
+            "raise data.spm_vocab_size above the number of distinct characters, or use more text"
+        ) from None
+    return out.getvalue()
+
+
+def _train_spm(texts, out, *, vocab_size: int, model_type: str, lowercase: bool) -> None:
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter([t.lower() if lowercase else t for t in texts]),
         model_writer=out,
@@ -102,7 +114,6 @@ def train_sentencepiece(texts: Iterable[str], *, vocab_size: int, model_type: st
         num_threads=1,  # deterministic piece order
         minloglevel=2,
     )
-    return out.getvalue()
 
 
 def read_spm_model(path: str | Path, key: str) -> bytes:

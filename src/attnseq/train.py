@@ -78,7 +78,8 @@ def load_data(cfg: Config, *, saved: Path | None = None) -> Data:
                               max_tgt_len=d.max_tgt_len)  # fmt: skip
         if not len(dataset):
             raise AttnseqError(
-                f"{path}: every pair is longer than data.max_src_len / data.max_tgt_len; raise the limits"
+                f"{path}: no usable pair: every pair is longer than data.max_src_len / data.max_tgt_len or "
+                "tokenizes to nothing on one side; raise the limits or check the file"
             )
         datasets.append(dataset)
     return Data(*datasets, src_vocab, tgt_vocab, tokenizers)
