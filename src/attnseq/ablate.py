@@ -146,8 +146,9 @@ def ablate(config: str | Path, out: str | Path, overrides: list[str], *, only: l
     search = "greedy" if dec.beam_size == 1 else f"beam {dec.beam_size}, {dec.length_penalty} length penalty"
     held_name = (d.test or d.valid) + (d.src_suffix and f"{d.src_suffix} -> {d.tgt_suffix}")
     budget = ", ".join(
-        f"{k} {v:g}" for k, v in (("train.max_minutes", base.train.max_minutes), ("train.max_steps",
-                                  base.train.max_steps)) if v  # fmt: skip
+        f"{k} {v:g}"
+        for k, v in (("train.max_minutes", base.train.max_minutes), ("train.max_steps", base.train.max_steps))
+        if v  # fmt: skip
     )
     table = markdown_table(rows, held_out=held_name, search=search)
     if budget:

@@ -128,7 +128,7 @@ def _train_and_report(trainer) -> None:
     print(
         f"training {trainer.cfg.model.decoder}/{trainer.cfg.model.attention} model, "
         f"{count_parameters(trainer.model):,} parameters, {len(data.train):,} pairs"
-        + (f" ({data.train.skipped:,} skipped: over the length limits or empty after tokenizing)" if data.train.skipped else "")
+        + (f" ({data.train.skipped:,} skipped: too long or empty after tokenizing)" if data.train.skipped else "")
         + f", vocab {len(data.src_vocab):,}/{len(data.tgt_vocab):,} -> {trainer.out}",
         flush=True,
     )

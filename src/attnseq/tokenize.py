@@ -125,7 +125,9 @@ def read_spm_model(path: str | Path, key: str) -> bytes:
     try:
         spm.SentencePieceProcessor(model_proto=proto)
     except RuntimeError:
-        raise AttnseqError(f"{path}: not a sentencepiece model ({key}); give a .model file written by sentencepiece")
+        raise AttnseqError(
+            f"{path}: not a sentencepiece model ({key}); give a .model file written by sentencepiece"
+        ) from None
     return proto
 
 

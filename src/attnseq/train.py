@@ -409,7 +409,8 @@ class Trainer:
             steps_since_validation = 0
             window_start = time.perf_counter()
         result.best = p.best_saved
+        tok_s = p.tgt_tokens / max(p.train_seconds, 1e-9)
         self._log({"event": "end", "step": p.step, "reason": result.stopped_because, "best": p.best_saved,
-                   "train_minutes": p.train_seconds / 60, "tok_s": p.tgt_tokens / max(p.train_seconds, 1e-9)})  # fmt: skip
+                   "train_minutes": p.train_seconds / 60, "tok_s": tok_s})  # fmt: skip
         self._flush_log()
         return result

@@ -120,16 +120,24 @@ class Translator:
                 found = beam_search(self.model, src.to(self.device), src_lengths, beam_size=beam_size,
                                     n_best=n_best, penalty=dec.length_penalty, alpha=dec.alpha, **specials)  # fmt: skip
                 return [
-                    [(h.tokens, h.score, h.rank_score, None if h.attention is None else h.attention.cpu().numpy())
-                     for h in hyps]  # fmt: skip
+                    [
+                        (h.tokens, h.score, h.rank_score, None if h.attention is None else h.attention.cpu().numpy())
+                        for h in hyps
+                    ]  # fmt: skip
                     for hyps in found
                 ]
             hyp = greedy_search(self.model, src.to(self.device), src_lengths, **specials)
         tokens, lengths, scores = hyp.tokens.cpu(), hyp.lengths.cpu(), hyp.scores.cpu()
         attn = None if hyp.attn_weights is None else hyp.attn_weights.float().cpu().numpy()
         return [
-            [(tokens[row, : lengths[row]].tolist(), float(scores[row]), float(scores[row]),
-              None if attn is None else attn[row, : lengths[row]])]  # fmt: skip
+            [
+                (
+                    tokens[row, : lengths[row]].tolist(),
+                    float(scores[row]),
+                    float(scores[row]),
+                    None if attn is None else attn[row, : lengths[row]],
+                )
+            ]  # fmt: skip
             for row in range(len(index))
         ]
 
