@@ -32,7 +32,7 @@ def plot_attention(
     fig, ax = plt.subplots(figsize=(max(3.0, 0.32 * cols + 1.5), max(2.5, 0.32 * rows + 1.2)))
     im = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(cols), labels=[t.replace("\u2581", "\u2423") for t in src_tokens[:cols]], rotation=90)
-    ax.set_yticks(range(rows), labels=tgt_tokens[:rows])
+    ax.set_yticks(range(rows), labels=[t.replace("\u2581", "\u2423") for t in tgt_tokens[:rows]])
     ax.set_xlabel("source")
     ax.set_ylabel("output")
     if title:
@@ -44,12 +44,15 @@ def plot_attention(
 def plot_training(metrics_jsonl: str | Path, path: str | Path) -> Path:
     """Training loss and validation scores from a run's metrics.jsonl."""
     train, valid = [], []
+    metric = "exact_match"  # the right panel shows the metric the run selected models by (loss: exact match)
     for line in Path(metrics_jsonl).read_text(encoding="utf-8").splitlines():
         rec = json.loads(line)
-        if rec.get("event") == "train":
+        if rec.get("event") == "start":
+            metric = "bleu" if rec["config"]["train"]["valid_metric"] == "bleu" else "exact_match"
+        elif rec.get("event") == "train":
             train.append((rec["step"], rec["loss"]))
         elif rec.get("event") == "valid":
-            valid.append((rec["step"], rec["loss"], rec["exact_match"]))
+            valid.append((rec["step"], rec["loss"], rec[metric]))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
     if train:
         ax1.plot(*zip(*train), label="train")
@@ -59,7 +62,8 @@ def plot_training(metrics_jsonl: str | Path, path: str | Path) -> Path:
         ax2.plot(steps, em, "o-", color="tab:green")
     ax1.set(xlabel="step", ylabel="loss per token", yscale="log")
     ax1.legend()
-    ax2.set(xlabel="step", ylabel="valid exact match (%)", ylim=(0, 100))
+    label = "valid BLEU (greedy)" if metric == "bleu" else "valid exact match (%)"
+    ax2.set(xlabel="step", ylabel=label, ylim=(0, 100 if metric == "exact_match" else None))
     return _save(fig, path)
 
 
