@@ -54,6 +54,10 @@ def main() -> None:
         wall = (time.perf_counter() - start) / 60
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     end = [r for r in records if r["event"] == "end"][-1]
+    if "tok_s" not in end:  # a run from before the end record carried these
+        train = sorted(r["tok_s"] for r in records if r["event"] == "train")
+        end["tok_s"] = train[len(train) // 2]
+        end["train_minutes"] = [r for r in records if r["event"] == "valid"][-1]["train_minutes"]
     test = read_pairs(cfg.data.test, cfg.data, key="data.test")
     models = [("best", run / "best")] + sorted(
         (p.name, p) for p in run.glob("best_at_*min") if (p / "model.safetensors").is_file()

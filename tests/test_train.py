@@ -90,3 +90,28 @@ def test_lr_is_reduced_on_plateau(tmp_path, small_config):
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     lrs = [r["lr"] for r in records if r["event"] == "valid"]
     assert lrs[-1] < lrs[0]
+
+
+def test_ema_weights_are_validated_saved_as_best_and_resumed_exactly(tmp_path, small_config):
+    """With train.ema_decay, best/ holds the moving average; a stopped and resumed run ends with the
+    same trained weights and the same average as an uninterrupted one."""
+    overrides = ("train.ema_decay=0.9", "train.max_epochs=2", "train.patience=0", "train.lr=0.01")
+    full = Trainer(small_config(*overrides), tmp_path / "full", progress_bar=False)
+    full.fit()
+    raw = dict(full.model.named_parameters())
+    for name, avg in full.eval_model.named_parameters():  # the average trails the trained weights
+        assert avg.shape == raw[name].shape
+    assert not all(torch.equal(a, raw[n]) for n, a in full.eval_model.named_parameters())
+    best = load_file(tmp_path / "full" / "best" / "model.safetensors")
+    epoch2 = {n: p.detach() for n, p in full.eval_model.named_parameters()}
+    records = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    if [r for r in records if r["event"] == "valid"][-1]["improved"]:
+        assert all(torch.equal(best[n], epoch2[n]) for n in best)
+
+    Trainer(small_config(*overrides, "train.max_steps=9"), tmp_path / "split", progress_bar=False).fit()
+    resumed = Trainer(small_config(*overrides), tmp_path / "split", resume=True, progress_bar=False)
+    resumed.fit()
+    for (n, a), (_, b) in zip(full.eval_model.named_parameters(), resumed.eval_model.named_parameters()):
+        assert torch.equal(a, b), n
+    full_w, split_w = (load_file(tmp_path / run / "last" / "model.safetensors") for run in ("full", "split"))
+    assert all(torch.equal(full_w[k], split_w[k]) for k in full_w)

@@ -88,6 +88,7 @@ class TrainConfig:
     clip: float = 1.0  # max global gradient norm (0 = no clipping)
     teacher_forcing: float = 1.0  # probability of feeding the reference y_{t-1} (1 = always)
     label_smoothing: float = 0.0
+    ema_decay: float = 0.0  # validate and keep best/ with an exponential moving average of the weights (0 = off)
     lr_factor: float = 0.5  # ReduceLROnPlateau: multiply the LR by this ...
     lr_patience: int = 1  # ... after this many validations without improvement
     min_lr: float = 1e-5
@@ -267,6 +268,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.clip": _NOT_NEGATIVE,
     "train.teacher_forcing": (lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
     "train.label_smoothing": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+    "train.ema_decay": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
     "train.lr_factor": (lambda v: 0.0 < v < 1.0, "in (0, 1)"),
     "train.lr_patience": _NOT_NEGATIVE,
     "train.min_lr": _NOT_NEGATIVE,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from attnseq.checkpoint import (
@@ -157,13 +158,18 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode=mode, factor=t.lr_factor, patience=t.lr_patience, min_lr=t.min_lr
         )
+        # train.ema_decay: validation, best/ and the snapshot use an exponential moving average of the weights
+        self.ema = None
+        if t.ema_decay:
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay)).eval()
+        self.eval_model: Seq2Seq = self.ema.module if self.ema is not None else self.model
         self.progress = Progress()
         if resume:
             self._restore(load_trainer_state(last))
         else:
             torch.manual_seed(t.seed)  # the same stream whether or not the model was built
         self.translator = Translator(
-            self.model, cfg, self.data.src_vocab, self.data.tgt_vocab, device=str(self.device),
+            self.eval_model, cfg, self.data.src_vocab, self.data.tgt_vocab, device=str(self.device),
             tokenizers=self.data.tokenizers,
         )  # fmt: skip
         if self.out.exists() and not self.out.is_dir():
@@ -178,6 +184,8 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "progress": dataclasses.asdict(self.progress),
         }
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
         return state
@@ -192,11 +200,15 @@ class Trainer:
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.progress = Progress(**state["progress"])
+        if self.ema is not None and "ema" in state:
+            self.ema.load_state_dict(state["ema"])
 
     def _save(self, name: str, *, with_state: bool) -> None:
+        """best/ gets the weights validation saw (the average with train.ema_decay); last/ the
+        trained weights, which --resume continues from, with the average in trainer_state.pt."""
         save_model_dir(
             self.out / name,
-            model=self.model,
+            model=self.model if with_state else self.eval_model,
             config=self.cfg,
             src_vocab=self.data.src_vocab,
             tgt_vocab=self.data.tgt_vocab,
@@ -228,18 +240,21 @@ class Trainer:
         if t.clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), t.clip)
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         return loss.item()
 
     @torch.inference_mode()
     def validate(self) -> dict:
         """Teacher-forced loss / perplexity on all of valid; greedy exact match and BLEU."""
-        self.model.eval()
+        model = self.eval_model
+        model.eval()
         valid = self.data.valid
         total, n_tokens = 0.0, 0
         for index in valid.batch_indices(self.cfg.decode.batch_size):
             batch = valid.collate(index).to(self.device)
             with autocast(self.device, self.cfg.train.precision):
-                logits, _ = self.model(batch.src, batch.src_lengths, batch.tgt_in)
+                logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in)
             total += float(
                 nn.functional.cross_entropy(
                     logits.reshape(-1, logits.size(-1)).float(),
@@ -252,6 +267,8 @@ class Trainer:
         limit = self.cfg.train.valid_max_sentences or len(valid)
         scores = self.translator.score(valid.src_text[:limit], valid.tgt_text[:limit], beam_size=1)  # greedy
         self.model.train()
+        if self.ema is not None:
+            model.eval()
         loss = total / max(n_tokens, 1)
         return {
             "loss": loss,
