@@ -53,8 +53,9 @@ def main() -> None:
         Trainer(cfg, run, progress_bar=False).fit()
         wall = (time.perf_counter() - start) / 60
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    end = [r for r in records if r["event"] == "end"][-1]
-    if "tok_s" not in end:  # a run from before the end record carried these
+    ends = [r for r in records if r["event"] == "end"]
+    end = ends[-1] if ends else {"reason": "stopped by hand; --resume continues it"}
+    if "tok_s" not in end:  # a run stopped by hand, or from before the end record carried these
         train = sorted(r["tok_s"] for r in records if r["event"] == "train")
         end["tok_s"] = train[len(train) // 2]
         end["train_minutes"] = [r for r in records if r["event"] == "valid"][-1]["train_minutes"]
