@@ -19,7 +19,6 @@ from pathlib import Path
 
 from attnseq.config import load_config
 from attnseq.data import read_pairs
-from attnseq.metrics import score_translations
 from attnseq.model import count_parameters
 from attnseq.train import Trainer
 from attnseq.translate import Translator
@@ -27,12 +26,9 @@ from attnseq.translate import Translator
 
 def score(model_dir: Path, pairs, beam_size: int) -> dict:
     translator = Translator.from_pretrained(model_dir)
-    start = time.perf_counter()
-    hyps = [tr.text for tr in translator.translate([s for s, _ in pairs], beam_size=beam_size)]
-    seconds = time.perf_counter() - start
-    scores = score_translations(hyps, [translator.normalize_reference(r) for _, r in pairs])
+    _, scores = translator.evaluate([s for s, _ in pairs], [r for _, r in pairs], beam_size=beam_size)
     return {"bleu": scores["bleu"], "chrf": scores["chrf"], "bleu_lc_tok": scores["bleu_lc_tok"],
-            "sent_s": len(pairs) / seconds, "params": count_parameters(translator.model),
+            "sent_s": scores["sent_s"], "params": count_parameters(translator.model),
             "signature": scores["bleu_signature"]}  # fmt: skip
 
 

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 from attnseq.errors import AttnseqError
-from attnseq.metrics import score_translations
 
 DEMO_MARKER = ".attnseq-demo"  # marks a run directory that `attnseq demo` may replace
 DEMO_SENTENCES = ("the 3rd of March 2021", "Mar 3, '21", "Wednesday, 3 March 2021", "03.03.2021")
@@ -183,8 +182,6 @@ def _translation_record(tr) -> dict:
 
 
 def cmd_evaluate(args) -> int:
-    import time
-
     from attnseq.data import read_parallel, read_tsv
     from attnseq.fileio import atomic_write_text
 
@@ -195,13 +192,10 @@ def cmd_evaluate(args) -> int:
     else:
         raise AttnseqError("evaluate: give either --data FILE.tsv or both --src FILE and --ref FILE")
     translator = _load_translator(args)
-    start = time.perf_counter()
-    results = translator.translate([s for s, _ in pairs])
-    seconds = time.perf_counter() - start
-    hyps = [tr.text for tr in results]
-    scores = score_translations(hyps, [translator.normalize_reference(r) for _, r in pairs])
+    hyps, scores = translator.evaluate([s for s, _ in pairs], [r for _, r in pairs])
+    seconds = scores["seconds"]
     dec = translator.config.decode
-    scores.update(beam_size=dec.beam_size, seconds=seconds, sent_s=len(pairs) / max(seconds, 1e-9))
+    scores["beam_size"] = dec.beam_size
     if args.output:
         atomic_write_text(Path(args.output), "".join(h + "\n" for h in hyps))
     if args.json:

@@ -3,6 +3,7 @@ validation and anything that serves a model."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from attnseq.checkpoint import load_translation_parts
 from attnseq.config import Config
 from attnseq.data import collate_source, encode_source
 from attnseq.decoding import beam_search, greedy_search
-from attnseq.metrics import score_texts
+from attnseq.metrics import score_translations
 from attnseq.model import Seq2Seq, autocast
 from attnseq.tokenize import Tokenizer, build_tokenizers
 from attnseq.vocab import EOS, Vocab
@@ -64,10 +65,19 @@ class Translator:
         whitespace as one space; nothing else changes (cased sacreBLEU sees the real text)."""
         return " ".join((text.lower() if self.config.data.lowercase else text).split())
 
-    def score(self, sources: list[str], refs: list[str], **search) -> dict:
-        """Translate `sources` and score them against `refs` (see `metrics.score_texts`)."""
+    def evaluate(self, sources: list[str], refs: list[str], **search) -> tuple[list[str], dict]:
+        """Translate `sources` and score them against `refs`: (hypotheses, scores), where scores are
+        `metrics.score_translations` plus the decoding time `seconds` and `sent_s`."""
+        start = time.perf_counter()
         hyps = [tr.text for tr in self.translate(sources, **search)]
-        return score_texts(hyps, [self.normalize_reference(r) for r in refs])
+        seconds = time.perf_counter() - start
+        scores = score_translations(hyps, [self.normalize_reference(r) for r in refs])
+        scores.update(seconds=seconds, sent_s=len(sources) / max(seconds, 1e-9))
+        return hyps, scores
+
+    def score(self, sources: list[str], refs: list[str], **search) -> dict:
+        """The scores of `evaluate`."""
+        return self.evaluate(sources, refs, **search)[1]
 
     def translate(
         self,

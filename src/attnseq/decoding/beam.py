@@ -78,8 +78,8 @@ def beam_search(
     length_penalty(penalty, 1, alpha)  # unknown kinds fail before any work
     B, K = src.size(0), beam_size
     device = src.device
-    limit = torch.as_tensor(max_len, device=device).expand(B).tolist()
-    if min(limit) < 1:
+    limit = torch.as_tensor(max_len, device=device).expand(B)
+    if int(limit.min()) < 1:
         raise ValueError("max_len must be at least 1 for every sentence")
 
     memory = model.encode(src, src_lengths)
@@ -93,10 +93,11 @@ def beam_search(
     never = torch.tensor([pad_id, bos_id], device=device)
     offsets = (torch.arange(B, device=device) * K).unsqueeze(1)  # (B, 1) first row of each sentence
     order = torch.arange(2 * K, device=device)
+    first_k = order < K  # (2K,) the candidates that may finish
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-    done = [False] * B
+    done = torch.zeros(B, dtype=torch.bool, device=device)
 
-    for t in range(max(limit)):
+    for t in range(int(limit.max())):
         logits, state, attn = model.step(prev, state, memory)
         logp = torch.log_softmax(logits.float(), dim=-1)  # (B*K, V)
         logp[:, never] = float("-inf")
@@ -109,14 +110,12 @@ def beam_search(
             attn_history = step_attn if attn_history is None else torch.cat([attn_history, step_attn], dim=1)
 
         # hypotheses that end here: </s> among the first K, or everything at the length limit
-        ends = token == eos_id
-        ends[:, K:] = False
-        ends &= top_scores > float("-inf")
-        for b in range(B):
-            if not done[b] and t + 1 >= limit[b]:
-                ends[b, :K] = top_scores[b, :K] > float("-inf")
+        at_limit = t + 1 >= limit  # (B,)
+        width = token.size(1)
+        ends = ((token == eos_id) | at_limit.unsqueeze(1)) & first_k[:width] & (top_scores > float("-inf"))
+        ends &= ~done.unsqueeze(1)
         for b, j in ends.nonzero().tolist():
-            if done[b] or len(finished[b]) >= K:
+            if len(finished[b]) >= K:
                 continue
             row = b * K + int(beam[b, j])
             tokens = [*history[row].tolist(), int(token[b, j])]
@@ -130,12 +129,12 @@ def beam_search(
                 )
             )
         # the first K extensions that did not end carry on
-        keep = ((token == eos_id).long() * 2 * K + order[: token.size(1)]).argsort(dim=1)[:, :K]  # (B, K)
+        keep = ((token == eos_id).long() * 2 * K + order[:width]).argsort(dim=1)[:, :K]  # (B, K)
         scores = top_scores.gather(1, keep)
-        alive = (scores > float("-inf")).any(dim=1).tolist()  # False: nothing left that could still finish
-        for b in range(B):
-            done[b] = done[b] or len(finished[b]) >= K or t + 1 >= limit[b] or not alive[b]
-        if all(done):
+        alive = (scores > float("-inf")).any(dim=1)  # False: nothing left that could still finish
+        full = torch.tensor([len(f) >= K for f in finished], device=device)
+        done |= full | at_limit | ~alive
+        if bool(done.all()):
             break
         rows = (offsets + beam.gather(1, keep)).view(-1)  # (B*K,) the row each new beam extends
         prev = token.gather(1, keep).view(-1)
