@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from attnseq.config import ModelConfig
 from attnseq.errors import AttnseqError
+from attnseq.loss import cross_entropy_sum
 from attnseq.modules.attention import build_attention
 from attnseq.modules.decoder import DECODERS, DecoderState, RNNDecoder
 from attnseq.modules.encoder import Memory, RNNEncoder
@@ -69,6 +70,24 @@ class Seq2Seq(nn.Module):
                 use_ref = torch.rand(prev.shape, device=prev.device) < teacher_forcing
                 prev = torch.where(use_ref, tgt_in[:, t + 1], step_logits.argmax(-1))
         return torch.stack(logits, 1), None if attns[0] is None else torch.stack(attns, 1)
+
+
+    def loss(
+        self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, tgt_out: Tensor, *, pad_id: int,
+        label_smoothing: float = 0.0, teacher_forcing: float = 1.0,
+    ) -> Tensor:  # fmt: skip
+        """Summed cross-entropy of a batch over the real (non-padding) positions of tgt_out.
+
+        Under full teacher forcing the output layer runs only at those positions, fused with the
+        loss (`RNNDecoder.loss`); with teacher_forcing < 1 the steps' logits are scored.
+        """
+        keep = tgt_out != pad_id
+        if teacher_forcing >= 1.0:
+            memory = self.encode(src, src_lengths)
+            features, _ = self.decoder.features(tgt_in, self.decoder.init_state(memory), memory)
+            return self.decoder.loss(features[keep], tgt_out[keep], label_smoothing)
+        logits, _ = self(src, src_lengths, tgt_in, teacher_forcing=teacher_forcing)
+        return cross_entropy_sum(logits[keep], tgt_out[keep], label_smoothing)
 
 
 def build_model(cfg: ModelConfig, *, src_vocab_size: int, tgt_vocab_size: int, pad_id: int = 0) -> Seq2Seq:

@@ -150,10 +150,7 @@ class Trainer:
             self.model: Seq2Seq = build_model(
                 cfg.model, src_vocab_size=len(self.data.src_vocab), tgt_vocab_size=len(self.data.tgt_vocab)
             ).to(self.device)
-        self.criterion = nn.CrossEntropyLoss(
-            ignore_index=self.data.tgt_vocab.pad_id, label_smoothing=t.label_smoothing, reduction="sum"
-        )
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, fused=True)
         mode = "max" if HIGHER_IS_BETTER[t.valid_metric] else "min"
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode=mode, factor=t.lr_factor, patience=t.lr_patience, min_lr=t.min_lr
@@ -232,9 +229,11 @@ class Trainer:
         t = self.cfg.train
         batch = batch.to(self.device)
         with autocast(self.device, t.precision):
-            logits, _ = self.model(batch.src, batch.src_lengths, batch.tgt_in, teacher_forcing=t.teacher_forcing)
-        n_tokens = batch.n_tgt_tokens
-        loss = self.criterion(logits.reshape(-1, logits.size(-1)).float(), batch.tgt_out.reshape(-1)) / n_tokens
+            loss_sum = self.model.loss(
+                batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out, pad_id=self.data.tgt_vocab.pad_id,
+                label_smoothing=t.label_smoothing, teacher_forcing=t.teacher_forcing,
+            )  # fmt: skip
+        loss = loss_sum / batch.n_tgt_tokens
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if t.clip > 0:
@@ -254,15 +253,9 @@ class Trainer:
         for index in valid.batch_indices(self.cfg.decode.batch_size):
             batch = valid.collate(index).to(self.device)
             with autocast(self.device, self.cfg.train.precision):
-                logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in)
-            total += float(
-                nn.functional.cross_entropy(
-                    logits.reshape(-1, logits.size(-1)).float(),
-                    batch.tgt_out.reshape(-1),
-                    ignore_index=self.data.tgt_vocab.pad_id,
-                    reduction="sum",
+                total += float(
+                    model.loss(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out, pad_id=self.data.tgt_vocab.pad_id)
                 )
-            )
             n_tokens += batch.n_tgt_tokens
         limit = self.cfg.train.valid_max_sentences or len(valid)
         scores = self.translator.score(valid.src_text[:limit], valid.tgt_text[:limit], beam_size=1)  # greedy

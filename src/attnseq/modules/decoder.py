@@ -1,13 +1,16 @@
 """Decoders: SPEC 1.2 (init), 1.3 (every-step), 2 (Luong) and 4 (Bahdanau).
 
-Every decoder offers the same three calls, so search never needs to know which one it drives:
+Every decoder offers the same calls, so search and training never need to know which one they drive:
   init_state(memory) -> DecoderState
   step(prev_tokens, state, memory) -> (logits (B, V), state, attn_weights (B, S) or None)
   forward(tgt_in, state, memory) -> (logits (B, T, V), attn_weights (B, T, S) or None)
-`forward` is teacher-forced. Where the wiring allows (no feedback from one step's output into the
-next step's input) it runs the fused library RNN over all steps at once; otherwise it loops the
-same step function. Either way the output layer W_y runs once over all steps. A test proves
-`forward` equal to a loop of `step` for every decoder.
+  features(tgt_in, state, memory) -> (o_t for all steps (B, T, H_o), attn_weights (B, T, S) or None)
+`forward` and `features` are teacher-forced. Where the wiring allows (no feedback from one step's
+output into the next step's input) they run the fused library RNN over all steps at once; Luong
+with input feeding and an LSTM runs as one hand-differentiated node (modules/fused.py); otherwise
+they loop the same step function. The output layer W_y runs once over all steps (training runs it
+only where the target is not padding). A test proves `forward` equal to a loop of `step` for
+every decoder.
 """
 
 from __future__ import annotations
@@ -17,8 +20,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from attnseq.modules.attention import Attention
+from attnseq.loss import linear_cross_entropy_sum
+from attnseq.modules.attention import (
+    Attention,
+    ConcatAttention,
+    DotAttention,
+    GeneralAttention,
+    ScaledDotAttention,
+)
 from attnseq.modules.encoder import RNN_CLASSES, Memory, RNNState, map_state
+from attnseq.modules.fused import LuongLSTMFeed, working_dtype
 
 
 @dataclass
@@ -99,6 +110,12 @@ class RNNDecoder(nn.Module):
         """Logits W_y o + b_y. features (..., H) -> (..., V)."""
         return self.W_y(self.dropout(features))
 
+    def loss(self, features: Tensor, target: Tensor, label_smoothing: float = 0.0) -> Tensor:
+        """Summed cross-entropy of readout(features) (N, H) against target (N,), without holding
+        the (N, V) logits (`linear_cross_entropy_sum`)."""
+        W_y = self.W_y
+        return linear_cross_entropy_sum(self.dropout(features), W_y.weight, W_y.bias, target, label_smoothing)
+
     def _step(self, prev_tokens: Tensor, state: DecoderState, memory: Memory):
         """One step before the output layer: (o_t (B, H_o), new state, attn (B, S) or None)."""
         raise NotImplementedError
@@ -118,13 +135,18 @@ class RNNDecoder(nn.Module):
 
     def forward(self, tgt_in: Tensor, state: DecoderState, memory: Memory):
         """Teacher-forced decoding of all steps. tgt_in (B, T) -> logits (B, T, V), attn (B, T, S)."""
+        features, attns = self.features(tgt_in, state, memory)
+        return self.readout(features), attns
+
+    def features(self, tgt_in: Tensor, state: DecoderState, memory: Memory):
+        """Teacher-forced decoding up to the output layer: o_t for all steps (B, T, H_o), attention
+        (B, T, S) or None. Training applies `readout` only where the target is not padding."""
         features, attns = [], []
         for t in range(tgt_in.size(1)):
             o, state, attn = self._step(tgt_in[:, t], state, memory)
             features.append(o)
             attns.append(attn)
-        logits = self.readout(torch.stack(features, dim=1))  # (B, T, V)
-        return logits, None if attns[0] is None else torch.stack(attns, dim=1)
+        return torch.stack(features, dim=1), None if attns[0] is None else torch.stack(attns, dim=1)
 
     def _embed(self, tokens: Tensor) -> Tensor:
         return self.dropout(self.embedding(tokens))
@@ -137,9 +159,9 @@ class InitDecoder(RNNDecoder):
         out, hidden = self.rnn(self._embed(prev_tokens).unsqueeze(1), state.hidden)  # (B, 1, H)
         return out.squeeze(1), DecoderState(hidden=hidden), None
 
-    def forward(self, tgt_in, state, memory):
+    def features(self, tgt_in, state, memory):
         out, _ = self.rnn(self._embed(tgt_in), state.hidden)  # fused over T: (B, T, H)
-        return self.readout(out), None
+        return out, None
 
 
 class EveryStepDecoder(RNNDecoder):
@@ -158,11 +180,11 @@ class EveryStepDecoder(RNNDecoder):
         out, hidden = self.rnn(x, state.hidden)
         return out.squeeze(1), DecoderState(hidden=hidden, context=state.context), None
 
-    def forward(self, tgt_in, state, memory):
+    def features(self, tgt_in, state, memory):
         emb = self._embed(tgt_in)  # (B, T, E)
         c = state.context.unsqueeze(1).expand(-1, emb.size(1), -1)  # (B, T, He)
         out, _ = self.rnn(torch.cat([emb, c], dim=-1), state.hidden)  # fused over T
-        return self.readout(out), None
+        return out, None
 
 
 class LuongDecoder(RNNDecoder):
@@ -203,12 +225,42 @@ class LuongDecoder(RNNDecoder):
         s_tilde, alpha = self._attend(out.squeeze(1), memory)  # (B, H), (B, S)
         return s_tilde, DecoderState(hidden=hidden, input_feed=s_tilde if self.input_feeding else None), alpha
 
-    def forward(self, tgt_in, state, memory):
+    def fused_loop(self) -> bool:
+        """Whether teacher forcing with input feeding runs as one fused node (`LuongLSTMFeed`):
+        a one-layer LSTM with a dot, scaled dot, general or concat score."""
+        return (
+            self.input_feeding
+            and isinstance(self.rnn, nn.LSTM)
+            and self.layers == 1
+            and isinstance(self.attention, (DotAttention, ScaledDotAttention, GeneralAttention, ConcatAttention))
+        )
+
+    def features(self, tgt_in, state, memory):
         if self.input_feeding:  # s~_{t-1} feeds step t: the steps must run in turn
-            return super().forward(tgt_in, state, memory)
+            if not self.fused_loop():
+                return super().features(tgt_in, state, memory)
+            return self._features_fused(tgt_in, state, memory)
         out, _ = self.rnn(self._embed(tgt_in), state.hidden)  # fused over T: (B, T, H)
-        s_tilde, alpha = self._attend(out, memory)  # all steps at once: (B, T, H), (B, T, S)
-        return self.readout(s_tilde), alpha
+        return self._attend(out, memory)  # all steps at once: (B, T, H), (B, T, S)
+
+
+    def _features_fused(self, tgt_in, state, memory):
+        emb = self._embed(tgt_in)  # (B, T, E)
+        rnn, att = self.rnn, self.attention
+        E = emb.size(-1)
+        gates_x = nn.functional.linear(emb, rnn.weight_ih_l0[:, :E], rnn.bias_ih_l0 + rnn.bias_hh_l0)
+        gates_x = gates_x.to(working_dtype(gates_x))  # float32 under bf16 autocast
+        W_rec = torch.cat([rnn.weight_ih_l0[:, E:], rnn.weight_hh_l0], dim=1)  # (4H, 2H)
+        h0, c0 = (s[0] for s in state.hidden)  # (B, H) each
+        if isinstance(att, ConcatAttention):
+            W_b, w_a, scale = att.W_b.weight, att.W_a.weight[0], 1.0
+        else:
+            W_b, w_a, scale = None, None, getattr(att, "scale", 1.0)
+        W_c = self.W_c
+        s_tilde, alpha = LuongLSTMFeed.apply(
+            gates_x, h0, c0, W_rec, memory.keys, memory.outputs, memory.src_mask, W_c.weight, W_c.bias, W_b, w_a, scale
+        )  # fmt: skip
+        return s_tilde, alpha
 
 
 class BahdanauDecoder(RNNDecoder):

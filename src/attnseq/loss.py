@@ -1,0 +1,111 @@
+"""The training loss: summed cross-entropy with label smoothing, as one fused autograd node.
+
+    loss_i = -(1 - eps) log p(y_i) - (eps / V) sum_j log p(j) = lse_i - (1 - eps) x_{i,y_i} - (eps / V) sum_j x_ij
+    d loss_i / d x_ij = softmax(x_i)_j - (1 - eps) [j = y_i] - eps / V
+
+`torch.nn.functional.cross_entropy(..., label_smoothing=eps, reduction="sum")` computes the same
+number through log_softmax and two reductions, whose backward passes build and add several (N, V)
+tensors; here the forward pass keeps only the log-sum-exp per row and the backward pass writes the
+gradient in one (N, V) buffer. With V in the thousands this is the largest elementwise cost of a
+training step. A test compares value and gradient with torch's.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class _SmoothedCrossEntropySum(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits: Tensor, target: Tensor, eps: float) -> Tensor:
+        lse = torch.logsumexp(logits, dim=-1)  # (N,)
+        picked = logits.gather(1, target.unsqueeze(1)).squeeze(1)
+        loss = (lse - (1 - eps) * picked).sum()
+        if eps:
+            loss = loss - eps / logits.size(-1) * logits.sum()
+        ctx.save_for_backward(logits, target, lse)
+        ctx.eps = eps
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        logits, target, lse = ctx.saved_tensors
+        eps = ctx.eps
+        grad = torch.exp(logits - lse.unsqueeze(1))  # softmax, in a fresh buffer
+        if eps:
+            grad.sub_(eps / logits.size(-1))
+        grad.scatter_add_(1, target.unsqueeze(1), grad.new_full((grad.size(0), 1), -(1 - eps)))
+        grad.mul_(grad_out)
+        return grad, None, None
+
+
+def cross_entropy_sum(logits: Tensor, target: Tensor, label_smoothing: float = 0.0) -> Tensor:
+    """Summed (label-smoothed) cross-entropy of logits (N, V) against target ids (N,), in float32
+    or wider; rows are real tokens only (drop padding before)."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return _SmoothedCrossEntropySum.apply(logits, target, float(label_smoothing))
+
+
+class _LinearCrossEntropySum(torch.autograd.Function):
+    """sum_i CE(W x_i + b, y_i) with the gradients computed in the forward pass, chunk by chunk."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, target, eps, chunk_rows):
+        device_type = x.device.type
+        work = torch.promote_types(x.dtype, torch.float32)
+        dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else work
+        need_grad = any(ctx.needs_input_grad[:3])
+        with torch.autocast(device_type, enabled=False):
+            w = weight.to(dtype)
+            b = bias.to(work)
+            n, vocab = x.size(0), weight.size(0)
+            loss = x.new_zeros((), dtype=work)
+            if need_grad:
+                dx = torch.empty(x.shape, dtype=work, device=x.device)
+                dw = torch.zeros(weight.shape, dtype=work, device=x.device)
+                db = torch.zeros(vocab, dtype=work, device=x.device)
+            for start in range(0, n, chunk_rows):
+                xs = x[start : start + chunk_rows].to(dtype)
+                ts = target[start : start + chunk_rows].unsqueeze(1)
+                logits = (xs @ w.t()).to(work).add_(b)  # (n_chunk, V)
+                lse = torch.logsumexp(logits, dim=-1)
+                loss += (lse - (1 - eps) * logits.gather(1, ts).squeeze(1)).sum()
+                if eps:
+                    loss -= eps / vocab * logits.sum()
+                if not need_grad:
+                    continue
+                grad = logits.sub_(lse.unsqueeze(1)).exp_()  # softmax, in place
+                if eps:
+                    grad.sub_(eps / vocab)
+                grad.scatter_add_(1, ts, grad.new_full(ts.shape, -(1 - eps)))
+                g = grad.to(dtype)
+                dx[start : start + chunk_rows] = (g @ w).to(work)
+                dw += (g.t() @ xs).to(work) if dtype != work else g.t() @ xs
+                db += grad.sum(0)
+        if need_grad:
+            ctx.save_for_backward(dx, dw, db)
+            ctx.dtypes = (x.dtype, weight.dtype, bias.dtype)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        dx, dw, db = ctx.saved_tensors
+        x_dtype, w_dtype, b_dtype = ctx.dtypes
+        return (
+            (dx * grad_out).to(x_dtype), (dw * grad_out).to(w_dtype), (db * grad_out).to(b_dtype), None, None, None,
+        )  # fmt: skip
+
+
+def linear_cross_entropy_sum(
+    x: Tensor, weight: Tensor, bias: Tensor, target: Tensor, label_smoothing: float = 0.0, *, chunk_rows: int = 0
+) -> Tensor:
+    """cross_entropy_sum(x @ weight.T + bias, target) without ever holding the (N, V) logits.
+
+    The output layer is the largest product of a training step; run in row chunks, each chunk's
+    logits turn into its gradients (softmax minus the smoothed one-hot) while still in cache, and
+    the weight gradient accumulates in place. Under bf16 autocast the products run in bfloat16 and
+    the softmax in float32. chunk_rows = 0 picks chunks of about 2M logits.
+    """
+    rows = chunk_rows or max(16, (1 << 21) // weight.size(0))
+    return _LinearCrossEntropySum.apply(x, weight, bias, target, float(label_smoothing), rows)
