@@ -3,6 +3,8 @@ validation and anything that serves a model."""
 
 from __future__ import annotations
 
+import copy
+
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,7 @@ from attnseq.config import Config
 from attnseq.data import collate_source, encode_source
 from attnseq.decoding import beam_search, greedy_search
 from attnseq.metrics import score_translations
-from attnseq.model import Seq2Seq, autocast
+from attnseq.model import Seq2Seq
 from attnseq.tokenize import Tokenizer, build_tokenizers
 from attnseq.vocab import EOS, Vocab
 
@@ -106,37 +108,45 @@ class Translator:
                 empty.n_best = [empty]
                 results[i] = empty
         order = sorted((i for i in range(len(sentences)) if results[i] is None), key=lambda i: len(src_ids[i]))
-        was_training = self.model.training
-        self.model.eval()
+        model = self._decoding_model()
+        was_training = model.training
+        model.eval()
         try:
             for start in range(0, len(order), batch_size):
                 index = order[start : start + batch_size]
-                for i, hyps in zip(index, self._search(index, src_ids, beam_size, n_best)):
+                for i, hyps in zip(index, self._search(model, index, src_ids, beam_size, n_best)):
                     shown = [self._translation(sentences[i], src_tokens[i], *h) for h in hyps]
                     results[i] = shown[0]
                     shown[0].n_best = shown
         finally:
-            self.model.train(was_training)
+            model.train(was_training)
         return results  # type: ignore[return-value]
 
-    def _search(self, index: list[int], src_ids, beam_size: int, n_best: int):
+    def _decoding_model(self) -> Seq2Seq:
+        """The model search runs: under decode.precision bf16, a bfloat16 copy made for this call
+        (weights cast once, not at every step as autocast would; the model may still be training).
+        Search takes log-probabilities and scores in float32 either way."""
+        if self.config.decode.precision != "bf16":
+            return self.model
+        return copy.deepcopy(self.model).to(torch.bfloat16)
+
+    def _search(self, model: Seq2Seq, index: list[int], src_ids, beam_size: int, n_best: int):
         """For each sentence of the batch: a list of (ids, score, rank_score, attention (T, S) or None)."""
         v, dec = self.tgt_vocab, self.config.decode
         src, src_lengths = collate_source([src_ids[i] for i in index], self.src_vocab.pad_id)
         max_len = (src_lengths.float() * dec.max_len_a + dec.max_len_b).long().clamp(min=1).to(self.device)
         specials = dict(bos_id=v.bos_id, eos_id=v.eos_id, pad_id=v.pad_id, max_len=max_len)
-        with autocast(self.device, dec.precision):
-            if beam_size > 1:
-                found = beam_search(self.model, src.to(self.device), src_lengths, beam_size=beam_size,
-                                    n_best=n_best, penalty=dec.length_penalty, alpha=dec.alpha, **specials)  # fmt: skip
-                return [
-                    [
-                        (h.tokens, h.score, h.rank_score, None if h.attention is None else h.attention.cpu().numpy())
-                        for h in hyps
-                    ]  # fmt: skip
-                    for hyps in found
-                ]
-            hyp = greedy_search(self.model, src.to(self.device), src_lengths, **specials)
+        if beam_size > 1:
+            found = beam_search(model, src.to(self.device), src_lengths, beam_size=beam_size,
+                                n_best=n_best, penalty=dec.length_penalty, alpha=dec.alpha, **specials)  # fmt: skip
+            return [
+                [
+                    (h.tokens, h.score, h.rank_score, None if h.attention is None else h.attention.cpu().numpy())
+                    for h in hyps
+                ]  # fmt: skip
+                for hyps in found
+            ]
+        hyp = greedy_search(model, src.to(self.device), src_lengths, **specials)
         tokens, lengths, scores = hyp.tokens.cpu(), hyp.lengths.cpu(), hyp.scores.cpu()
         attn = None if hyp.attn_weights is None else hyp.attn_weights.float().cpu().numpy()
         return [

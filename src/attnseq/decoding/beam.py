@@ -101,10 +101,12 @@ def beam_search(
         logits, state, attn = model.step(prev, state, memory)
         logp = torch.log_softmax(logits.float(), dim=-1)  # (B*K, V)
         logp[:, never] = float("-inf")
-        V = logp.size(-1)
-        candidates = (scores.view(-1, 1) + logp).view(B, K * V)
-        top_scores, top_index = candidates.topk(min(2 * K, K * V), dim=1)  # (B, 2K)
-        beam, token = top_index // V, top_index % V
+        # the best 2K of a sentence's K*V extensions are among the best 2K of each of its rows
+        per_row = min(2 * K, logp.size(-1))
+        row_logp, row_token = logp.topk(per_row, dim=-1)  # (B*K, 2K)
+        candidates = (scores.view(-1, 1) + row_logp).view(B, K * per_row)
+        top_scores, top_index = candidates.topk(min(2 * K, K * per_row), dim=1)  # (B, 2K)
+        beam, token = top_index // per_row, row_token.view(B, K * per_row).gather(1, top_index)
         if attn is not None:
             step_attn = attn.float().unsqueeze(1)
             attn_history = step_attn if attn_history is None else torch.cat([attn_history, step_attn], dim=1)

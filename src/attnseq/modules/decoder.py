@@ -148,6 +148,20 @@ class RNNDecoder(nn.Module):
             attns.append(attn)
         return torch.stack(features, dim=1), None if attns[0] is None else torch.stack(attns, dim=1)
 
+    def _rnn_step(self, x: Tensor, hidden: RNNState) -> tuple[Tensor, RNNState]:
+        """One RNN step: x (B, I) -> top-layer output (B, H) and the new state. A one-layer RNN
+        runs as the library's single-step cell (one call, no sequence bookkeeping)."""
+        rnn = self.rnn
+        if self.layers > 1:
+            out, hidden = rnn(x.unsqueeze(1), hidden)
+            return out.squeeze(1), hidden
+        weights = (rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
+        if isinstance(rnn, nn.LSTM):
+            h, c = torch.lstm_cell(x, (hidden[0][0], hidden[1][0]), *weights)
+            return h, (h.unsqueeze(0), c.unsqueeze(0))
+        h = (torch.gru_cell if isinstance(rnn, nn.GRU) else torch.rnn_tanh_cell)(x, hidden[0], *weights)
+        return h, h.unsqueeze(0)
+
     def _embed(self, tokens: Tensor) -> Tensor:
         return self.dropout(self.embedding(tokens))
 
@@ -156,8 +170,8 @@ class InitDecoder(RNNDecoder):
     """SPEC 1.2: c is only s_0; the RNN reads e(y_{t-1}); o_t = s_t."""
 
     def _step(self, prev_tokens, state, memory):
-        out, hidden = self.rnn(self._embed(prev_tokens).unsqueeze(1), state.hidden)  # (B, 1, H)
-        return out.squeeze(1), DecoderState(hidden=hidden), None
+        out, hidden = self._rnn_step(self._embed(prev_tokens), state.hidden)  # (B, H)
+        return out, DecoderState(hidden=hidden), None
 
     def features(self, tgt_in, state, memory):
         out, _ = self.rnn(self._embed(tgt_in), state.hidden)  # fused over T: (B, T, H)
@@ -176,9 +190,9 @@ class EveryStepDecoder(RNNDecoder):
         return state
 
     def _step(self, prev_tokens, state, memory):
-        x = torch.cat([self._embed(prev_tokens), state.context], dim=-1).unsqueeze(1)  # (B, 1, E+He)
-        out, hidden = self.rnn(x, state.hidden)
-        return out.squeeze(1), DecoderState(hidden=hidden, context=state.context), None
+        x = torch.cat([self._embed(prev_tokens), state.context], dim=-1)  # (B, E+He)
+        out, hidden = self._rnn_step(x, state.hidden)
+        return out, DecoderState(hidden=hidden, context=state.context), None
 
     def features(self, tgt_in, state, memory):
         emb = self._embed(tgt_in)  # (B, T, E)
@@ -221,8 +235,8 @@ class LuongDecoder(RNNDecoder):
         x = self._embed(prev_tokens)  # (B, E)
         if self.input_feeding:
             x = torch.cat([x, state.input_feed], dim=-1)  # (B, E + H)
-        out, hidden = self.rnn(x.unsqueeze(1), state.hidden)
-        s_tilde, alpha = self._attend(out.squeeze(1), memory)  # (B, H), (B, S)
+        out, hidden = self._rnn_step(x, state.hidden)
+        s_tilde, alpha = self._attend(out, memory)  # (B, H), (B, S)
         return s_tilde, DecoderState(hidden=hidden, input_feed=s_tilde if self.input_feeding else None), alpha
 
     def fused_loop(self) -> bool:
@@ -282,8 +296,7 @@ class BahdanauDecoder(RNNDecoder):
     def _step(self, prev_tokens, state, memory):
         a, alpha = self.attention(top_layer(state.hidden), memory.keys, memory.outputs, memory.src_mask)
         emb = self._embed(prev_tokens)  # (B, E)
-        out, hidden = self.rnn(torch.cat([a, emb], dim=-1).unsqueeze(1), state.hidden)
-        s = out.squeeze(1)  # (B, H)
+        s, hidden = self._rnn_step(torch.cat([a, emb], dim=-1), state.hidden)  # (B, H)
         o = s if self.W_o is None else torch.tanh(self.W_o(torch.cat([s, a, emb], dim=-1)))
         return o, DecoderState(hidden=hidden), alpha
 
