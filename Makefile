@@ -27,5 +27,9 @@ lint: setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
+# attnseq against OpenNMT-py 3.5.1 on the same model (about 30 minutes; installs OpenNMT-py into .venv-onmt)
+bench: setup
+	$(BIN)/python bench/speed.py
+
 clean:
 	rm -rf runs data/dates .pytest_cache

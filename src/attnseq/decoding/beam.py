@@ -1,7 +1,8 @@
 """Batched beam search with length penalties, n-best output and the attention of each hypothesis.
 
-All sentences and all their beams run as one batch of B*K rows through the model's `step`; only
-hypotheses that finish (rare events) are handled one by one in Python.
+All sentences and all their beams run as one batch of B*K rows through the model's `step`; a
+sentence that is done leaves the batch; only hypotheses that finish (rare events) are handled one
+by one in Python.
 
 Ranking: a finished hypothesis of n tokens (its </s> included) and log-probability sum s is ranked
 by s / lp(n) with
@@ -95,7 +96,7 @@ def beam_search(
     order = torch.arange(2 * K, device=device)
     first_k = order < K  # (2K,) the candidates that may finish
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-    done = torch.zeros(B, dtype=torch.bool, device=device)
+    active = torch.arange(B, device=device)  # the sentences still searched; done ones leave the batch
 
     for t in range(int(limit.max())):
         logits, state, attn = model.step(prev, state, memory)
@@ -104,9 +105,10 @@ def beam_search(
         # the best 2K of a sentence's K*V extensions are among the best 2K of each of its rows
         per_row = min(2 * K, logp.size(-1))
         row_logp, row_token = logp.topk(per_row, dim=-1)  # (B*K, 2K)
-        candidates = (scores.view(-1, 1) + row_logp).view(B, K * per_row)
+        n = scores.size(0)  # sentences still searched
+        candidates = (scores.view(-1, 1) + row_logp).view(n, K * per_row)
         top_scores, top_index = candidates.topk(min(2 * K, K * per_row), dim=1)  # (B, 2K)
-        beam, token = top_index // per_row, row_token.view(B, K * per_row).gather(1, top_index)
+        beam, token = top_index // per_row, row_token.view(n, K * per_row).gather(1, top_index)
         if attn is not None:
             step_attn = attn.float().unsqueeze(1)
             attn_history = step_attn if attn_history is None else torch.cat([attn_history, step_attn], dim=1)
@@ -115,14 +117,14 @@ def beam_search(
         at_limit = t + 1 >= limit  # (B,)
         width = token.size(1)
         ends = ((token == eos_id) | at_limit.unsqueeze(1)) & first_k[:width] & (top_scores > float("-inf"))
-        ends &= ~done.unsqueeze(1)
         for b, j in ends.nonzero().tolist():
-            if len(finished[b]) >= K:
+            hyps = finished[int(active[b])]
+            if len(hyps) >= K:
                 continue
             row = b * K + int(beam[b, j])
             tokens = [*history[row].tolist(), int(token[b, j])]
             score = float(top_scores[b, j])
-            finished[b].append(
+            hyps.append(
                 Hypothesis(
                     tokens=tokens,
                     score=score,
@@ -134,12 +136,18 @@ def beam_search(
         keep = ((token == eos_id).long() * 2 * K + order[:width]).argsort(dim=1)[:, :K]  # (B, K)
         scores = top_scores.gather(1, keep)
         alive = (scores > float("-inf")).any(dim=1)  # False: nothing left that could still finish
-        full = torch.tensor([len(f) >= K for f in finished], device=device)
-        done |= full | at_limit | ~alive
+        full = torch.tensor([len(finished[i]) >= K for i in active.tolist()], device=device)
+        done = full | at_limit | ~alive
         if bool(done.all()):
             break
-        rows = (offsets + beam.gather(1, keep)).view(-1)  # (B*K,) the row each new beam extends
+        rows = (offsets + beam.gather(1, keep)).view(-1)  # (n*K,) the row each new beam extends
         prev = token.gather(1, keep).view(-1)
+        if bool(done.any()):  # drop finished sentences: later steps run only the others' rows
+            kept = (~done).nonzero().squeeze(1)
+            rows, prev = rows.view(n, K)[kept].view(-1), prev.view(n, K)[kept].view(-1)
+            scores, limit, active = scores[kept], limit[kept], active[kept]
+            memory = memory.index_select((kept.unsqueeze(1) * K + torch.arange(K, device=device)).view(-1))
+            offsets = offsets[: kept.numel()]
         history = torch.cat([history.index_select(0, rows), prev.unsqueeze(1)], dim=1)
         if attn_history is not None:
             attn_history = attn_history.index_select(0, rows)

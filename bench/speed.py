@@ -1,0 +1,360 @@
+"""attnseq against OpenNMT-py 3.5.1 on the same RNN attention model, side by side in one run.
+
+    make bench                       # = .venv/bin/python bench/speed.py
+    .venv/bin/python bench/speed.py --reps 3 --steps 2000 --out runs/bench_speed
+
+The model (both toolkits): Multi30k En->De (the multi30k_en_de recipe's files), whitespace words
+(a word seen at least twice), embeddings 256, a one-layer bidirectional LSTM encoder 2 x 128, a
+one-layer LSTM decoder 256 with Luong attention and input feeding, dropout 0.3, batches of 64
+sentences, Adam 0.001, gradient norm 1, label smoothing 0.1.
+
+It measures, each figure the median of --reps repetitions:
+  * training target tokens/s over --measure steps after --warmup steps, with general and concat
+    (OpenNMT-py "mlp") attention, and the peak resident memory of the training process;
+  * the FLOP/s of a training step, counted analytically from the model's shapes and the data's
+    lengths (matrix products only; backward = 2 x forward), against this machine's matrix-multiply
+    peak (2048 x 2048, measured in the same run);
+  * test BLEU (sacreBLEU, cased) after --steps training steps with general attention, and decoding
+    sentences/s on the 1000 test_2016_flickr sentences, greedy and beam 5, batch 64, each toolkit
+    timing its own translation loop (model loading excluded).
+OpenNMT-py is installed into its own environment (--onmt-venv) with --no-deps, beside this torch.
+It ends with a table and one JSON line (train_tok_s_ratio, greedy_sent_s_ratio, beam5_sent_s_ratio,
+bleu_diff, bf16_bleu_diff, peak_fraction, ...). attnseq's fast path is bf16 (train.precision and
+decode.precision); OpenNMT-py runs fp32, its only precision on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPE = ROOT / "configs" / "multi30k_en_de.yaml"
+EMB, ENC, DEC, BATCH, LR, DROPOUT, SMOOTHING = 256, 256, 256, 64, 0.001, 0.3, 0.1
+ONMT_ATTENTION = {"general": "general", "concat": "mlp"}
+
+
+# ------------------------------------------------------------------------------------------ setup
+def run(cmd: list[str], *, env: dict | None = None, log: Path | None = None) -> tuple[str, float]:
+    """Run a command; return its output and the peak resident memory of the process in MiB."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **(env or {})})  # fmt: skip
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if log:
+        log.write_text(out, encoding="utf-8")
+    if proc.returncode:
+        sys.exit(f"failed ({proc.returncode}): {shlex.join(cmd)}\n{out[-3000:]}")
+    return out, usage.ru_maxrss / 1024
+
+
+def prepare_data(work: Path) -> Path:
+    """The recipe's Multi30k files with whitespace runs made single spaces, as plain text, so
+    both toolkits split exactly the same words."""
+    from attnseq.config import load_config
+    from attnseq.data import read_pairs
+
+    cfg = load_config(RECIPE)
+    data = work / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    for name, spec in (("train", cfg.data.train), ("val", cfg.data.valid), ("test", cfg.data.test)):
+        if (data / f"{name}.de").is_file():
+            continue
+        pairs = read_pairs(spec, cfg.data, key=f"data.{name}")
+        for side, lang in ((0, "en"), (1, "de")):
+            text = "".join(" ".join(p[side].split()) + "\n" for p in pairs)
+            (data / f"{name}.{lang}").write_text(text, encoding="utf-8")
+    return data
+
+
+def onmt_env(venv: Path) -> Path:
+    """OpenNMT-py 3.5.1 in its own virtual environment, on this machine's torch 2.13.0."""
+    stamp = venv / ".onmt-3.5.1"
+    if not stamp.is_file():
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+        run([sys.executable, "-m", "venv", str(venv)])
+        run([*pip, "torch==2.13.0"])
+        run([*pip, "--no-deps", "opennmt-py==3.5.1"])
+        run([*pip, "-r", str(ROOT / "bench" / "onmt-requirements.txt")])
+        run([str(venv / "bin" / "python"), "-c", "import onmt.bin.train, onmt.bin.translate"])
+        stamp.touch()
+    return venv / "bin"
+
+
+def matmul_peak(reps: int) -> dict:
+    import torch
+
+    out = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+        for _ in range(3):
+            a @ b
+        rates = []
+        for _ in range(max(reps, 3)):
+            start = time.perf_counter()
+            for _ in range(10):
+                a @ b
+            rates.append(10 * 2 * 2048**3 / (time.perf_counter() - start) / 1e9)
+        out[name] = statistics.median(rates)
+    return out
+
+
+def flops_per_target_token(data: Path, attention: str, vocab: int) -> float:
+    """Matrix-product FLOPs of one training step per target token: 3 x forward, where forward is
+    the encoder per source token, the attention keys per source token, and per target token the
+    decoder LSTM (input feeding), scores and context over the sentence's source, W_c and W_y."""
+    src = [len(line.split()) for line in (data / "train.en").read_text(encoding="utf-8").splitlines()]
+    tgt = [len(line.split()) + 1 for line in (data / "train.de").read_text(encoding="utf-8").splitlines()]
+    n_tgt = sum(tgt)
+    src_per_tgt = sum(src) / n_tgt
+    attended = sum(s * t for s, t in zip(src, tgt)) / n_tgt  # source length each target token sees
+    half = ENC // 2
+    encoder = 2 * (2 * 4 * half * (EMB + half))  # two directions
+    if attention == "general":
+        keys, score = 2 * DEC * ENC, 2 * DEC * attended
+    else:  # concat: W_c h once per source token; W_b s, then w_a over tanh(.) per target token
+        keys, score = 2 * DEC * ENC, 2 * DEC * DEC + 2 * DEC * attended
+    decoder = 2 * 4 * DEC * (EMB + DEC + DEC) + score + 2 * ENC * attended + 2 * DEC * (ENC + DEC) + 2 * DEC * vocab
+    return 3 * (decoder + src_per_tgt * (encoder + keys))
+
+
+# ------------------------------------------------------------------------------------- OpenNMT-py
+def onmt_config(work: Path, data: Path, attention: str, steps: int, save: Path | None) -> Path:
+    cfg = {
+        "save_data": str(work / "onmt"), "overwrite": True,
+        "src_vocab": str(work / "onmt" / "vocab.src"), "tgt_vocab": str(work / "onmt" / "vocab.tgt"),
+        "src_words_min_frequency": 2, "tgt_words_min_frequency": 2,
+        "data": {"corpus_1": {"path_src": str(data / "train.en"), "path_tgt": str(data / "train.de")},
+                 "valid": {"path_src": str(data / "val.en"), "path_tgt": str(data / "val.de")}},
+        "encoder_type": "brnn", "decoder_type": "rnn", "rnn_type": "LSTM", "layers": 1,
+        "word_vec_size": EMB, "hidden_size": DEC, "global_attention": ONMT_ATTENTION[attention],
+        "input_feed": 1, "dropout": [DROPOUT], "optim": "adam", "learning_rate": LR, "max_grad_norm": 1,
+        "label_smoothing": SMOOTHING, "batch_type": "sents", "batch_size": BATCH, "train_steps": steps,
+        "valid_steps": 10**7, "report_every": 25, "seed": 1234, "num_workers": 0,
+        "save_model": str(save or work / "onmt" / "scratch"), "save_checkpoint_steps": steps if save else 10**7,
+    }  # fmt: skip
+    path = work / f"onmt_{attention}_{steps}.yaml"
+    path.write_text(json.dumps(cfg, indent=1), encoding="utf-8")  # JSON is YAML
+    return path
+
+
+ONMT_REPORT = re.compile(r"Step (\d+)/.*?(\d+)/\s*(\d+) tok/s")
+
+
+def onmt_train(bin_dir: Path, config: Path, warmup: int) -> tuple[float, float, str]:
+    out, rss = run([str(bin_dir / "onmt_train"), "-config", str(config)])
+    rates = [float(m.group(3)) for m in ONMT_REPORT.finditer(out) if int(m.group(1)) > warmup]
+    return statistics.median(rates), rss, out
+
+
+def onmt_translate(bin_dir: Path, model: Path, data: Path, beam: int, output: Path) -> float:
+    """Sentences/s by OpenNMT-py's own timer (-report_time). Its "Total translation time" is
+    printed to 0.1 s, so the time is taken as predicted words / "Tokens per second"."""
+    out, _ = run([str(bin_dir / "onmt_translate"), "-model", str(model), "-src", str(data / "test.en"),
+                  "-output", str(output), "-beam_size", str(beam), "-batch_size", str(BATCH),
+                  "-batch_type", "sents", "-gpu", "-1", "-report_time", "-length_penalty", "wu", "-alpha", "0.6"],
+                 env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"})  # fmt: skip
+    tok_s = float(re.search(r"Tokens per second: ([\d.]+)", out).group(1))
+    words = sum(len(line.split()) for line in output.read_text(encoding="utf-8").splitlines())
+    n = len(output.read_text(encoding="utf-8").splitlines())
+    return n / (words / tok_s)
+
+
+# ---------------------------------------------------------------------------------------- attnseq
+def attnseq_overrides(data: Path, attention: str, precision: str) -> list[str]:
+    return [
+        f"data.train={data / 'train'}", f"data.valid={data / 'val'}", f"data.test={data / 'test'}",
+        "data.src_suffix=.en", "data.tgt_suffix=.de", "data.src_tokenizer=word", "data.tgt_tokenizer=word",
+        "data.min_freq=2", "data.max_src_len=100", "data.max_tgt_len=100",
+        f"model.emb_size={EMB}", f"model.enc_hidden_size={ENC}", f"model.dec_hidden_size={DEC}",
+        "model.decoder=luong", f"model.attention={attention}", "model.input_feeding=true",
+        "model.tie_embeddings=false", f"model.dropout={DROPOUT}",
+        f"train.batch_size={BATCH}", f"train.lr={LR}", "train.clip=1.0", f"train.label_smoothing={SMOOTHING}",
+        "train.ema_decay=0", "train.snapshot_minutes=0", "train.max_minutes=0", "train.max_epochs=1000",
+        "train.lr_patience=1000", "train.patience=0", "train.valid_metric=loss", "train.valid_max_sentences=200",
+        f"train.precision={precision}", f"decode.precision={precision}", f"decode.batch_size={BATCH}",
+        "decode.length_penalty=gnmt", "decode.alpha=0.6",
+    ]  # fmt: skip
+
+
+def child_throughput(args) -> None:
+    """(child process) attnseq training tokens/s over `measure` steps after `warmup` steps."""
+    import tempfile
+
+    from attnseq.config import load_config
+    from attnseq.train import Trainer
+
+    cfg = load_config(RECIPE, attnseq_overrides(Path(args.data), args.attention, args.precision))
+    trainer = Trainer(cfg, Path(tempfile.mkdtemp()) / "run", progress_bar=False)
+    data = trainer.data.train
+    batches = [data.collate(i) for i in data.batch_indices(BATCH, seed=1)[: args.warmup + args.measure]]
+    for batch in batches[: args.warmup]:
+        trainer.train_step(batch)
+    start = time.perf_counter()
+    for batch in batches[args.warmup :]:
+        trainer.train_step(batch)
+    seconds = time.perf_counter() - start
+    tokens = sum(b.n_tgt_tokens for b in batches[args.warmup :])
+    print(json.dumps({"tok_s": tokens / seconds, "vocab": len(trainer.data.tgt_vocab)}))
+
+
+def child_decode(args) -> None:
+    """(child process) decode the test set --reps times with a trained attnseq model."""
+    from attnseq.data import read_parallel
+    from attnseq.translate import Translator
+
+    translator = Translator.from_pretrained(args.model)
+    translator.config.decode.precision = args.precision
+    pairs = read_parallel(Path(args.data) / "test.en", Path(args.data) / "test.de")
+    src, ref = [s for s, _ in pairs], [r for _, r in pairs]
+    rates, bleu = [], None
+    for _ in range(args.reps):
+        _, scores = translator.evaluate(src, ref, beam_size=args.beam, batch_size=BATCH)
+        rates.append(scores["sent_s"])
+        bleu = scores["bleu"]
+    print(json.dumps({"sent_s": statistics.median(rates), "bleu": bleu}))
+
+
+def child(args_list: list[str]) -> dict:
+    out, rss = run([sys.executable, __file__, *args_list])
+    result = json.loads(out.strip().splitlines()[-1])
+    result["rss_mib"] = rss
+    return result
+
+
+# ------------------------------------------------------------------------------------------- main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=str(ROOT / "runs" / "bench_speed"), help="work directory")
+    parser.add_argument("--onmt-venv", default=str(ROOT / ".venv-onmt"), help="OpenNMT-py's environment")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions of each measurement (median)")
+    parser.add_argument("--warmup", type=int, default=25, help="training steps before the timed ones")
+    parser.add_argument("--measure", type=int, default=150, help="timed training steps per repetition")
+    parser.add_argument("--steps", type=int, default=2000, help="training steps before BLEU and decoding")
+    parser.add_argument("--child", choices=["throughput", "decode"], help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--attention", default="general", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--beam", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return (child_throughput if args.child == "throughput" else child_decode)(args)
+
+    import torch
+
+    work = Path(args.out)
+    work.mkdir(parents=True, exist_ok=True)
+    data = prepare_data(work)
+    onmt = onmt_env(Path(args.onmt_venv))
+    run([str(onmt / "onmt_build_vocab"), "-config", str(onmt_config(work, data, "general", 1, None)),
+         "-n_sample", "-1"])  # fmt: skip
+    peak = matmul_peak(args.reps)
+    common = ["--data", str(data), "--reps", str(args.reps)]
+
+    # training throughput, each repetition a fresh process, the toolkits in turn
+    train: dict[tuple[str, str], list[dict]] = {}
+    for _ in range(args.reps):
+        for attention in ONMT_ATTENTION:
+            cfg = onmt_config(work, data, attention, args.warmup + args.measure, None)
+            tok_s, rss, _ = onmt_train(onmt, cfg, args.warmup)
+            train.setdefault(("onmt", attention), []).append({"tok_s": tok_s, "rss_mib": rss})
+            for precision in ("fp32", "bf16"):
+                r = child([*common, "--child", "throughput", "--attention", attention, "--precision", precision,
+                           "--warmup", str(args.warmup), "--measure", str(args.measure)])  # fmt: skip
+                train.setdefault((precision, attention), []).append(r)
+    vocab = train[("fp32", "general")][0]["vocab"]
+    med = {k: {f: statistics.median(r[f] for r in v) for f in ("tok_s", "rss_mib")} for k, v in train.items()}
+
+    # BLEU and decoding after the same number of steps (general attention)
+    onmt_model = work / "onmt" / "model"
+    out_onmt = work / "onmt_train.log"
+    _, _, log = onmt_train(onmt, onmt_config(work, data, "general", args.steps, onmt_model), 0)
+    out_onmt.write_text(log, encoding="utf-8")
+    onmt_ckpt = Path(f"{onmt_model}_step_{args.steps}.pt")
+    decode: dict[tuple[str, int], dict] = {}
+    import sacrebleu
+
+    refs = (data / "test.de").read_text(encoding="utf-8").splitlines()
+    for beam in (1, 5):
+        rates = [onmt_translate(onmt, onmt_ckpt, data, beam, work / f"onmt_beam{beam}.txt") for _ in range(args.reps)]
+        hyps = (work / f"onmt_beam{beam}.txt").read_text(encoding="utf-8").splitlines()
+        decode[("onmt", beam)] = {"sent_s": statistics.median(rates), "bleu": sacrebleu.corpus_bleu(hyps, [refs]).score}
+    for precision in ("fp32", "bf16"):
+        run_dir = work / f"attnseq_{precision}"
+        if run_dir.exists():
+            import shutil
+
+            shutil.rmtree(run_dir)
+        overrides = attnseq_overrides(data, "general", precision) + [f"train.max_steps={args.steps}"]
+        run([str(Path(sys.executable).parent / "attnseq"), "train", str(RECIPE), "--out", str(run_dir),
+             *[a for o in overrides for a in ("--set", o)]], log=work / f"attnseq_{precision}_train.log")  # fmt: skip
+        for beam in (1, 5):
+            decode[(precision, beam)] = child([*common, "--child", "decode", "--model", str(run_dir / "last"),
+                                               "--precision", precision, "--beam", str(beam)])  # fmt: skip
+
+    flops = {att: flops_per_target_token(data, att, vocab) for att in ONMT_ATTENTION}
+    rows = []
+    for att in ONMT_ATTENTION:
+        for who, label in (("onmt", "OpenNMT-py 3.5.1 fp32"), ("fp32", "attnseq fp32"), ("bf16", "attnseq bf16")):
+            m = med[(who, att)]
+            gflops = m["tok_s"] * flops[att] / 1e9
+            rows.append((att, label, m["tok_s"], gflops, gflops / peak["fp32"], m["rss_mib"]))
+    print(f"\nmachine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"matmul 2048^2 peak fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")  # fmt: skip
+    print(
+        f"training (median of {args.reps}; {args.measure} steps after {args.warmup}; target vocabulary {vocab}; "
+        f"{flops['general'] / 1e6:.1f} / {flops['concat'] / 1e6:.1f} MFLOP per target token general / concat)"
+    )
+    print("| attention | toolkit | target tok/s | GFLOP/s | of fp32 peak | peak RSS MiB |")
+    print("|---|---|---:|---:|---:|---:|")
+    for att, label, tok_s, gflops, frac, rss in rows:
+        print(f"| {att} | {label} | {tok_s:,.0f} | {gflops:.0f} | {frac:.0%} | {rss:,.0f} |")
+    print(
+        f"\nafter {args.steps} training steps, general attention; test_2016_flickr, batch {BATCH} "
+        f"(median of {args.reps})"
+    )
+    print("| toolkit | BLEU greedy | BLEU beam 5 | greedy sent/s | beam 5 sent/s |")
+    print("|---|---:|---:|---:|---:|")
+    for who, label in (("onmt", "OpenNMT-py 3.5.1 fp32"), ("fp32", "attnseq fp32"), ("bf16", "attnseq bf16")):
+        g, b = decode[(who, 1)], decode[(who, 5)]
+        print(f"| {label} | {g['bleu']:.2f} | {b['bleu']:.2f} | {g['sent_s']:,.0f} | {b['sent_s']:,.0f} |")
+    summary = {
+        "train_tok_s_ratio": med[("bf16", "general")]["tok_s"] / med[("onmt", "general")]["tok_s"],
+        "train_tok_s_ratio_concat": med[("bf16", "concat")]["tok_s"] / med[("onmt", "concat")]["tok_s"],
+        "train_tok_s_ratio_fp32": med[("fp32", "general")]["tok_s"] / med[("onmt", "general")]["tok_s"],
+        "greedy_sent_s_ratio": decode[("bf16", 1)]["sent_s"] / decode[("onmt", 1)]["sent_s"],
+        "beam5_sent_s_ratio": decode[("bf16", 5)]["sent_s"] / decode[("onmt", 5)]["sent_s"],
+        "greedy_sent_s_ratio_fp32": decode[("fp32", 1)]["sent_s"] / decode[("onmt", 1)]["sent_s"],
+        "beam5_sent_s_ratio_fp32": decode[("fp32", 5)]["sent_s"] / decode[("onmt", 5)]["sent_s"],
+        "bleu_diff": decode[("bf16", 5)]["bleu"] - decode[("onmt", 5)]["bleu"],
+        "bleu_diff_fp32": decode[("fp32", 5)]["bleu"] - decode[("onmt", 5)]["bleu"],
+        "bf16_bleu_diff": decode[("bf16", 5)]["bleu"] - decode[("fp32", 5)]["bleu"],
+        "peak_fraction": rows[1][4],
+        "peak_fraction_onmt": rows[0][4],
+        "matmul_gflops": peak,
+        "train": {f"{w}_{a}": v for (w, a), v in med.items()},
+        "decode": {f"{w}_beam{b}": v for (w, b), v in decode.items()},
+        "steps": args.steps,
+        "reps": args.reps,
+    }
+    print(
+        "ratios attnseq bf16 / OpenNMT-py: training {train_tok_s_ratio:.2f}x, greedy {greedy_sent_s_ratio:.2f}x, "
+        "beam 5 {beam5_sent_s_ratio:.2f}x; BLEU diff {bleu_diff:+.2f}, bf16 - fp32 {bf16_bleu_diff:+.2f}; "
+        "fp32 step at {peak_fraction:.0%} of the fp32 matmul peak".format(**summary)
+    )
+    print("reproduce: " + shlex.join([sys.executable, *sys.argv]))
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
