@@ -1,7 +1,7 @@
 """attnseq against OpenNMT-py 3.5.1 on the same RNN attention model, side by side in one run.
 
     make bench                       # = .venv/bin/python bench/speed.py
-    .venv/bin/python bench/speed.py --reps 3 --steps 2000 --out runs/bench_speed
+    .venv/bin/python bench/speed.py --reps 3 --steps 1500 --out runs/bench_speed
 
 The model (both toolkits): Multi30k En->De (the multi30k_en_de recipe's files), whitespace words
 (a word seen at least twice), embeddings 256, a one-layer bidirectional LSTM encoder 2 x 128, a
@@ -239,7 +239,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each measurement (median)")
     parser.add_argument("--warmup", type=int, default=25, help="training steps before the timed ones")
     parser.add_argument("--measure", type=int, default=150, help="timed training steps per repetition")
-    parser.add_argument("--steps", type=int, default=2000, help="training steps before BLEU and decoding")
+    parser.add_argument("--steps", type=int, default=1500, help="training steps before BLEU and decoding")
     parser.add_argument("--child", choices=["throughput", "decode"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--attention", default="general", help=argparse.SUPPRESS)

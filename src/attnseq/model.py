@@ -71,7 +71,6 @@ class Seq2Seq(nn.Module):
                 prev = torch.where(use_ref, tgt_in[:, t + 1], step_logits.argmax(-1))
         return torch.stack(logits, 1), None if attns[0] is None else torch.stack(attns, 1)
 
-
     def loss(
         self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, tgt_out: Tensor, *, pad_id: int,
         label_smoothing: float = 0.0, teacher_forcing: float = 1.0,

@@ -253,9 +253,8 @@ class Trainer:
         for index in valid.batch_indices(self.cfg.decode.batch_size):
             batch = valid.collate(index).to(self.device)
             with autocast(self.device, self.cfg.train.precision):
-                total += float(
-                    model.loss(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out, pad_id=self.data.tgt_vocab.pad_id)
-                )
+                pad_id = self.data.tgt_vocab.pad_id
+                total += float(model.loss(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out, pad_id=pad_id))
             n_tokens += batch.n_tgt_tokens
         limit = self.cfg.train.valid_max_sentences or len(valid)
         scores = self.translator.score(valid.src_text[:limit], valid.tgt_text[:limit], beam_size=1)  # greedy

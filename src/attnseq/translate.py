@@ -4,7 +4,6 @@ validation and anything that serves a model."""
 from __future__ import annotations
 
 import copy
-
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -257,7 +257,6 @@ class LuongDecoder(RNNDecoder):
         out, _ = self.rnn(self._embed(tgt_in), state.hidden)  # fused over T: (B, T, H)
         return self._attend(out, memory)  # all steps at once: (B, T, H), (B, T, S)
 
-
     def _features_fused(self, tgt_in, state, memory):
         emb = self._embed(tgt_in)  # (B, T, E)
         rnn, att = self.rnn, self.attention
