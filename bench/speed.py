@@ -6,7 +6,8 @@
 The model (both toolkits): Multi30k En->De (the multi30k_en_de recipe's files), whitespace words
 (a word seen at least twice), embeddings 256, a one-layer bidirectional LSTM encoder 2 x 128, a
 one-layer LSTM decoder 256 with Luong attention and input feeding, dropout 0.3, batches of 64
-sentences, Adam 0.001, gradient norm 1, label smoothing 0.1.
+sentences, Adam 0.001, gradient norm 1, label smoothing 0.1, every weight initialised uniform in
+[-0.1, 0.1] (OpenNMT-py's default param_init; attnseq's model.param_init).
 
 It measures, each figure the median of --reps repetitions:
   * training target tokens/s over --measure steps after --warmup steps, with general and concat
@@ -38,20 +39,24 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "configs" / "multi30k_en_de.yaml"
-EMB, ENC, DEC, BATCH, LR, DROPOUT, SMOOTHING = 256, 256, 256, 64, 0.001, 0.3, 0.1
+EMB, ENC, DEC, BATCH, LR, DROPOUT, SMOOTHING, PARAM_INIT = 256, 256, 256, 64, 0.001, 0.3, 0.1, 0.1
 ONMT_ATTENTION = {"general": "general", "concat": "mlp"}
 
 
 # ------------------------------------------------------------------------------------------ setup
-def run(cmd: list[str], *, env: dict | None = None, log: Path | None = None) -> tuple[str, float]:
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run(cmd: list[str], *, env: dict | None = None, save_output: Path | None = None) -> tuple[str, float]:
     """Run a command; return its output and the peak resident memory of the process in MiB."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **(env or {})})  # fmt: skip
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    if log:
-        log.write_text(out, encoding="utf-8")
+    if save_output:
+        save_output.write_text(out, encoding="utf-8")
     if proc.returncode:
         sys.exit(f"failed ({proc.returncode}): {shlex.join(cmd)}\n{out[-3000:]}")
     return out, usage.ru_maxrss / 1024
@@ -138,6 +143,7 @@ def onmt_config(work: Path, data: Path, attention: str, steps: int, save: Path |
         "encoder_type": "brnn", "decoder_type": "rnn", "rnn_type": "LSTM", "layers": 1,
         "word_vec_size": EMB, "hidden_size": DEC, "global_attention": ONMT_ATTENTION[attention],
         "input_feed": 1, "dropout": [DROPOUT], "optim": "adam", "learning_rate": LR, "max_grad_norm": 1,
+        "param_init": PARAM_INIT,
         "label_smoothing": SMOOTHING, "batch_type": "sents", "batch_size": BATCH, "train_steps": steps,
         "valid_steps": 10**7, "report_every": 25, "seed": 1234, "num_workers": 0,
         "save_model": str(save or work / "onmt" / "scratch"), "save_checkpoint_steps": steps if save else 10**7,
@@ -177,7 +183,7 @@ def attnseq_overrides(data: Path, attention: str, precision: str) -> list[str]:
         "data.min_freq=2", "data.max_src_len=100", "data.max_tgt_len=100",
         f"model.emb_size={EMB}", f"model.enc_hidden_size={ENC}", f"model.dec_hidden_size={DEC}",
         "model.decoder=luong", f"model.attention={attention}", "model.input_feeding=true",
-        "model.tie_embeddings=false", f"model.dropout={DROPOUT}",
+        "model.tie_embeddings=false", f"model.dropout={DROPOUT}", f"model.param_init={PARAM_INIT}",
         f"train.batch_size={BATCH}", f"train.lr={LR}", "train.clip=1.0", f"train.label_smoothing={SMOOTHING}",
         "train.ema_decay=0", "train.snapshot_minutes=0", "train.max_minutes=0", "train.max_epochs=1000",
         "train.lr_patience=1000", "train.patience=0", "train.valid_metric=loss", "train.valid_max_sentences=200",
@@ -259,6 +265,7 @@ def main() -> None:
     run([str(onmt / "onmt_build_vocab"), "-config", str(onmt_config(work, data, "general", 1, None)),
          "-n_sample", "-1"])  # fmt: skip
     peak = matmul_peak(args.reps)
+    log(f"matmul peak: {peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} bf16")
     common = ["--data", str(data), "--reps", str(args.reps)]
 
     # training throughput, each repetition a fresh process, the toolkits in turn
@@ -267,19 +274,22 @@ def main() -> None:
         for attention in ONMT_ATTENTION:
             cfg = onmt_config(work, data, attention, args.warmup + args.measure, None)
             tok_s, rss, _ = onmt_train(onmt, cfg, args.warmup)
+            log(f"OpenNMT-py {attention}: {tok_s:,.0f} target tok/s")
             train.setdefault(("onmt", attention), []).append({"tok_s": tok_s, "rss_mib": rss})
             for precision in ("fp32", "bf16"):
                 r = child([*common, "--child", "throughput", "--attention", attention, "--precision", precision,
                            "--warmup", str(args.warmup), "--measure", str(args.measure)])  # fmt: skip
                 train.setdefault((precision, attention), []).append(r)
+                log(f"attnseq {precision} {attention}: {r['tok_s']:,.0f} target tok/s")
     vocab = train[("fp32", "general")][0]["vocab"]
     med = {k: {f: statistics.median(r[f] for r in v) for f in ("tok_s", "rss_mib")} for k, v in train.items()}
 
     # BLEU and decoding after the same number of steps (general attention)
     onmt_model = work / "onmt" / "model"
     out_onmt = work / "onmt_train.log"
-    _, _, log = onmt_train(onmt, onmt_config(work, data, "general", args.steps, onmt_model), 0)
-    out_onmt.write_text(log, encoding="utf-8")
+    log(f"training OpenNMT-py for {args.steps} steps")
+    _, _, out = onmt_train(onmt, onmt_config(work, data, "general", args.steps, onmt_model), 0)
+    out_onmt.write_text(out, encoding="utf-8")
     onmt_ckpt = Path(f"{onmt_model}_step_{args.steps}.pt")
     decode: dict[tuple[str, int], dict] = {}
     import sacrebleu
@@ -288,6 +298,7 @@ def main() -> None:
     for beam in (1, 5):
         rates = [onmt_translate(onmt, onmt_ckpt, data, beam, work / f"onmt_beam{beam}.txt") for _ in range(args.reps)]
         hyps = (work / f"onmt_beam{beam}.txt").read_text(encoding="utf-8").splitlines()
+        log(f"OpenNMT-py beam {beam}: {statistics.median(rates):,.0f} sentences/s")
         decode[("onmt", beam)] = {"sent_s": statistics.median(rates), "bleu": sacrebleu.corpus_bleu(hyps, [refs]).score}
     for precision in ("fp32", "bf16"):
         run_dir = work / f"attnseq_{precision}"
@@ -295,9 +306,11 @@ def main() -> None:
             import shutil
 
             shutil.rmtree(run_dir)
+        log(f"training attnseq {precision} for {args.steps} steps")
         overrides = attnseq_overrides(data, "general", precision) + [f"train.max_steps={args.steps}"]
         run([str(Path(sys.executable).parent / "attnseq"), "train", str(RECIPE), "--out", str(run_dir),
-             *[a for o in overrides for a in ("--set", o)]], log=work / f"attnseq_{precision}_train.log")  # fmt: skip
+             *[a for o in overrides for a in ("--set", o)]],
+            save_output=work / f"attnseq_{precision}_train.log")  # fmt: skip
         for beam in (1, 5):
             decode[(precision, beam)] = child([*common, "--child", "decode", "--model", str(run_dir / "last"),
                                                "--precision", precision, "--beam", str(beam)])  # fmt: skip

@@ -73,6 +73,7 @@ class ModelConfig:
     input_feeding: bool = True  # luong: feed s~_{t-1} with e(y_{t-1}) (SPEC 2.6)
     deep_output: bool = True  # bahdanau: predict from tanh(W_o [s_t; a_t; e(y_{t-1})]), else s_t
     tie_embeddings: bool = False  # W_y shares the target embedding matrix (needs emb_size == dec_hidden_size)
+    param_init: float = 0.0  # > 0: every weight uniform in [-x, x] (OpenNMT-py's param_init); 0: PyTorch's defaults
 
 
 @dataclass
@@ -114,7 +115,7 @@ class DecodeConfig:
     n_best: int = 1  # hypotheses returned per sentence (at most beam_size)
     length_penalty: LengthPenalty = "gnmt"  # how beam search ranks hypotheses of different lengths
     alpha: float = 0.6  # GNMT length penalty ((5 + length) / 6) ** alpha
-    precision: Precision = "fp32"  # bf16: decode under bfloat16 autocast
+    precision: Precision = "fp32"  # bf16: decode with a bfloat16 copy of the model (scores stay float32)
 
 
 @dataclass
@@ -259,6 +260,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.dec_layers": _AT_LEAST_1,
     "model.dropout": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
     "model.attn_size": _NOT_NEGATIVE,
+    "model.param_init": _NOT_NEGATIVE,
     "model.max_src_len": _AT_LEAST_1,
     "train.batch_size": _AT_LEAST_1,
     "train.max_epochs": _AT_LEAST_1,

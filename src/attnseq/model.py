@@ -127,7 +127,14 @@ def build_model(cfg: ModelConfig, *, src_vocab_size: int, tgt_vocab_size: int, p
         decoder = DECODERS[cfg.decoder](tgt_vocab_size, attention=attention, **extra, **common)
     if cfg.tie_embeddings:  # Press & Wolf 2017: one matrix embeds target tokens and scores them
         decoder.W_y.weight = decoder.embedding.weight
-    return Seq2Seq(encoder, decoder)
+    model = Seq2Seq(encoder, decoder)
+    if cfg.param_init > 0:  # every weight uniform in [-x, x]; padding embeddings stay zero
+        with torch.no_grad():
+            for p in model.parameters():
+                p.uniform_(-cfg.param_init, cfg.param_init)
+            for emb in (encoder.embedding, decoder.embedding):
+                emb.weight[emb.padding_idx].zero_()
+    return model
 
 
 def resolve_device(name: str) -> torch.device:

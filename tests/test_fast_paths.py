@@ -1,0 +1,100 @@
+"""The fast training paths compute exactly what plain autograd computes.
+
+- Luong with input feeding (LSTM) runs as one hand-differentiated node (modules/fused.py): its
+  outputs and every parameter's gradient equal autograd through the loop of `step`.
+- The loss: `cross_entropy_sum` and `linear_cross_entropy_sum` equal torch's cross-entropy with
+  label smoothing, value and gradient; `Seq2Seq.loss` equals the cross-entropy of `forward`'s
+  logits at the real target positions.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attnseq.loss import cross_entropy_sum, linear_cross_entropy_sum
+from tests.test_models import V_TGT, batch, loop_of_steps, make_model, tiny
+
+FUSED = ["dot", "scaled_dot", "general", "concat"]
+
+
+def grads_of(model, fn):
+    model.zero_grad()
+    logits, attn = fn()
+    # a loss on the attention weights too, so their gradient path is checked
+    (logits.sin().sum() + (attn**2).sum()).backward()
+    return logits.detach(), attn.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("attention", FUSED)
+def test_fused_input_feeding_equals_autograd_through_steps(attention):
+    model = make_model(tiny("luong", attention, input_feeding=True, attn_size=5))
+    assert model.decoder.fused_loop()
+    src, src_lengths, tgt_in, _ = batch()
+    fused = grads_of(model, lambda: model(src, src_lengths, tgt_in))
+    stepped = grads_of(model, lambda: loop_of_steps(model, src, src_lengths, tgt_in))
+    torch.testing.assert_close(fused[0], stepped[0], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(fused[1], stepped[1], rtol=1e-10, atol=1e-10)
+    assert fused[2].keys() == stepped[2].keys()
+    for name in fused[2]:
+        torch.testing.assert_close(fused[2][name], stepped[2][name], rtol=1e-9, atol=1e-10, msg=name)
+    assert any(g.abs().sum() > 0 for g in fused[2].values())
+
+
+@pytest.mark.parametrize(
+    "kw", [dict(attention="location"), dict(attention="general", rnn="gru"), dict(attention="general", dec_layers=2)]
+)
+def test_other_wirings_keep_the_step_loop(kw):
+    model = make_model(tiny("luong", input_feeding=True, **{"attention": "general", **kw}))
+    assert not model.decoder.fused_loop()
+
+
+def test_fused_input_feeding_under_bf16_autocast_stays_close():
+    model = make_model(tiny("luong", "general", input_feeding=True)).float()
+    src, src_lengths, tgt_in, _ = batch()
+    with torch.no_grad():
+        ref, _ = model(src, src_lengths, tgt_in)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast, attn = model(src, src_lengths, tgt_in)
+    assert fast.dtype == torch.bfloat16 and torch.allclose(attn.float().sum(-1), torch.ones(3, tgt_in.size(1)))
+    assert (fast.float() - ref).abs().max() < 0.05
+    assert not torch.equal(fast.float(), ref)  # the products did run in bfloat16
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+@pytest.mark.parametrize("chunk_rows", [0, 1, 7, 1000])
+def test_losses_equal_torch_cross_entropy(eps, chunk_rows):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(23, 6, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = torch.randn(17, 6, dtype=torch.float64, generator=gen, requires_grad=True)
+    b = torch.randn(17, dtype=torch.float64, generator=gen, requires_grad=True)
+    y = torch.randint(0, 17, (23,), generator=gen)
+    ref = torch.nn.functional.cross_entropy(x @ w.T + b, y, label_smoothing=eps, reduction="sum")
+    ref_grads = torch.autograd.grad(2.5 * ref, (x, w, b))
+    fused = linear_cross_entropy_sum(x, w, b, y, eps, chunk_rows=chunk_rows)
+    torch.testing.assert_close(fused, ref)
+    for got, want in zip(torch.autograd.grad(2.5 * fused, (x, w, b)), ref_grads):
+        torch.testing.assert_close(got, want)
+    logits = (x @ w.T + b).detach().requires_grad_()
+    plain = cross_entropy_sum(logits, y, eps)
+    torch.testing.assert_close(plain, ref)
+    (g,) = torch.autograd.grad(2.5 * plain, logits)
+    (want,) = torch.autograd.grad(
+        2.5 * torch.nn.functional.cross_entropy(logits, y, label_smoothing=eps, reduction="sum"), logits
+    )
+    torch.testing.assert_close(g, want)
+
+
+@pytest.mark.parametrize(("decoder", "attention"), [("luong", "general"), ("bahdanau", "concat"), ("init", "dot")])
+def test_model_loss_scores_only_real_positions(decoder, attention):
+    model = make_model(tiny(decoder, attention))
+    src, src_lengths, tgt_in, tgt_lengths = batch()
+    tgt_out = torch.cat([tgt_in[:, 1:], torch.zeros(3, 1, dtype=torch.long)], dim=1)
+    for row, n in enumerate(tgt_lengths):
+        tgt_out[row, n - 1] = 3  # </s> after the last real token; zeros (padding) after it
+    logits, _ = model(src, src_lengths, tgt_in)
+    want = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, V_TGT), tgt_out.reshape(-1), ignore_index=0, label_smoothing=0.1, reduction="sum"
+    )
+    got = model.loss(src, src_lengths, tgt_in, tgt_out, pad_id=0, label_smoothing=0.1)
+    torch.testing.assert_close(got, want)
