@@ -239,3 +239,15 @@ def test_init_and_every_step_by_the_equations():
                 logits, state, attn = model.step(tgt_in[:, t], state, memory)
                 assert attn is None
                 torch.testing.assert_close(logits, h @ dec.W_y.weight.T + dec.W_y.bias)
+
+
+def test_param_init_draws_every_weight_uniformly_and_keeps_padding_zero():
+    torch.manual_seed(0)
+    model = build_model(tiny("luong", "general", param_init=0.05), src_vocab_size=V_SRC, tgt_vocab_size=V_TGT)
+    for name, p in model.named_parameters():
+        assert p.abs().max() <= 0.05, name
+    assert model.decoder.W_y.bias.abs().max() > 0.02  # drawn, not left at PyTorch's default
+    for emb in (model.encoder.embedding, model.decoder.embedding):
+        assert not emb.weight[emb.padding_idx].any()
+    with pytest.raises(AttnseqError, match="model.param_init"):
+        validate(Config(model=tiny("luong", "general", param_init=-0.1)))
