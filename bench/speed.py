@@ -31,11 +31,14 @@ import json
 import os
 import re
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import sacrebleu
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "configs" / "multi30k_en_de.yaml"
@@ -292,8 +295,6 @@ def main() -> None:
     out_onmt.write_text(out, encoding="utf-8")
     onmt_ckpt = Path(f"{onmt_model}_step_{args.steps}.pt")
     decode: dict[tuple[str, int], dict] = {}
-    import sacrebleu
-
     refs = (data / "test.de").read_text(encoding="utf-8").splitlines()
     for beam in (1, 5):
         rates = [onmt_translate(onmt, onmt_ckpt, data, beam, work / f"onmt_beam{beam}.txt") for _ in range(args.reps)]
@@ -303,8 +304,6 @@ def main() -> None:
     for precision in ("fp32", "bf16"):
         run_dir = work / f"attnseq_{precision}"
         if run_dir.exists():
-            import shutil
-
             shutil.rmtree(run_dir)
         log(f"training attnseq {precision} for {args.steps} steps")
         overrides = attnseq_overrides(data, "general", precision) + [f"train.max_steps={args.steps}"]
