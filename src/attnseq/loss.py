@@ -16,28 +16,34 @@ import torch
 from torch import Tensor
 
 
+def _loss_sum(logits: Tensor, lse: Tensor, target: Tensor, eps: float) -> Tensor:
+    """sum_i lse_i - (1 - eps) x_{i,y_i} - (eps / V) sum_j x_ij, for target (N, 1)."""
+    loss = (lse - (1 - eps) * logits.gather(1, target).squeeze(1)).sum()
+    return loss - eps / logits.size(-1) * logits.sum() if eps else loss
+
+
+def _loss_grad_(buffer: Tensor, lse: Tensor, target: Tensor, eps: float) -> Tensor:
+    """Turn `buffer` (a copy of the logits, or the logits themselves when no longer needed) into
+    d loss / d logits = softmax - (1 - eps) one_hot - eps / V, in place."""
+    grad = buffer.sub_(lse.unsqueeze(1)).exp_()
+    if eps:
+        grad.sub_(eps / grad.size(-1))
+    return grad.scatter_add_(1, target, grad.new_full(target.shape, -(1 - eps)))
+
+
 class _SmoothedCrossEntropySum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: Tensor, target: Tensor, eps: float) -> Tensor:
+        target = target.unsqueeze(1)
         lse = torch.logsumexp(logits, dim=-1)  # (N,)
-        picked = logits.gather(1, target.unsqueeze(1)).squeeze(1)
-        loss = (lse - (1 - eps) * picked).sum()
-        if eps:
-            loss = loss - eps / logits.size(-1) * logits.sum()
         ctx.save_for_backward(logits, target, lse)
         ctx.eps = eps
-        return loss
+        return _loss_sum(logits, lse, target, eps)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         logits, target, lse = ctx.saved_tensors
-        eps = ctx.eps
-        grad = torch.exp(logits - lse.unsqueeze(1))  # softmax, in a fresh buffer
-        if eps:
-            grad.sub_(eps / logits.size(-1))
-        grad.scatter_add_(1, target.unsqueeze(1), grad.new_full((grad.size(0), 1), -(1 - eps)))
-        grad.mul_(grad_out)
-        return grad, None, None
+        return _loss_grad_(logits.clone(), lse, target, ctx.eps).mul_(grad_out), None, None
 
 
 def cross_entropy_sum(logits: Tensor, target: Tensor, label_smoothing: float = 0.0) -> Tensor:
@@ -59,26 +65,21 @@ class _LinearCrossEntropySum(torch.autograd.Function):
         with torch.autocast(device_type, enabled=False):
             w = weight.to(dtype)
             b = bias.to(work)
-            n, vocab = x.size(0), weight.size(0)
+            n = x.size(0)
             loss = x.new_zeros((), dtype=work)
             if need_grad:
                 dx = torch.empty(x.shape, dtype=work, device=x.device)
                 dw = torch.zeros(weight.shape, dtype=work, device=x.device)
-                db = torch.zeros(vocab, dtype=work, device=x.device)
+                db = torch.zeros(weight.size(0), dtype=work, device=x.device)
             for start in range(0, n, chunk_rows):
                 xs = x[start : start + chunk_rows].to(dtype)
                 ts = target[start : start + chunk_rows].unsqueeze(1)
                 logits = (xs @ w.t()).to(work).add_(b)  # (n_chunk, V)
                 lse = torch.logsumexp(logits, dim=-1)
-                loss += (lse - (1 - eps) * logits.gather(1, ts).squeeze(1)).sum()
-                if eps:
-                    loss -= eps / vocab * logits.sum()
+                loss += _loss_sum(logits, lse, ts, eps)
                 if not need_grad:
                     continue
-                grad = logits.sub_(lse.unsqueeze(1)).exp_()  # softmax, in place
-                if eps:
-                    grad.sub_(eps / vocab)
-                grad.scatter_add_(1, ts, grad.new_full(ts.shape, -(1 - eps)))
+                grad = _loss_grad_(logits, lse, ts, eps)  # in place: the logits are not needed again
                 g = grad.to(dtype)
                 dx[start : start + chunk_rows] = (g @ w).to(work)
                 dw += (g.t() @ xs).to(work) if dtype != work else g.t() @ xs
