@@ -17,7 +17,9 @@ It measures, each figure the median of --reps repetitions:
     peak (2048 x 2048, measured in the same run);
   * test BLEU (sacreBLEU, cased) after --steps training steps with general attention, and decoding
     sentences/s on the 1000 test_2016_flickr sentences, greedy and beam 5, batch 64, each toolkit
-    timing its own translation loop (model loading excluded).
+    timing its own translation loop (model loading excluded). attnseq trains --seeds models per
+    precision: its BLEU is their mean (one training's BLEU moves by about a point with the seed),
+    and each fp32 model is also decoded in bf16, which isolates the decoding precision.
 OpenNMT-py is installed into its own environment (--onmt-venv) with --no-deps, beside this torch.
 It ends with a table and one JSON line (train_tok_s_ratio, greedy_sent_s_ratio, beam5_sent_s_ratio,
 bleu_diff, bf16_bleu_diff, peak_fraction, ...). attnseq's fast path is bf16 (train.precision and
@@ -249,6 +251,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=25, help="training steps before the timed ones")
     parser.add_argument("--measure", type=int, default=150, help="timed training steps per repetition")
     parser.add_argument("--steps", type=int, default=1500, help="training steps before BLEU and decoding")
+    parser.add_argument("--seeds", type=int, default=3, help="attnseq trainings per precision (BLEU: their mean)")
     parser.add_argument("--child", choices=["throughput", "decode"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--attention", default="general", help=argparse.SUPPRESS)
@@ -301,18 +304,33 @@ def main() -> None:
         hyps = (work / f"onmt_beam{beam}.txt").read_text(encoding="utf-8").splitlines()
         log(f"OpenNMT-py beam {beam}: {statistics.median(rates):,.0f} sentences/s")
         decode[("onmt", beam)] = {"sent_s": statistics.median(rates), "bleu": sacrebleu.corpus_bleu(hyps, [refs]).score}
+    # attnseq: --seeds trainings per precision; BLEU is their mean, decoding speed is the first's;
+    # each fp32 model is also decoded in bf16 (the decoding precision alone, same weights)
+    seed_bleu: dict[str, list[float]] = {}
     for precision in ("fp32", "bf16"):
-        run_dir = work / f"attnseq_{precision}"
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        log(f"training attnseq {precision} for {args.steps} steps")
-        overrides = attnseq_overrides(data, "general", precision) + [f"train.max_steps={args.steps}"]
-        run([str(Path(sys.executable).parent / "attnseq"), "train", str(RECIPE), "--out", str(run_dir),
-             *[a for o in overrides for a in ("--set", o)]],
-            save_output=work / f"attnseq_{precision}_train.log")  # fmt: skip
+        for i in range(args.seeds):
+            run_dir = work / f"attnseq_{precision}" if i == 0 else work / f"attnseq_{precision}_seed{i}"
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            log(f"training attnseq {precision} for {args.steps} steps (seed {i + 1} of {args.seeds})")
+            overrides = attnseq_overrides(data, "general", precision) + [f"train.max_steps={args.steps}",
+                                                                        f"train.seed={1234 + i}"]  # fmt: skip
+            run([str(Path(sys.executable).parent / "attnseq"), "train", str(RECIPE), "--out", str(run_dir),
+                 *[a for o in overrides for a in ("--set", o)]],
+                save_output=run_dir.with_name(run_dir.name + "_train.log"))  # fmt: skip
+            decodings = [(precision, precision)] + ([("fp32", "bf16")] if precision == "fp32" else [])
+            for trained, decoded in decodings:
+                for beam in (1, 5):
+                    reps = args.reps if i == 0 and trained == decoded else 1  # speed only from the first
+                    r = child(["--data", str(data), "--reps", str(reps), "--child", "decode", "--model",
+                               str(run_dir / "last"), "--precision", decoded, "--beam", str(beam)])  # fmt: skip
+                    key = precision if trained == decoded else "fp32_as_bf16"
+                    seed_bleu.setdefault(f"{key}_beam{beam}", []).append(r["bleu"])
+                    if i == 0 and trained == decoded:
+                        decode[(precision, beam)] = r
+    for precision in ("fp32", "bf16"):
         for beam in (1, 5):
-            decode[(precision, beam)] = child([*common, "--child", "decode", "--model", str(run_dir / "last"),
-                                               "--precision", precision, "--beam", str(beam)])  # fmt: skip
+            decode[(precision, beam)]["bleu"] = statistics.mean(seed_bleu[f"{precision}_beam{beam}"])
 
     flops = {att: flops_per_target_token(data, att, vocab) for att in ONMT_ATTENTION}
     rows = []
@@ -340,6 +358,10 @@ def main() -> None:
     for who, label in (("onmt", "OpenNMT-py 3.5.1 fp32"), ("fp32", "attnseq fp32"), ("bf16", "attnseq bf16")):
         g, b = decode[(who, 1)], decode[(who, 5)]
         print(f"| {label} | {g['bleu']:.2f} | {b['bleu']:.2f} | {g['sent_s']:,.0f} | {b['sent_s']:,.0f} |")
+    print(f"attnseq BLEU: mean of {args.seeds} trainings (seeds 1234...); decoding speed: the first one's model")
+    for key, values in seed_bleu.items():
+        print(f"  {key}: " + ", ".join(f"{v:.2f}" for v in values))
+    bf16_decode = [a - b for a, b in zip(seed_bleu["fp32_as_bf16_beam5"], seed_bleu["fp32_beam5"], strict=True)]
     summary = {
         "train_tok_s_ratio": med[("bf16", "general")]["tok_s"] / med[("onmt", "general")]["tok_s"],
         "train_tok_s_ratio_concat": med[("bf16", "concat")]["tok_s"] / med[("onmt", "concat")]["tok_s"],
@@ -351,6 +373,8 @@ def main() -> None:
         "bleu_diff": decode[("bf16", 5)]["bleu"] - decode[("onmt", 5)]["bleu"],
         "bleu_diff_fp32": decode[("fp32", 5)]["bleu"] - decode[("onmt", 5)]["bleu"],
         "bf16_bleu_diff": decode[("bf16", 5)]["bleu"] - decode[("fp32", 5)]["bleu"],
+        "bf16_decode_bleu_diff": statistics.mean(bf16_decode),
+        "seed_bleu": seed_bleu,
         "peak_fraction": rows[1][4],
         "peak_fraction_onmt": rows[0][4],
         "matmul_gflops": peak,
@@ -358,10 +382,12 @@ def main() -> None:
         "decode": {f"{w}_beam{b}": v for (w, b), v in decode.items()},
         "steps": args.steps,
         "reps": args.reps,
+        "seeds": args.seeds,
     }
     print(
         "ratios attnseq bf16 / OpenNMT-py: training {train_tok_s_ratio:.2f}x, greedy {greedy_sent_s_ratio:.2f}x, "
-        "beam 5 {beam5_sent_s_ratio:.2f}x; BLEU diff {bleu_diff:+.2f}, bf16 - fp32 {bf16_bleu_diff:+.2f}; "
+        "beam 5 {beam5_sent_s_ratio:.2f}x; BLEU diff {bleu_diff:+.2f}, bf16 - fp32 {bf16_bleu_diff:+.2f} "
+        "(decoding alone {bf16_decode_bleu_diff:+.2f}); "
         "fp32 step at {peak_fraction:.0%} of the fp32 matmul peak".format(**summary)
     )
     print("reproduce: " + shlex.join([sys.executable, *sys.argv]))

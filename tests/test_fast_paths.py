@@ -5,9 +5,13 @@
 - The loss: `cross_entropy_sum` and `linear_cross_entropy_sum` equal torch's cross-entropy with
   label smoothing, value and gradient; `Seq2Seq.loss` equals the cross-entropy of `forward`'s
   logits at the real target positions.
+- bf16 decoding (a bfloat16 copy of the model) keeps the LSTM cell state and the attention softmax
+  in float32 and stays close to float32 decoding.
 """
 
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
@@ -59,6 +63,22 @@ def test_fused_input_feeding_under_bf16_autocast_stays_close():
     assert fast.dtype == torch.bfloat16 and torch.allclose(attn.float().sum(-1), torch.ones(3, tgt_in.size(1)))
     assert (fast.float() - ref).abs().max() < 0.05
     assert not torch.equal(fast.float(), ref)  # the products did run in bfloat16
+
+
+def test_bf16_decoding_steps_keep_the_cell_state_and_softmax_in_float32():
+    model = make_model(tiny("luong", "general", input_feeding=True)).float()
+    src, src_lengths, tgt_in, _ = batch()
+    fast = copy.deepcopy(model).to(torch.bfloat16)  # what decode.precision bf16 runs
+    with torch.no_grad():
+        ref, _ = loop_of_steps(model, src, src_lengths, tgt_in)
+        low, attn = loop_of_steps(fast, src, src_lengths, tgt_in)
+        memory = fast.encode(src, src_lengths)
+        _, state, _ = fast.step(tgt_in[:, 0], fast.init_state(memory), memory)
+    h, c = state.hidden
+    assert (h.dtype, c.dtype, attn.dtype, low.dtype) == (torch.bfloat16, torch.float32, torch.float32, torch.bfloat16)
+    assert torch.allclose(attn.sum(-1), torch.ones(3, tgt_in.size(1)))
+    assert (low.float() - ref).abs().max() < 0.05
+    assert not torch.equal(low.float(), ref)  # the products did run in bfloat16
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1])

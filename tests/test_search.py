@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -12,25 +13,39 @@ PAD, UNK, BOS, EOS = 0, 1, 2, 3
 V = 6
 
 
+@dataclass
+class Rows:
+    """Which sentence each row of the batch is, and the step; reordered like a real state."""
+
+    sentence: torch.Tensor  # (n,)
+    S: int
+    t: int = 0
+
+    def index_select(self, idx):
+        return Rows(self.sentence[idx], self.S, self.t)
+
+
 class ScriptedModel:
-    """step t returns the log-probabilities script[b][t] for sentence b; attention = one-hot on t."""
+    """step t returns the log-probabilities script[b][t] for sentence b; attention = one-hot on t.
+    Records how many rows each step ran."""
 
     def __init__(self, script: list[list[list[float]]]):
         self.script = torch.log(torch.tensor(script))  # (B, T, V)
-        self.calls = 0
+        self.rows: list[int] = []
 
     def encode(self, src, src_lengths):
-        return {"S": src.size(1)}
+        return Rows(torch.arange(src.size(0)), src.size(1))
 
     def init_state(self, memory):
-        return {"t": 0}
+        return memory
 
     def step(self, prev_tokens, state, memory):
-        t = state["t"]
-        self.calls += 1
-        attn = torch.zeros(prev_tokens.size(0), memory["S"])
-        attn[:, min(t, memory["S"] - 1)] = 1.0
-        return self.script[:, t], {"t": t + 1}, attn
+        t = state.t
+        assert prev_tokens.size(0) == state.sentence.size(0) == memory.sentence.size(0)
+        self.rows.append(prev_tokens.size(0))
+        attn = torch.zeros(prev_tokens.size(0), memory.S)
+        attn[:, min(t, memory.S - 1)] = 1.0
+        return self.script[state.sentence, t], Rows(state.sentence, state.S, t + 1), attn
 
 
 def dist(best: int, p: float = 0.7) -> list[float]:
@@ -54,9 +69,10 @@ def test_exact_hypotheses_scores_and_early_stop():
     assert hyp.lengths.tolist() == [2, 3]
     expected = torch.tensor([math.log(0.6) + math.log(0.9), math.log(0.5) + math.log(0.8) + math.log(0.7)])
     torch.testing.assert_close(hyp.scores, expected)
-    assert model.calls == 3  # stopped when both sentences had finished
+    assert model.rows == [2, 2, 1]  # the finished sentence left the batch; stopped when both had finished
     assert hyp.attn_weights.shape == (2, 3, 4)
     assert hyp.attn_weights[1, 2].tolist() == [0.0, 0.0, 1.0, 0.0]
+    assert hyp.attn_weights[0, 2].tolist() == [0.0, 0.0, 0.0, 0.0]  # after </s>: nothing
 
 
 def test_pad_and_bos_are_never_generated():
@@ -68,6 +84,8 @@ def test_pad_and_bos_are_never_generated():
 
 def test_max_len_per_sentence():
     script = [[dist(4)] * 6, [dist(5)] * 6]
-    hyp = run(ScriptedModel(script), max_len=torch.tensor([2, 4]))
+    model = ScriptedModel(script)
+    hyp = run(model, max_len=torch.tensor([2, 4]))
     assert hyp.tokens.tolist() == [[4, 4, PAD, PAD], [5, 5, 5, 5]]
     assert hyp.lengths.tolist() == [2, 4]
+    assert model.rows == [2, 2, 1, 1]

@@ -32,40 +32,50 @@ def greedy_search(
     """Pick the most probable token at every step, for all sentences at once.
 
     Args:
-        model: anything with `encode(src, src_lengths)`, `init_state(memory)` and
+        model: anything with `encode(src, src_lengths) -> memory` and
+            `init_state(memory) -> state` (both with `index_select(idx)`) and
             `step(prev_tokens, state, memory) -> (logits, state, attn)`.
         src: (B, S) source ids; src_lengths: (B,).
         bos_id, eos_id, pad_id: target vocabulary specials.
         max_len: most tokens to generate, one int or a (B,) tensor per sentence.
     Returns:
-        Hypotheses; stops as soon as every sentence has produced </s> or reached its limit.
+        Hypotheses; a sentence leaves the batch when it has produced </s> or reached its limit,
+        and the search stops when none is left.
     """
     batch = src.size(0)
     device = src.device
     limit = torch.as_tensor(max_len, device=device).expand(batch)
     if int(limit.min()) < 1:
         raise ValueError("max_len must be at least 1 for every sentence")
+    steps = int(limit.max())
     memory = model.encode(src, src_lengths)
     state = model.init_state(memory)
     prev = torch.full((batch,), bos_id, dtype=torch.long, device=device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    tokens = torch.full((batch, steps), pad_id, dtype=torch.long, device=device)
     scores = torch.zeros(batch, device=device)
+    attn_weights: Tensor | None = None  # (B, T, S) once the model shows attention
     never = torch.tensor([pad_id, bos_id], device=device)  # ids search never generates
-    tokens, attns = [], []
-    for t in range(int(limit.max())):
+    active = torch.arange(batch, device=device)  # the sentences still searched; finished ones leave the batch
+    for t in range(steps):
         logits, state, attn = model.step(prev, state, memory)
-        logp = torch.log_softmax(logits.float(), dim=-1)  # (B, V)
-        logp[:, never] = float("-inf")
-        best_logp, best = logp.max(dim=-1)
-        best = best.masked_fill(finished, pad_id)
-        scores += best_logp.masked_fill(finished, 0.0)
-        tokens.append(best)
-        attns.append(attn)
-        finished |= (best == eos_id) | (t + 1 >= limit)
-        prev = best
-        if bool(finished.all()):
+        logits = logits.float()  # (n, V)
+        log_z = torch.logsumexp(logits, dim=-1)  # log p = logit - log Z: no (n, V) log-probabilities
+        best_logit, best = logits.index_fill_(1, never, float("-inf")).max(dim=-1)
+        tokens[active, t] = best
+        scores[active] += best_logit - log_z
+        if attn is not None:
+            if attn_weights is None:
+                attn_weights = attn.new_zeros(batch, steps, attn.size(-1), dtype=torch.float32)
+            attn_weights[active, t] = attn.float()
+        done = (best == eos_id) | (t + 1 >= limit)
+        if bool(done.all()):
+            tokens = tokens[:, : t + 1]
+            attn_weights = None if attn_weights is None else attn_weights[:, : t + 1]
             break
-    out = torch.stack(tokens, dim=1)  # (B, T)
-    lengths = (out != pad_id).sum(dim=1)
-    attn_weights = None if attns[0] is None else torch.stack(attns, dim=1)  # (B, T, S)
-    return Hypotheses(tokens=out, lengths=lengths, scores=scores, attn_weights=attn_weights)
+        prev = best
+        if bool(done.any()):
+            kept = (~done).nonzero().squeeze(1)
+            active, limit, prev = active[kept], limit[kept], prev[kept]
+            memory, state = memory.index_select(kept), state.index_select(kept)
+    lengths = (tokens != pad_id).sum(dim=1)
+    return Hypotheses(tokens=tokens, lengths=lengths, scores=scores, attn_weights=attn_weights)

@@ -53,8 +53,9 @@ class Attention(nn.Module):
             query = query.unsqueeze(1)  # (B, 1, Hq)
         scores = self.score(query, keys)  # (B, T, S)   SPEC 2.1
         scores = scores.masked_fill(~src_mask.unsqueeze(1), float("-inf"))
-        weights = torch.softmax(scores, dim=-1)  # (B, T, S)   SPEC 2.2
-        context = torch.bmm(weights, values)  # (B, T, Hv)   SPEC 2.3
+        # SPEC 2.2, in float32 at least (bf16 decoding; autocast does the same in training)
+        weights = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32))  # (B, T, S)
+        context = torch.bmm(weights.to(values.dtype), values)  # (B, T, Hv)   SPEC 2.3
         if one_step:
             return context.squeeze(1), weights.squeeze(1)
         return context, weights

@@ -150,14 +150,24 @@ class RNNDecoder(nn.Module):
 
     def _rnn_step(self, x: Tensor, hidden: RNNState) -> tuple[Tensor, RNNState]:
         """One RNN step: x (B, I) -> top-layer output (B, H) and the new state. A one-layer RNN
-        runs as the library's single-step cell (one call, no sequence bookkeeping)."""
+        runs as the library's single-step cell (one call, no sequence bookkeeping). A one-layer
+        LSTM with bfloat16 weights (bf16 decoding) keeps its gates and cell state in float32, as
+        the fused training loop does; only the products run in bfloat16."""
         rnn = self.rnn
         if self.layers > 1:
             out, hidden = rnn(x.unsqueeze(1), hidden)
             return out.squeeze(1), hidden
         weights = (rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
         if isinstance(rnn, nn.LSTM):
-            h, c = torch.lstm_cell(x, (hidden[0][0], hidden[1][0]), *weights)
+            h, c = hidden[0][0], hidden[1][0]
+            if x.dtype == working_dtype(x):
+                h, c = torch.lstm_cell(x, (h, c), *weights)
+            else:
+                gates = torch.addmm(rnn.bias_ih_l0, x, rnn.weight_ih_l0.t())
+                gates = gates.addmm_(h, rnn.weight_hh_l0.t()).add_(rnn.bias_hh_l0).float()
+                i, f, g, o = gates.chunk(4, dim=1)  # as torch.nn.LSTM orders them
+                c = torch.sigmoid(f) * c.float() + torch.sigmoid(i) * torch.tanh(g)
+                h = (torch.sigmoid(o) * torch.tanh(c)).to(x.dtype)
             return h, (h.unsqueeze(0), c.unsqueeze(0))
         h = (torch.gru_cell if isinstance(rnn, nn.GRU) else torch.rnn_tanh_cell)(x, hidden[0], *weights)
         return h, h.unsqueeze(0)
