@@ -105,6 +105,21 @@ def test_translator_beam_search_n_best(spm_run):
     assert all(len(g.n_best) == 1 for g in greedy)
 
 
+def test_bf16_copy_is_kept_until_a_weight_changes(spm_run):
+    translator = Translator.from_pretrained(spm_run)
+    translator.config.decode.precision = "bf16"
+    first = translator._decoding_model()
+    assert first is translator._decoding_model()  # no new copy while the weights stay
+    assert first.decoder.W_y.weight.dtype == torch.bfloat16
+    before = [t.text for t in translator.translate(["3 March 2021"], beam_size=1)]
+    with torch.no_grad():  # an in-place update, as an optimizer step makes
+        translator.model.decoder.W_y.bias[translator.tgt_vocab.eos_id] += 100.0
+    second = translator._decoding_model()
+    assert second is not first
+    assert torch.equal(second.decoder.W_y.bias.float(), translator.model.decoder.W_y.bias.bfloat16().float())
+    assert before != [t.text for t in translator.translate(["3 March 2021"], beam_size=1)] == [""]
+
+
 def test_cli_translate_n_best_and_json(spm_run, tmp_path, capsys):
     src = tmp_path / "src.txt"
     src.write_text("3 March 2021\n\u200b\nJuly 4, 1976\n", encoding="utf-8")

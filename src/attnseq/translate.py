@@ -54,6 +54,7 @@ class Translator:
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
         self.device = torch.device(device)
         self.src_tok, self.tgt_tok = tokenizers or build_tokenizers(config.data)
+        self._bf16_copy: tuple[tuple, Seq2Seq] | None = None  # (weight versions, model) for bf16 decoding
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: str = "cpu") -> Translator:
@@ -122,12 +123,16 @@ class Translator:
         return results  # type: ignore[return-value]
 
     def _decoding_model(self) -> Seq2Seq:
-        """The model search runs: under decode.precision bf16, a bfloat16 copy made for this call
-        (weights cast once, not at every step as autocast would; the model may still be training).
+        """The model search runs: under decode.precision bf16, a bfloat16 copy (weights cast once,
+        not at every step as autocast would). The copy is kept until a weight of the model changes:
+        every in-place update (an optimizer step, loading, EMA) moves a tensor's version counter.
         Search takes log-probabilities and scores in float32 either way."""
         if self.config.decode.precision != "bf16":
             return self.model
-        return copy.deepcopy(self.model).to(torch.bfloat16)
+        weights = tuple((id(p), p._version) for p in self.model.parameters())
+        if self._bf16_copy is None or self._bf16_copy[0] != weights:
+            self._bf16_copy = (weights, copy.deepcopy(self.model).to(torch.bfloat16))
+        return self._bf16_copy[1]
 
     def _search(self, model: Seq2Seq, index: list[int], src_ids, beam_size: int, n_best: int):
         """For each sentence of the batch: a list of (ids, score, rank_score, attention (T, S) or None)."""
