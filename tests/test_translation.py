@@ -120,6 +120,21 @@ def test_bf16_copy_is_kept_until_a_weight_changes(spm_run):
     assert before != [t.text for t in translator.translate(["3 March 2021"], beam_size=1)] == [""]
 
 
+def test_int8_decoding_quantizes_the_linear_layers(spm_run):
+    translator = Translator.from_pretrained(spm_run)
+    sources = ["3 March 2021", "July 4, 1976", "the 9th of May 1999"]
+    reference = translator.translate(sources, beam_size=1)
+    translator.config.decode.precision = "int8"
+    quantized = translator._decoding_model()
+    assert isinstance(quantized.decoder.W_y, torch.ao.nn.quantized.dynamic.Linear)
+    assert translator.model.decoder.W_y.weight.dtype == torch.float32  # the model itself is untouched
+    found = translator.translate(sources, beam_size=1)
+    assert [t.text for t in found] == [t.text for t in reference]
+    for fast, ref in zip(found, reference, strict=True):
+        assert fast.score == pytest.approx(ref.score, abs=0.2)
+        assert fast.attention.sum(-1) == pytest.approx(1.0, abs=1e-5)
+
+
 def test_cli_translate_n_best_and_json(spm_run, tmp_path, capsys):
     src = tmp_path / "src.txt"
     src.write_text("3 March 2021\n\u200b\nJuly 4, 1976\n", encoding="utf-8")

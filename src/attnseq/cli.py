@@ -32,7 +32,11 @@ def _add_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--length-penalty", choices=["none", "avg", "gnmt"], help="how beam search ranks lengths")
     p.add_argument("--alpha", type=float, help="GNMT length penalty exponent")
     p.add_argument("--batch-size", type=int, help="sentences decoded together")
-    p.add_argument("--precision", choices=["fp32", "bf16"], help="bf16: decode with a bfloat16 copy of the model")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "int8"],
+        help="bf16: decode with a bfloat16 copy of the model; int8: with int8 linear layers (CPU)",
+    )
     p.add_argument("--device", default="cpu")
 
 

@@ -27,6 +27,7 @@ AttentionKind = Literal["dot", "scaled_dot", "general", "concat", "location"]
 TokenizerKind = Literal["word", "char", "spm"]
 SpmType = Literal["bpe", "unigram"]
 Precision = Literal["fp32", "bf16"]
+DecodePrecision = Literal["fp32", "bf16", "int8"]
 LengthPenalty = Literal["none", "avg", "gnmt"]
 ValidMetric = Literal["exact_match", "bleu", "loss"]
 
@@ -115,7 +116,9 @@ class DecodeConfig:
     n_best: int = 1  # hypotheses returned per sentence (at most beam_size)
     length_penalty: LengthPenalty = "gnmt"  # how beam search ranks hypotheses of different lengths
     alpha: float = 0.6  # GNMT length penalty ((5 + length) / 6) ** alpha
-    precision: Precision = "fp32"  # bf16: decode with a bfloat16 copy of the model (scores stay float32)
+    # bf16: decode with a bfloat16 copy of the model; int8: with a copy whose linear layers (W_y, W_c,
+    # attention) are dynamically quantized to int8 (CPU); scores stay float32 either way
+    precision: DecodePrecision = "fp32"
 
 
 @dataclass

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from attnseq.checkpoint import load_translation_parts
 from attnseq.config import Config
 from attnseq.data import collate_source, encode_source
 from attnseq.decoding import beam_search, greedy_search
+from attnseq.errors import AttnseqError
 from attnseq.metrics import score_translations
 from attnseq.model import Seq2Seq
 from attnseq.tokenize import Tokenizer, build_tokenizers
@@ -54,7 +57,7 @@ class Translator:
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
         self.device = torch.device(device)
         self.src_tok, self.tgt_tok = tokenizers or build_tokenizers(config.data)
-        self._bf16_copy: tuple[tuple, Seq2Seq] | None = None  # (weight versions, model) for bf16 decoding
+        self._copy: tuple[tuple, Seq2Seq] | None = None  # (precision and weight versions, model) for bf16 / int8
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: str = "cpu") -> Translator:
@@ -123,16 +126,27 @@ class Translator:
         return results  # type: ignore[return-value]
 
     def _decoding_model(self) -> Seq2Seq:
-        """The model search runs: under decode.precision bf16, a bfloat16 copy (weights cast once,
-        not at every step as autocast would). The copy is kept until a weight of the model changes:
-        every in-place update (an optimizer step, loading, EMA) moves a tensor's version counter.
-        Search takes log-probabilities and scores in float32 either way."""
-        if self.config.decode.precision != "bf16":
+        """The model search runs. decode.precision bf16: a bfloat16 copy (weights cast once, not at
+        every step as autocast would); int8: a copy whose linear layers are dynamically quantized
+        (int8 weights, activations quantized per call; CPU only). A copy is kept until a weight of
+        the model changes: every in-place update (an optimizer step, loading, EMA) moves a tensor's
+        version counter. Search takes log-probabilities and scores in float32 either way."""
+        precision = self.config.decode.precision
+        if precision == "fp32":
             return self.model
-        weights = tuple((id(p), p._version) for p in self.model.parameters())
-        if self._bf16_copy is None or self._bf16_copy[0] != weights:
-            self._bf16_copy = (weights, copy.deepcopy(self.model).to(torch.bfloat16))
-        return self._bf16_copy[1]
+        weights = (precision, *((id(p), p._version) for p in self.model.parameters()))
+        if self._copy is None or self._copy[0] != weights:
+            model = copy.deepcopy(self.model)
+            if precision == "bf16":
+                model = model.to(torch.bfloat16)
+            else:
+                if self.device.type != "cpu":
+                    raise AttnseqError(f"decode.precision int8 runs on the CPU only, not on {self.device}; use bf16")
+                with warnings.catch_warnings():  # the eager-mode API warns that it is moving to torchao
+                    warnings.simplefilter("ignore")
+                    model = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+            self._copy = (weights, model)
+        return self._copy[1]
 
     def _search(self, model: Seq2Seq, index: list[int], src_ids, beam_size: int, n_best: int):
         """For each sentence of the batch: a list of (ids, score, rank_score, attention (T, S) or None)."""
