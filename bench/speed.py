@@ -19,7 +19,8 @@ It measures, each figure the median of --reps repetitions:
     sentences/s on the 1000 test_2016_flickr sentences, greedy and beam 5, batch 64, each toolkit
     timing its own translation loop (model loading excluded). attnseq trains --seeds models per
     precision: its BLEU is their mean (one training's BLEU moves by about a point with the seed),
-    and each fp32 model is also decoded in bf16, which isolates the decoding precision.
+    and each fp32 model is also decoded in bf16 and in int8 (decode.precision), which isolates what
+    the decoding precision costs.
 OpenNMT-py is installed into its own environment (--onmt-venv) with --no-deps, beside this torch.
 It ends with a table and one JSON line (train_tok_s_ratio, greedy_sent_s_ratio, beam5_sent_s_ratio,
 bleu_diff, bf16_bleu_diff, peak_fraction, ...). attnseq's fast path is bf16 (train.precision and
@@ -304,8 +305,8 @@ def main() -> None:
         hyps = (work / f"onmt_beam{beam}.txt").read_text(encoding="utf-8").splitlines()
         log(f"OpenNMT-py beam {beam}: {statistics.median(rates):,.0f} sentences/s")
         decode[("onmt", beam)] = {"sent_s": statistics.median(rates), "bleu": sacrebleu.corpus_bleu(hyps, [refs]).score}
-    # attnseq: --seeds trainings per precision; BLEU is their mean, decoding speed is the first's;
-    # each fp32 model is also decoded in bf16 (the decoding precision alone, same weights)
+    # attnseq: --seeds trainings per precision; BLEU is their mean, decoding speed the first's.
+    # Each fp32 model is also decoded in bf16 and int8: the decoding precision alone, same weights.
     seed_bleu: dict[str, list[float]] = {}
     for precision in ("fp32", "bf16"):
         for i in range(args.seeds):
@@ -318,19 +319,19 @@ def main() -> None:
             run([str(Path(sys.executable).parent / "attnseq"), "train", str(RECIPE), "--out", str(run_dir),
                  *[a for o in overrides for a in ("--set", o)]],
                 save_output=run_dir.with_name(run_dir.name + "_train.log"))  # fmt: skip
-            decodings = [(precision, precision)] + ([("fp32", "bf16")] if precision == "fp32" else [])
-            for trained, decoded in decodings:
+            for decoded in ("fp32", "bf16", "int8") if precision == "fp32" else ("bf16",):
+                key = precision if decoded == precision else f"fp32_as_{decoded}"
                 for beam in (1, 5):
-                    reps = args.reps if i == 0 and trained == decoded else 1  # speed only from the first
-                    r = child(["--data", str(data), "--reps", str(reps), "--child", "decode", "--model",
+                    reps = str(args.reps if i == 0 else 1)
+                    r = child(["--data", str(data), "--reps", reps, "--child", "decode", "--model",
                                str(run_dir / "last"), "--precision", decoded, "--beam", str(beam)])  # fmt: skip
-                    key = precision if trained == decoded else "fp32_as_bf16"
                     seed_bleu.setdefault(f"{key}_beam{beam}", []).append(r["bleu"])
-                    if i == 0 and trained == decoded:
-                        decode[(precision, beam)] = r
-    for precision in ("fp32", "bf16"):
-        for beam in (1, 5):
-            decode[(precision, beam)]["bleu"] = statistics.mean(seed_bleu[f"{precision}_beam{beam}"])
+                    if i == 0:  # speed from the first model only
+                        decode[(key, beam)] = r
+                    log(f"attnseq {key} beam {beam}: BLEU {r['bleu']:.2f}, {r['sent_s']:,.0f} sentences/s")
+    for key, beam in list(decode):
+        if key != "onmt":
+            decode[(key, beam)]["bleu"] = statistics.mean(seed_bleu[f"{key}_beam{beam}"])
 
     flops = {att: flops_per_target_token(data, att, vocab) for att in ONMT_ATTENTION}
     rows = []
@@ -355,13 +356,20 @@ def main() -> None:
     )
     print("| toolkit | BLEU greedy | BLEU beam 5 | greedy sent/s | beam 5 sent/s |")
     print("|---|---:|---:|---:|---:|")
-    for who, label in (("onmt", "OpenNMT-py 3.5.1 fp32"), ("fp32", "attnseq fp32"), ("bf16", "attnseq bf16")):
+    decoders = (("onmt", "OpenNMT-py 3.5.1 fp32"), ("fp32", "attnseq fp32"), ("bf16", "attnseq bf16"),
+                ("fp32_as_bf16", "attnseq fp32-trained, bf16 decoding"),
+                ("fp32_as_int8", "attnseq fp32-trained, int8 decoding"))  # fmt: skip
+    for who, label in decoders:
         g, b = decode[(who, 1)], decode[(who, 5)]
         print(f"| {label} | {g['bleu']:.2f} | {b['bleu']:.2f} | {g['sent_s']:,.0f} | {b['sent_s']:,.0f} |")
     print(f"attnseq BLEU: mean of {args.seeds} trainings (seeds 1234...); decoding speed: the first one's model")
     for key, values in seed_bleu.items():
         print(f"  {key}: " + ", ".join(f"{v:.2f}" for v in values))
-    bf16_decode = [a - b for a, b in zip(seed_bleu["fp32_as_bf16_beam5"], seed_bleu["fp32_beam5"], strict=True)]
+
+    def decoding_cost(key: str) -> float:  # beam-5 BLEU of the same fp32 weights decoded another way
+        pairs = zip(seed_bleu[f"{key}_beam5"], seed_bleu["fp32_beam5"], strict=True)
+        return statistics.mean(a - b for a, b in pairs)
+
     summary = {
         "train_tok_s_ratio": med[("bf16", "general")]["tok_s"] / med[("onmt", "general")]["tok_s"],
         "train_tok_s_ratio_concat": med[("bf16", "concat")]["tok_s"] / med[("onmt", "concat")]["tok_s"],
@@ -373,7 +381,10 @@ def main() -> None:
         "bleu_diff": decode[("bf16", 5)]["bleu"] - decode[("onmt", 5)]["bleu"],
         "bleu_diff_fp32": decode[("fp32", 5)]["bleu"] - decode[("onmt", 5)]["bleu"],
         "bf16_bleu_diff": decode[("bf16", 5)]["bleu"] - decode[("fp32", 5)]["bleu"],
-        "bf16_decode_bleu_diff": statistics.mean(bf16_decode),
+        "bf16_decode_bleu_diff": decoding_cost("fp32_as_bf16"),
+        "int8_decode_bleu_diff": decoding_cost("fp32_as_int8"),
+        "greedy_sent_s_ratio_int8": decode[("fp32_as_int8", 1)]["sent_s"] / decode[("onmt", 1)]["sent_s"],
+        "beam5_sent_s_ratio_int8": decode[("fp32_as_int8", 5)]["sent_s"] / decode[("onmt", 5)]["sent_s"],
         "seed_bleu": seed_bleu,
         "peak_fraction": rows[1][4],
         "peak_fraction_onmt": rows[0][4],
@@ -387,7 +398,8 @@ def main() -> None:
     print(
         "ratios attnseq bf16 / OpenNMT-py: training {train_tok_s_ratio:.2f}x, greedy {greedy_sent_s_ratio:.2f}x, "
         "beam 5 {beam5_sent_s_ratio:.2f}x; BLEU diff {bleu_diff:+.2f}, bf16 - fp32 {bf16_bleu_diff:+.2f} "
-        "(decoding alone {bf16_decode_bleu_diff:+.2f}); "
+        "(decoding alone {bf16_decode_bleu_diff:+.2f}; int8 decoding {int8_decode_bleu_diff:+.2f}, "
+        "greedy {greedy_sent_s_ratio_int8:.2f}x, beam 5 {beam5_sent_s_ratio_int8:.2f}x); "
         "fp32 step at {peak_fraction:.0%} of the fp32 matmul peak".format(**summary)
     )
     print("reproduce: " + shlex.join([sys.executable, *sys.argv]))
