@@ -15,7 +15,7 @@ from attnseq.errors import AttnseqError
 from attnseq.metrics import score_translations
 from attnseq.tokenize import SentencePieceTokenizer, train_sentencepiece
 from attnseq.train import Trainer
-from attnseq.translate import Translator
+from attnseq.translate import Int8Linear, Translator
 from tests.conftest import DATES_CONFIG
 
 SENTENCES = [
@@ -120,13 +120,14 @@ def test_bf16_copy_is_kept_until_a_weight_changes(spm_run):
     assert before != [t.text for t in translator.translate(["3 March 2021"], beam_size=1)] == [""]
 
 
-def test_int8_decoding_quantizes_the_linear_layers(spm_run):
+def test_int8_decoding_quantizes_the_output_layer(spm_run):
     translator = Translator.from_pretrained(spm_run)
     sources = ["3 March 2021", "July 4, 1976", "the 9th of May 1999"]
     reference = translator.translate(sources, beam_size=1)
     translator.config.decode.precision = "int8"
     quantized = translator._decoding_model()
-    assert isinstance(quantized.decoder.W_y, torch.ao.nn.quantized.dynamic.Linear)
+    assert isinstance(quantized.decoder.W_y, Int8Linear)  # the output layer in int8, the rest in bfloat16
+    assert quantized.decoder.W_c.weight.dtype == torch.bfloat16
     assert translator.model.decoder.W_y.weight.dtype == torch.float32  # the model itself is untouched
     found = translator.translate(sources, beam_size=1)
     assert [t.text for t in found] == [t.text for t in reference]

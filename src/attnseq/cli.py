@@ -35,7 +35,7 @@ def _add_search(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
         choices=["fp32", "bf16", "int8"],
-        help="bf16: decode with a bfloat16 copy of the model; int8: with int8 linear layers (CPU)",
+        help="bf16: decode with a bfloat16 copy of the model; int8: that copy with an int8 output layer (CPU)",
     )
     p.add_argument("--device", default="cpu")
 

@@ -116,8 +116,8 @@ class DecodeConfig:
     n_best: int = 1  # hypotheses returned per sentence (at most beam_size)
     length_penalty: LengthPenalty = "gnmt"  # how beam search ranks hypotheses of different lengths
     alpha: float = 0.6  # GNMT length penalty ((5 + length) / 6) ** alpha
-    # bf16: decode with a bfloat16 copy of the model; int8: with a copy whose linear layers (W_y, W_c,
-    # attention) are dynamically quantized to int8 (CPU); scores stay float32 either way
+    # bf16: decode with a bfloat16 copy of the model; int8: the bfloat16 copy with its output layer
+    # W_y dynamically quantized to int8 (CPU only); scores stay float32 either way
     precision: DecodePrecision = "fp32"
 
 

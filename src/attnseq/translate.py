@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from attnseq.checkpoint import load_translation_parts
 from attnseq.config import Config
@@ -34,6 +34,35 @@ class Translation:
     attention: np.ndarray | None  # (len(tokens), len(src_tokens)); rows sum to 1
     rank_score: float | None = None  # beam search: the score after the length penalty
     n_best: list[Translation] = field(default_factory=list)  # beam search: all returned hypotheses, best first
+
+
+class Int8Linear(nn.Module):
+    """A linear layer with int8 weights (per-tensor scale) whose input is quantized to int8 at every
+    call (dynamic quantization), for CPU decoding: the (B, V) output layer is the largest product of
+    a decoder step. Takes any float input, returns float32. Packed for oneDNN where the build has it
+    (its int8 kernels keep their speed at beam-search batch sizes here)."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        fp32 = nn.Linear(linear.in_features, linear.out_features)
+        fp32.load_state_dict({"weight": linear.weight.detach().float(), "bias": linear.bias.detach().float()})
+        engine = torch.backends.quantized.engine
+        if "onednn" in torch.backends.quantized.supported_engines:
+            torch.backends.quantized.engine = "onednn"
+        try:
+            with warnings.catch_warnings():  # the eager-mode API warns that it is moving to torchao
+                warnings.simplefilter("ignore")
+                self.quantized = torch.ao.nn.quantized.dynamic.Linear.from_float(_with_qconfig(fp32))
+        finally:
+            torch.backends.quantized.engine = engine
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.quantized(x.float())
+
+
+def _with_qconfig(linear: nn.Linear) -> nn.Linear:
+    linear.qconfig = torch.ao.quantization.default_dynamic_qconfig
+    return linear
 
 
 class Translator:
@@ -127,24 +156,20 @@ class Translator:
 
     def _decoding_model(self) -> Seq2Seq:
         """The model search runs. decode.precision bf16: a bfloat16 copy (weights cast once, not at
-        every step as autocast would); int8: a copy whose linear layers are dynamically quantized
-        (int8 weights, activations quantized per call; CPU only). A copy is kept until a weight of
-        the model changes: every in-place update (an optimizer step, loading, EMA) moves a tensor's
-        version counter. Search takes log-probabilities and scores in float32 either way."""
+        every step as autocast would); int8: the same copy with its output layer W_y dynamically
+        quantized to int8 (`Int8Linear`; CPU only). A copy is kept until a weight of the model
+        changes: every in-place update (an optimizer step, loading, EMA) moves a tensor's version
+        counter. Search takes log-probabilities and scores in float32 either way."""
         precision = self.config.decode.precision
         if precision == "fp32":
             return self.model
         weights = (precision, *((id(p), p._version) for p in self.model.parameters()))
         if self._copy is None or self._copy[0] != weights:
-            model = copy.deepcopy(self.model)
-            if precision == "bf16":
-                model = model.to(torch.bfloat16)
-            else:
-                if self.device.type != "cpu":
-                    raise AttnseqError(f"decode.precision int8 runs on the CPU only, not on {self.device}; use bf16")
-                with warnings.catch_warnings():  # the eager-mode API warns that it is moving to torchao
-                    warnings.simplefilter("ignore")
-                    model = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+            if precision == "int8" and self.device.type != "cpu":
+                raise AttnseqError(f"decode.precision int8 runs on the CPU only, not on {self.device}; use bf16")
+            model = copy.deepcopy(self.model).to(torch.bfloat16)
+            if precision == "int8":
+                model.decoder.W_y = Int8Linear(self.model.decoder.W_y)
             self._copy = (weights, model)
         return self._copy[1]
 

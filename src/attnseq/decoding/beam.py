@@ -100,12 +100,10 @@ def beam_search(
 
     for t in range(int(limit.max())):
         logits, state, attn = model.step(prev, state, memory)
-        logits = logits.float()  # (B*K, V)
-        log_z = torch.logsumexp(logits, dim=-1, keepdim=True)  # log p = logit - log Z, for the 2K chosen only
+        logp = torch.log_softmax(logits.float(), dim=-1).index_fill_(1, never, float("-inf"))  # (B*K, V)
         # the best 2K of a sentence's K*V extensions are among the best 2K of each of its rows
-        per_row = min(2 * K, logits.size(-1))
-        row_logit, row_token = logits.index_fill_(1, never, float("-inf")).topk(per_row, dim=-1)  # (B*K, 2K)
-        row_logp = row_logit - log_z
+        per_row = min(2 * K, logp.size(-1))
+        row_logp, row_token = logp.topk(per_row, dim=-1)  # (B*K, 2K)
         n = scores.size(0)  # sentences still searched
         candidates = (scores.view(-1, 1) + row_logp).view(n, K * per_row)
         top_scores, top_index = candidates.topk(min(2 * K, K * per_row), dim=1)  # (B, 2K)

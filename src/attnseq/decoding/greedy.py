@@ -58,11 +58,10 @@ def greedy_search(
     active = torch.arange(batch, device=device)  # the sentences still searched; finished ones leave the batch
     for t in range(steps):
         logits, state, attn = model.step(prev, state, memory)
-        logits = logits.float()  # (n, V)
-        log_z = torch.logsumexp(logits, dim=-1)  # log p = logit - log Z: no (n, V) log-probabilities
-        best_logit, best = logits.index_fill_(1, never, float("-inf")).max(dim=-1)
+        logp = torch.log_softmax(logits.float(), dim=-1).index_fill_(1, never, float("-inf"))  # (n, V)
+        best_logp, best = logp.max(dim=-1)
         tokens[active, t] = best
-        scores[active] += best_logit - log_z
+        scores[active] += best_logp
         if attn is not None:
             if attn_weights is None:
                 attn_weights = attn.new_zeros(batch, steps, attn.size(-1), dtype=torch.float32)
