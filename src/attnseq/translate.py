@@ -46,23 +46,19 @@ class Int8Linear(nn.Module):
         super().__init__()
         fp32 = nn.Linear(linear.in_features, linear.out_features)
         fp32.load_state_dict({"weight": linear.weight.detach().float(), "bias": linear.bias.detach().float()})
+        fp32.qconfig = torch.ao.quantization.default_dynamic_qconfig
         engine = torch.backends.quantized.engine
         if "onednn" in torch.backends.quantized.supported_engines:
             torch.backends.quantized.engine = "onednn"
         try:
             with warnings.catch_warnings():  # the eager-mode API warns that it is moving to torchao
                 warnings.simplefilter("ignore")
-                self.quantized = torch.ao.nn.quantized.dynamic.Linear.from_float(_with_qconfig(fp32))
+                self.quantized = torch.ao.nn.quantized.dynamic.Linear.from_float(fp32)
         finally:
             torch.backends.quantized.engine = engine
 
     def forward(self, x: Tensor) -> Tensor:
         return self.quantized(x.float())
-
-
-def _with_qconfig(linear: nn.Linear) -> nn.Linear:
-    linear.qconfig = torch.ao.quantization.default_dynamic_qconfig
-    return linear
 
 
 class Translator:
