@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from attnseq.decoding.topk import top_k
+
 LENGTH_PENALTIES = ("none", "avg", "gnmt")
 
 
@@ -103,7 +105,7 @@ def beam_search(
         logp = torch.log_softmax(logits.float(), dim=-1).index_fill_(1, never, float("-inf"))  # (B*K, V)
         # the best 2K of a sentence's K*V extensions are among the best 2K of each of its rows
         per_row = min(2 * K, logp.size(-1))
-        row_logp, row_token = logp.topk(per_row, dim=-1)  # (B*K, 2K)
+        row_logp, row_token = top_k(logp, per_row)  # (B*K, 2K)
         n = scores.size(0)  # sentences still searched
         candidates = (scores.view(-1, 1) + row_logp).view(n, K * per_row)
         top_scores, top_index = candidates.topk(min(2 * K, K * per_row), dim=1)  # (B, 2K)

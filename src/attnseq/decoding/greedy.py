@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from attnseq.decoding.topk import top_k
+
 
 @dataclass
 class Hypotheses:
@@ -59,7 +61,7 @@ def greedy_search(
     for t in range(steps):
         logits, state, attn = model.step(prev, state, memory)
         logp = torch.log_softmax(logits.float(), dim=-1).index_fill_(1, never, float("-inf"))  # (n, V)
-        best_logp, best = logp.max(dim=-1)
+        best_logp, best = (t.squeeze(1) for t in top_k(logp, 1))
         tokens[active, t] = best
         scores[active] += best_logp
         if attn is not None:
