@@ -61,7 +61,8 @@ def greedy_search(
     for t in range(steps):
         logits, state, attn = model.step(prev, state, memory)
         logp = torch.log_softmax(logits.float(), dim=-1).index_fill_(1, never, float("-inf"))  # (n, V)
-        best_logp, best = (t.squeeze(1) for t in top_k(logp, 1))
+        best_logp, best = top_k(logp, 1)
+        best_logp, best = best_logp.squeeze(1), best.squeeze(1)
         tokens[active, t] = best
         scores[active] += best_logp
         if attn is not None:
