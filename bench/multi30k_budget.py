@@ -20,6 +20,7 @@ from pathlib import Path
 from attnseq.config import load_config
 from attnseq.data import read_pairs
 from attnseq.model import count_parameters
+from attnseq.runtime import keep_freed_memory
 from attnseq.train import Trainer
 from attnseq.translate import Translator
 
@@ -40,6 +41,7 @@ def main() -> None:
     parser.add_argument("--model", help="score this existing run directory instead of training")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
+    keep_freed_memory()  # as the attnseq command does
     overrides = [*args.overrides] + ([f"train.max_minutes={args.minutes:g}"] if args.minutes else [])
     cfg = load_config(args.config, overrides)
     run = Path(args.model or args.out)

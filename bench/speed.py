@@ -203,8 +203,10 @@ def child_throughput(args) -> None:
     import tempfile
 
     from attnseq.config import load_config
+    from attnseq.runtime import keep_freed_memory
     from attnseq.train import Trainer
 
+    keep_freed_memory()  # as the attnseq command does
     cfg = load_config(RECIPE, attnseq_overrides(Path(args.data), args.attention, args.precision))
     trainer = Trainer(cfg, Path(tempfile.mkdtemp()) / "run", progress_bar=False)
     data = trainer.data.train
@@ -222,8 +224,10 @@ def child_throughput(args) -> None:
 def child_decode(args) -> None:
     """(child process) decode the test set --reps times with a trained attnseq model."""
     from attnseq.data import read_parallel
+    from attnseq.runtime import keep_freed_memory
     from attnseq.translate import Translator
 
+    keep_freed_memory()  # as the attnseq command does
     translator = Translator.from_pretrained(args.model)
     translator.config.decode.precision = args.precision
     pairs = read_parallel(Path(args.data) / "test.en", Path(args.data) / "test.de")

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from attnseq.errors import AttnseqError
+from attnseq.runtime import keep_freed_memory
 
 DEMO_MARKER = ".attnseq-demo"  # marks a run directory that `attnseq demo` may replace
 DEMO_SENTENCES = ("the 3rd of March 2021", "Mar 3, '21", "Wednesday, 3 March 2021", "03.03.2021")
@@ -326,6 +327,7 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # see attnseq.runtime: large per-step temporaries reuse memory
     try:
         return COMMANDS[args.command](args)
     except AttnseqError as exc:

@@ -118,21 +118,17 @@ def beam_search(
         at_limit = t + 1 >= limit  # (B,)
         width = token.size(1)
         ends = ((token == eos_id) | at_limit.unsqueeze(1)) & first_k[:width] & (top_scores > float("-inf"))
-        for b, j in ends.nonzero().tolist():
-            hyps = finished[int(active[b])]
-            if len(hyps) >= K:
-                continue
-            row = b * K + int(beam[b, j])
-            tokens = [*history[row].tolist(), int(token[b, j])]
-            score = float(top_scores[b, j])
-            hyps.append(
-                Hypothesis(
-                    tokens=tokens,
-                    score=score,
-                    rank_score=score / length_penalty(penalty, len(tokens), alpha),
-                    attention=None if attn_history is None else attn_history[row].clone(),
-                )
-            )
+        if bool(ends.any()):  # rare: a few hypotheses per step, moved to Python in one transfer each
+            b, j = ends.nonzero().unbind(1)
+            rows = b * K + beam[b, j]
+            ended = zip(active[b].tolist(), history[rows].tolist(), token[b, j].tolist(), top_scores[b, j].tolist(),
+                        [None] * rows.numel() if attn_history is None else attn_history[rows].unbind(0))  # fmt: skip
+            for sentence, tokens, last, score, attention in ended:
+                hyps = finished[sentence]
+                if len(hyps) < K:
+                    tokens.append(last)
+                    rank_score = score / length_penalty(penalty, len(tokens), alpha)
+                    hyps.append(Hypothesis(tokens, score, rank_score, attention))
         # the first K extensions that did not end carry on
         keep = ((token == eos_id).long() * 2 * K + order[:width]).argsort(dim=1)[:, :K]  # (B, K)
         scores = top_scores.gather(1, keep)
