@@ -102,14 +102,10 @@ def beam_search(
 
     for t in range(int(limit.max())):
         logits, state, attn = model.step(prev, state, memory)
-        logp = torch.log_softmax(logits.float(), dim=-1).index_fill_(1, never, float("-inf"))  # (B*K, V)
-        # the best 2K of a sentence's K*V extensions are among the best 2K of each of its rows
-        per_row = min(2 * K, logp.size(-1))
-        row_logp, row_token = top_k(logp, per_row)  # (B*K, 2K)
-        n = scores.size(0)  # sentences still searched
-        candidates = (scores.view(-1, 1) + row_logp).view(n, K * per_row)
-        top_scores, top_index = candidates.topk(min(2 * K, K * per_row), dim=1)  # (B, 2K)
-        beam, token = top_index // per_row, row_token.view(n, K * per_row).gather(1, top_index)
+        logp = torch.log_softmax(logits, dim=-1, dtype=torch.float32).index_fill_(1, never, float("-inf"))  # (B*K, V)
+        n, vocab = scores.size(0), logp.size(-1)  # sentences still searched
+        top_scores, top_index = top_k(logp.view(n, K, vocab), min(2 * K, K * vocab), bias=scores)  # (n, 2K)
+        beam, token = top_index // vocab, top_index % vocab
         if attn is not None:
             step_attn = attn.float().unsqueeze(1)
             attn_history = step_attn if attn_history is None else torch.cat([attn_history, step_attn], dim=1)
