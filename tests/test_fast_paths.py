@@ -5,6 +5,7 @@
 - The loss: `cross_entropy_sum` and `linear_cross_entropy_sum` equal torch's cross-entropy with
   label smoothing, value and gradient; `Seq2Seq.loss` equals the cross-entropy of `forward`'s
   logits at the real target positions.
+- A decoding copy with its word gates tabulated steps exactly as the model does.
 - bf16 decoding (a bfloat16 copy of the model) keeps the LSTM cell state and the attention softmax
   in float32 and stays close to float32 decoding.
 """
@@ -69,6 +70,7 @@ def test_bf16_decoding_steps_keep_the_cell_state_and_softmax_in_float32():
     model = make_model(tiny("luong", "general", input_feeding=True)).float()
     src, src_lengths, tgt_in, _ = batch()
     fast = copy.deepcopy(model).to(torch.bfloat16)  # what decode.precision bf16 runs
+    assert fast.decoder.tabulate_word_gates()
     with torch.no_grad():
         ref, _ = loop_of_steps(model, src, src_lengths, tgt_in)
         low, attn = loop_of_steps(fast, src, src_lengths, tgt_in)
@@ -79,6 +81,36 @@ def test_bf16_decoding_steps_keep_the_cell_state_and_softmax_in_float32():
     assert torch.allclose(attn.sum(-1), torch.ones(3, tgt_in.size(1)))
     assert (low.float() - ref).abs().max() < 0.05
     assert not torch.equal(low.float(), ref)  # the products did run in bfloat16
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(decoder="init"),
+        dict(decoder="every-step"),
+        dict(decoder="luong", input_feeding=True),
+        dict(decoder="luong", input_feeding=False),
+    ],  # fmt: skip
+)
+def test_tabulated_word_gates_step_as_the_model_does(kw):
+    model = make_model(tiny(attention="general", **kw))
+    copied = copy.deepcopy(model)
+    assert copied.decoder.tabulate_word_gates() and copied.decoder.word_gates.shape == (V_TGT, 4 * 8)
+    src, src_lengths, tgt_in, _ = batch()
+    with torch.no_grad():
+        ref = loop_of_steps(model, src, src_lengths, tgt_in)
+        tabulated = loop_of_steps(copied, src, src_lengths, tgt_in)
+    for a, b in zip(ref, tabulated):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert not any(k.startswith("decoder.word_gates") for k in copied.state_dict())  # never saved
+
+
+@pytest.mark.parametrize(
+    "kw", [dict(decoder="bahdanau"), dict(decoder="luong", rnn="gru"), dict(decoder="luong", dec_layers=2)]
+)
+def test_word_gates_only_for_a_one_layer_lstm_reading_the_word_first(kw):
+    model = make_model(tiny(attention="general", **kw))
+    assert not model.decoder.tabulate_word_gates() and model.decoder.word_gates is None
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1])

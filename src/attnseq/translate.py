@@ -152,7 +152,8 @@ class Translator:
 
     def _decoding_model(self) -> Seq2Seq:
         """The model search runs. decode.precision bf16: a bfloat16 copy (weights cast once, not at
-        every step as autocast would); int8: the same copy with its output layer W_y dynamically
+        every step as autocast would) with its first layer's word gates tabulated
+        (`RNNDecoder.tabulate_word_gates`); int8: the same copy with its output layer W_y dynamically
         quantized to int8 (`Int8Linear`; CPU only). A copy is kept until a weight of the model
         changes: every in-place update (an optimizer step, loading, EMA) moves a tensor's version
         counter. Search takes log-probabilities and scores in float32 either way."""
@@ -164,6 +165,7 @@ class Translator:
             if precision == "int8" and self.device.type != "cpu":
                 raise AttnseqError(f"decode.precision int8 runs on the CPU only, not on {self.device}; use bf16")
             model = copy.deepcopy(self.model).to(torch.bfloat16)
+            model.decoder.tabulate_word_gates()
             if precision == "int8":
                 model.decoder.W_y = Int8Linear(self.model.decoder.W_y)
             self._copy = (weights, model)

@@ -61,6 +61,8 @@ class RNNDecoder(nn.Module):
     computes (`_step`), and, when they can, a fused teacher-forced `forward`.
     """
 
+    reads_word_first = True  # steps read [e(y_{t-1}); extra] through `_read`
+
     def __init__(
         self,
         vocab_size: int,
@@ -93,6 +95,8 @@ class RNNDecoder(nn.Module):
             nn.Identity() if enc_hidden_size == hidden_size else nn.Linear(enc_hidden_size, hidden_size)
         )
         self.W_y = nn.Linear(output_size or hidden_size, vocab_size)  # SPEC 1.4 / 2.5
+        self.word_gates: Tensor | None = None  # set by `tabulate_word_gates` on a decoding copy
+        self.recurrent_t: Tensor | None = None
 
     # ----------------------------------------------------------------------------------------
     def init_state(self, memory: Memory) -> DecoderState:
@@ -148,6 +152,35 @@ class RNNDecoder(nn.Module):
             attns.append(attn)
         return torch.stack(features, dim=1), None if attns[0] is None else torch.stack(attns, dim=1)
 
+    def tabulate_word_gates(self) -> bool:
+        """Prepare a decoding copy whose weights no longer change: the part of a one-layer LSTM's
+        gate products that the previous word alone decides, e(y) W_ih[:, :E]^T + b_ih + b_hh, is
+        tabulated for every word of the vocabulary (V, 4H), and the rest of W_ih is joined with
+        W_hh, so a step gathers one table row and runs one product, [extra; s_{t-1}] times
+        [W_ih[:, E:]; W_hh]^T, where it ran the embedding lookup and two products. The same sums,
+        in another order. Returns whether this decoder can: a one-layer LSTM whose steps read
+        [e(y_{t-1}); extra] through `_read` (not Bahdanau's [a_t; e(y_{t-1})]); the table
+        follows the weights' dtype and is never saved."""
+        rnn = self.rnn
+        if not isinstance(rnn, nn.LSTM) or self.layers > 1 or not self.reads_word_first:
+            return False
+        with torch.no_grad():
+            E = self.embedding.embedding_dim
+            W_ih = rnn.weight_ih_l0
+            self.word_gates = torch.addmm(rnn.bias_ih_l0 + rnn.bias_hh_l0, self.embedding.weight, W_ih[:, :E].t())
+            self.recurrent_t = torch.cat([W_ih[:, E:], rnn.weight_hh_l0], dim=1).t()  # (extra + H, 4H)
+        return True
+
+    def _read(self, prev_tokens: Tensor, extra: Tensor | None, hidden: RNNState) -> tuple[Tensor, RNNState]:
+        """s_t = RNN(s_{t-1}, [e(y_{t-1}); extra]): the top layer's output (B, H) and the new state."""
+        if self.word_gates is not None and not self.training:
+            h, c = hidden[0][0], hidden[1][0]
+            xh = h if extra is None else torch.cat([extra, h], dim=-1)
+            gates = self.word_gates.index_select(0, prev_tokens).addmm_(xh, self.recurrent_t)
+            return self._lstm_cell(gates, c, h.dtype)
+        x = self._embed(prev_tokens)
+        return self._rnn_step(x if extra is None else torch.cat([x, extra], dim=-1), hidden)
+
     def _rnn_step(self, x: Tensor, hidden: RNNState) -> tuple[Tensor, RNNState]:
         """One RNN step: x (B, I) -> top-layer output (B, H) and the new state. A one-layer RNN
         runs as the library's single-step cell (one call, no sequence bookkeeping). A one-layer
@@ -162,15 +195,20 @@ class RNNDecoder(nn.Module):
             h, c = hidden[0][0], hidden[1][0]
             if x.dtype == working_dtype(x):
                 h, c = torch.lstm_cell(x, (h, c), *weights)
-            else:
-                gates = torch.addmm(rnn.bias_ih_l0, x, rnn.weight_ih_l0.t())
-                gates = gates.addmm_(h, rnn.weight_hh_l0.t()).add_(rnn.bias_hh_l0).float()
-                i, f, g, o = gates.chunk(4, dim=1)  # as torch.nn.LSTM orders them
-                c = torch.sigmoid(f) * c.float() + torch.sigmoid(i) * torch.tanh(g)
-                h = (torch.sigmoid(o) * torch.tanh(c)).to(x.dtype)
-            return h, (h.unsqueeze(0), c.unsqueeze(0))
+                return h, (h.unsqueeze(0), c.unsqueeze(0))
+            gates = torch.addmm(rnn.bias_ih_l0, x, rnn.weight_ih_l0.t())
+            return self._lstm_cell(gates.addmm_(h, rnn.weight_hh_l0.t()).add_(rnn.bias_hh_l0), c, x.dtype)
         h = (torch.gru_cell if isinstance(rnn, nn.GRU) else torch.rnn_tanh_cell)(x, hidden[0], *weights)
         return h, h.unsqueeze(0)
+
+    @staticmethod
+    def _lstm_cell(gates: Tensor, c: Tensor, dtype: torch.dtype) -> tuple[Tensor, RNNState]:
+        """The LSTM's pointwise part from its gate pre-activations (B, 4H), in float32 at least:
+        c_t = sigmoid(f) c + sigmoid(i) tanh(g), h_t = sigmoid(o) tanh(c_t); h_t in `dtype`."""
+        i, f, g, o = gates.to(working_dtype(gates)).chunk(4, dim=1)  # as torch.nn.LSTM orders them
+        c = torch.sigmoid(f) * c.to(i.dtype) + torch.sigmoid(i) * torch.tanh(g)
+        h = (torch.sigmoid(o) * torch.tanh(c)).to(dtype)
+        return h, (h.unsqueeze(0), c.unsqueeze(0))
 
     def _embed(self, tokens: Tensor) -> Tensor:
         return self.dropout(self.embedding(tokens))
@@ -180,7 +218,7 @@ class InitDecoder(RNNDecoder):
     """SPEC 1.2: c is only s_0; the RNN reads e(y_{t-1}); o_t = s_t."""
 
     def _step(self, prev_tokens, state, memory):
-        out, hidden = self._rnn_step(self._embed(prev_tokens), state.hidden)  # (B, H)
+        out, hidden = self._read(prev_tokens, None, state.hidden)  # (B, H)
         return out, DecoderState(hidden=hidden), None
 
     def features(self, tgt_in, state, memory):
@@ -200,8 +238,7 @@ class EveryStepDecoder(RNNDecoder):
         return state
 
     def _step(self, prev_tokens, state, memory):
-        x = torch.cat([self._embed(prev_tokens), state.context], dim=-1)  # (B, E+He)
-        out, hidden = self._rnn_step(x, state.hidden)
+        out, hidden = self._read(prev_tokens, state.context, state.hidden)  # reads [e(y_{t-1}); c]
         return out, DecoderState(hidden=hidden, context=state.context), None
 
     def features(self, tgt_in, state, memory):
@@ -242,10 +279,7 @@ class LuongDecoder(RNNDecoder):
         return s_tilde, alpha
 
     def _step(self, prev_tokens, state, memory):
-        x = self._embed(prev_tokens)  # (B, E)
-        if self.input_feeding:
-            x = torch.cat([x, state.input_feed], dim=-1)  # (B, E + H)
-        out, hidden = self._rnn_step(x, state.hidden)
+        out, hidden = self._read(prev_tokens, state.input_feed, state.hidden)  # reads [e(y_{t-1}); s~_{t-1}]
         s_tilde, alpha = self._attend(out, memory)  # (B, H), (B, S)
         return s_tilde, DecoderState(hidden=hidden, input_feed=s_tilde if self.input_feeding else None), alpha
 
@@ -295,6 +329,8 @@ class BahdanauDecoder(RNNDecoder):
       3. o_t = tanh(W_o [s_t; a_t; e(y_{t-1})]) with deep output, else o_t = s_t   (SPEC 4.4)
       4. logits = W_y o_t + b_y
     """
+
+    reads_word_first = False  # the RNN reads [a_t; e(y_{t-1})]
 
     def __init__(self, vocab_size, *, attention: Attention, deep_output: bool = True, **kw):
         hidden, enc_hidden, emb = kw["hidden_size"], kw["enc_hidden_size"], kw["emb_size"]
