@@ -6,8 +6,8 @@
   label smoothing, value and gradient; `Seq2Seq.loss` equals the cross-entropy of `forward`'s
   logits at the real target positions.
 - A decoding copy with its word gates tabulated steps exactly as the model does.
-- bf16 decoding (a bfloat16 copy of the model) keeps the LSTM cell state and the attention softmax
-  in float32 and stays close to float32 decoding.
+- bf16 decoding (a bfloat16 copy of the model) keeps the LSTM cell state, the attention's keys and
+  values and its softmax in float32 and stays close to float32 decoding.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from attnseq.loss import cross_entropy_sum, linear_cross_entropy_sum
+from attnseq.model import decoding_copy
 from tests.test_models import V_TGT, batch, loop_of_steps, make_model, tiny
 
 FUSED = ["dot", "scaled_dot", "general", "concat"]
@@ -66,11 +67,12 @@ def test_fused_input_feeding_under_bf16_autocast_stays_close():
     assert not torch.equal(fast.float(), ref)  # the products did run in bfloat16
 
 
-def test_bf16_decoding_steps_keep_the_cell_state_and_softmax_in_float32():
-    model = make_model(tiny("luong", "general", input_feeding=True)).float()
+@pytest.mark.parametrize("attention", ["general", "concat", "scaled_dot"])
+def test_bf16_decoding_steps_keep_the_cell_state_and_softmax_in_float32(attention):
+    model = make_model(tiny("luong", attention, input_feeding=True, attn_size=5)).float()
     src, src_lengths, tgt_in, _ = batch()
-    fast = copy.deepcopy(model).to(torch.bfloat16)  # what decode.precision bf16 runs
-    assert fast.decoder.tabulate_word_gates()
+    fast = decoding_copy(model, torch.bfloat16)  # what decode.precision bf16 runs
+    assert fast.decoder.word_gates is not None and fast.attention_dtype == torch.float32
     with torch.no_grad():
         ref, _ = loop_of_steps(model, src, src_lengths, tgt_in)
         low, attn = loop_of_steps(fast, src, src_lengths, tgt_in)
@@ -78,6 +80,7 @@ def test_bf16_decoding_steps_keep_the_cell_state_and_softmax_in_float32():
         _, state, _ = fast.step(tgt_in[:, 0], fast.init_state(memory), memory)
     h, c = state.hidden
     assert (h.dtype, c.dtype, attn.dtype, low.dtype) == (torch.bfloat16, torch.float32, torch.float32, torch.bfloat16)
+    assert memory.keys.dtype == memory.outputs.dtype == torch.float32 and state.input_feed.dtype == torch.bfloat16
     assert torch.allclose(attn.sum(-1), torch.ones(3, tgt_in.size(1)))
     assert (low.float() - ref).abs().max() < 0.05
     assert not torch.equal(low.float(), ref)  # the products did run in bfloat16

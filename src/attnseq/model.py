@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
+
 import torch
 from torch import Tensor, nn
 
@@ -20,6 +23,7 @@ class Seq2Seq(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
+        self.attention_dtype: torch.dtype | None = None  # a decoding copy: hold the attention's memory in this
 
     def tied_keys(self) -> list[str]:
         """state_dict keys that are the same tensor as an earlier key (saved once)."""
@@ -39,6 +43,9 @@ class Seq2Seq(nn.Module):
         memory = self.encoder(src, src_lengths)
         if self.decoder.attention is not None:
             memory = memory.with_keys(self.decoder.attention.precompute_keys(memory.outputs))
+            if self.attention_dtype is not None:
+                dtype = self.attention_dtype
+                memory = replace(memory, outputs=memory.outputs.to(dtype), keys=memory.keys.to(dtype))
         return memory
 
     def init_state(self, memory: Memory) -> DecoderState:
@@ -151,6 +158,18 @@ def autocast(device: torch.device, precision: str):
     """The autocast context for a config's precision: bf16 runs matrix products and RNNs in
     bfloat16 with fp32 weights; fp32 changes nothing."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def decoding_copy(model: Seq2Seq, dtype: torch.dtype = torch.bfloat16) -> Seq2Seq:
+    """A copy of `model` for search only, in eval mode: weights cast to `dtype` once (not at every
+    step, as autocast would cast them), the word part of the decoder's first-layer gates tabulated
+    (`RNNDecoder.tabulate_word_gates`), and the attention's keys and values held in float32
+    (`attention_dtype`; its batched products are too small to gain from bf16 on a CPU). It computes
+    what the model computes, in `dtype`; it must not be trained."""
+    fast = copy.deepcopy(model).to(dtype).eval()
+    fast.decoder.tabulate_word_gates()
+    fast.attention_dtype = torch.promote_types(dtype, torch.float32)
+    return fast
 
 
 def count_parameters(model: nn.Module) -> int:

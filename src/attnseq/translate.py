@@ -3,7 +3,6 @@ validation and anything that serves a model."""
 
 from __future__ import annotations
 
-import copy
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from attnseq.data import collate_source, encode_source
 from attnseq.decoding import beam_search, greedy_search
 from attnseq.errors import AttnseqError
 from attnseq.metrics import score_translations
-from attnseq.model import Seq2Seq
+from attnseq.model import Seq2Seq, decoding_copy
 from attnseq.tokenize import Tokenizer, build_tokenizers
 from attnseq.vocab import EOS, Vocab
 
@@ -151,9 +150,8 @@ class Translator:
         return results  # type: ignore[return-value]
 
     def _decoding_model(self) -> Seq2Seq:
-        """The model search runs. decode.precision bf16: a bfloat16 copy (weights cast once, not at
-        every step as autocast would) with its first layer's word gates tabulated
-        (`RNNDecoder.tabulate_word_gates`); int8: the same copy with its output layer W_y dynamically
+        """The model search runs. decode.precision bf16: a bfloat16 `decoding_copy` of the model;
+        int8: the same copy with its output layer W_y dynamically
         quantized to int8 (`Int8Linear`; CPU only). A copy is kept until a weight of the model
         changes: every in-place update (an optimizer step, loading, EMA) moves a tensor's version
         counter. Search takes log-probabilities and scores in float32 either way."""
@@ -164,8 +162,7 @@ class Translator:
         if self._copy is None or self._copy[0] != weights:
             if precision == "int8" and self.device.type != "cpu":
                 raise AttnseqError(f"decode.precision int8 runs on the CPU only, not on {self.device}; use bf16")
-            model = copy.deepcopy(self.model).to(torch.bfloat16)
-            model.decoder.tabulate_word_gates()
+            model = decoding_copy(self.model, torch.bfloat16)
             if precision == "int8":
                 model.decoder.W_y = Int8Linear(self.model.decoder.W_y)
             self._copy = (weights, model)

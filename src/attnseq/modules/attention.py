@@ -4,6 +4,10 @@ The base class owns what every attention shares: masking, the softmax over sourc
 the weighted sum of values. A subclass only says how keys are prepared from the encoder states
 (once per sentence, `precompute_keys`) and how a query is scored against them (`score`).
 
+Keys and values may be held in a higher precision than the query (a bf16 decoding copy keeps them
+in float32: batched products this small run faster in float32 on a CPU); scores are computed in
+the keys' precision and the context comes back in the query's.
+
 Queries may be one step (B, Hq) or many steps at once (B, T, Hq); the second form lets a decoder
 whose queries do not depend on earlier attention (Luong without input feeding) attend for all
 steps in one call. Masks are True at real source tokens.
@@ -55,7 +59,7 @@ class Attention(nn.Module):
         scores = scores.masked_fill(~src_mask.unsqueeze(1), float("-inf"))
         # SPEC 2.2, in float32 at least (bf16 decoding; autocast does the same in training)
         weights = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32))  # (B, T, S)
-        context = torch.bmm(weights.to(values.dtype), values)  # (B, T, Hv)   SPEC 2.3
+        context = torch.bmm(weights.to(values.dtype), values).to(query.dtype)  # (B, T, Hv)   SPEC 2.3
         if one_step:
             return context.squeeze(1), weights.squeeze(1)
         return context, weights
@@ -65,7 +69,7 @@ class DotAttention(Attention):
     """SPEC 3.1: score(s, h) = s^T h."""
 
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        return torch.bmm(query, keys.transpose(1, 2))  # (B, T, S)
+        return torch.bmm(query.to(keys.dtype), keys.transpose(1, 2))  # (B, T, S)
 
 
 class ScaledDotAttention(Attention):
@@ -76,7 +80,7 @@ class ScaledDotAttention(Attention):
         self.scale = 1.0 / math.sqrt(key_size)
 
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        return torch.bmm(query, keys.transpose(1, 2)) * self.scale  # (B, T, S)
+        return torch.bmm(query.to(keys.dtype), keys.transpose(1, 2)) * self.scale  # (B, T, S)
 
 
 class GeneralAttention(Attention):
@@ -90,7 +94,7 @@ class GeneralAttention(Attention):
         return self.W_a(values)  # (B, S, Hq)
 
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        return torch.bmm(query, keys.transpose(1, 2))  # (B, T, S)
+        return torch.bmm(query.to(keys.dtype), keys.transpose(1, 2))  # (B, T, S)
 
 
 class ConcatAttention(Attention):
@@ -106,8 +110,8 @@ class ConcatAttention(Attention):
         return self.W_c(values)  # (B, S, A)
 
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        hidden = torch.tanh(self.W_b(query).unsqueeze(2) + keys.unsqueeze(1))  # (B, T, S, A)
-        return self.W_a(hidden).squeeze(-1)  # (B, T, S)
+        hidden = torch.tanh(self.W_b(query).to(keys.dtype).unsqueeze(2) + keys.unsqueeze(1))  # (B, T, S, A)
+        return self.W_a(hidden.to(query.dtype)).squeeze(-1)  # (B, T, S)
 
 
 class LocationAttention(Attention):

@@ -269,8 +269,7 @@ class LuongDecoder(RNNDecoder):
     def init_state(self, memory):
         state = super().init_state(memory)
         if self.input_feeding:
-            batch = memory.outputs.size(0)
-            state.input_feed = memory.outputs.new_zeros(batch, self.hidden_size)  # s~_0 = 0
+            state.input_feed = torch.zeros_like(top_layer(state.hidden))  # s~_0 = 0, (B, H)
         return state
 
     def _attend(self, s: Tensor, memory: Memory) -> tuple[Tensor, Tensor]:
