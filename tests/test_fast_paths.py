@@ -5,7 +5,8 @@
 - The loss: `cross_entropy_sum` and `linear_cross_entropy_sum` equal torch's cross-entropy with
   label smoothing, value and gradient; `Seq2Seq.loss` equals the cross-entropy of `forward`'s
   logits at the real target positions.
-- A decoding copy with its word gates tabulated steps exactly as the model does.
+- A decoding copy with its word gates tabulated steps exactly as the model does; in float32, with
+  its linear layers packed for oneDNN, it steps as the model does and draws nothing from the RNG.
 - bf16 decoding (a bfloat16 copy of the model) keeps the LSTM cell state, the attention's keys and
   values and its softmax in float32 and stays close to float32 decoding.
 """
@@ -19,6 +20,7 @@ import torch
 
 from attnseq.loss import cross_entropy_sum, linear_cross_entropy_sum
 from attnseq.model import decoding_copy
+from attnseq.modules.frozen import PackedLinear
 from tests.test_models import V_TGT, batch, loop_of_steps, make_model, tiny
 
 FUSED = ["dot", "scaled_dot", "general", "concat"]
@@ -114,6 +116,34 @@ def test_tabulated_word_gates_step_as_the_model_does(kw):
 def test_word_gates_only_for_a_one_layer_lstm_reading_the_word_first(kw):
     model = make_model(tiny(attention="general", **kw))
     assert not model.decoder.tabulate_word_gates() and model.decoder.word_gates is None
+
+
+@pytest.mark.parametrize("attention", ["general", "concat"])
+def test_float32_decoding_copy_steps_as_the_model_and_leaves_the_rng_alone(attention):
+    model = make_model(tiny("luong", attention, input_feeding=True, attn_size=5)).float()
+    rng = torch.get_rng_state()
+    fast = decoding_copy(model, torch.float32)  # what decode.precision fp32 runs
+    assert torch.equal(rng, torch.get_rng_state())  # training's random stream goes on as without it
+    packed = [m for m in fast.modules() if isinstance(m, PackedLinear)]
+    assert len(packed) == sum(isinstance(m, torch.nn.Linear) for m in model.modules()) + 1  # + the recurrent layer
+    src, src_lengths, tgt_in, _ = batch()
+    with torch.no_grad():
+        ref = loop_of_steps(model, src, src_lengths, tgt_in)
+        got = loop_of_steps(fast, src, src_lengths, tgt_in)
+    for a, b in zip(ref, got):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_packed_linear_equals_linear(dtype):
+    linear = torch.nn.Linear(7, 5).to(dtype)
+    packed = PackedLinear(linear)
+    x = torch.randn(2, 3, 7).to(dtype)
+    tol = 1e-6 if dtype == torch.float32 else 1e-2
+    torch.testing.assert_close(packed(x), linear(x), rtol=tol, atol=tol)
+    assert packed(x).dtype == dtype and not list(packed.parameters())
+    with pytest.raises(ValueError, match="cannot pack"):
+        PackedLinear(torch.nn.Linear(7, 5).double())
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1])

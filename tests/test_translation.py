@@ -13,9 +13,10 @@ from attnseq.cli import main
 from attnseq.config import load_config
 from attnseq.errors import AttnseqError
 from attnseq.metrics import score_translations
+from attnseq.modules.frozen import Int8Linear
 from attnseq.tokenize import SentencePieceTokenizer, train_sentencepiece
 from attnseq.train import Trainer
-from attnseq.translate import Int8Linear, Translator
+from attnseq.translate import Translator
 from tests.conftest import DATES_CONFIG
 
 SENTENCES = [
@@ -118,6 +119,20 @@ def test_bf16_copy_is_kept_until_a_weight_changes(spm_run):
     assert second is not first
     assert torch.equal(second.decoder.W_y.bias.float(), translator.model.decoder.W_y.bias.bfloat16().float())
     assert before != [t.text for t in translator.translate(["3 March 2021"], beam_size=1)] == [""]
+
+
+def test_a_fused_optimizer_step_needs_weights_changed(spm_run):
+    """torch's fused Adam moves no version counter: the trainer says when weights changed."""
+    translator = Translator.from_pretrained(spm_run)
+    first = translator._decoding_model()
+    W_y = translator.model.decoder.W_y
+    optimizer = torch.optim.Adam([W_y.bias], lr=100.0, fused=True)
+    W_y.bias.grad = torch.zeros_like(W_y.bias)
+    W_y.bias.grad[translator.tgt_vocab.eos_id] = -1.0  # Adam's first step moves it by lr: </s> first
+    optimizer.step()
+    assert translator._decoding_model() is first  # the counters did not move
+    translator.weights_changed()
+    assert [t.text for t in translator.translate(["3 March 2021"], beam_size=1)] == [""]
 
 
 def test_int8_decoding_quantizes_the_output_layer(spm_run):

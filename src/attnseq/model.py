@@ -14,6 +14,7 @@ from attnseq.loss import cross_entropy_sum
 from attnseq.modules.attention import build_attention
 from attnseq.modules.decoder import DECODERS, DecoderState, RNNDecoder
 from attnseq.modules.encoder import Memory, RNNEncoder
+from attnseq.modules.frozen import pack_linears
 
 
 class Seq2Seq(nn.Module):
@@ -163,12 +164,14 @@ def autocast(device: torch.device, precision: str):
 def decoding_copy(model: Seq2Seq, dtype: torch.dtype = torch.bfloat16) -> Seq2Seq:
     """A copy of `model` for search only, in eval mode: weights cast to `dtype` once (not at every
     step, as autocast would cast them), the word part of the decoder's first-layer gates tabulated
-    (`RNNDecoder.tabulate_word_gates`), and the attention's keys and values held in float32
-    (`attention_dtype`; its batched products are too small to gain from bf16 on a CPU). It computes
-    what the model computes, in `dtype`; it must not be trained."""
+    (`RNNDecoder.tabulate_word_gates`), the attention's keys and values held in float32
+    (`attention_dtype`; its batched products are too small to gain from bf16 on a CPU), and on a
+    CPU every linear layer's weight reordered once for oneDNN (`modules.frozen.PackedLinear`). It
+    computes what the model computes, in `dtype`; it must not be trained."""
     fast = copy.deepcopy(model).to(dtype).eval()
     fast.decoder.tabulate_word_gates()
     fast.attention_dtype = torch.promote_types(dtype, torch.float32)
+    pack_linears(fast)
     return fast
 
 

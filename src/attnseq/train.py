@@ -257,6 +257,7 @@ class Trainer:
                 total += float(model.loss(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out, pad_id=pad_id))
             n_tokens += batch.n_tgt_tokens
         limit = self.cfg.train.valid_max_sentences or len(valid)
+        self.translator.weights_changed()  # fused Adam updates weights without moving their version counters
         scores = self.translator.score(valid.src_text[:limit], valid.tgt_text[:limit], beam_size=1)  # greedy
         self.model.train()
         if self.ema is not None:

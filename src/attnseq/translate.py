@@ -4,13 +4,11 @@ validation and anything that serves a model."""
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
 
 from attnseq.checkpoint import load_translation_parts
 from attnseq.config import Config
@@ -19,6 +17,7 @@ from attnseq.decoding import beam_search, greedy_search
 from attnseq.errors import AttnseqError
 from attnseq.metrics import score_translations
 from attnseq.model import Seq2Seq, decoding_copy
+from attnseq.modules.frozen import Int8Linear
 from attnseq.tokenize import Tokenizer, build_tokenizers
 from attnseq.vocab import EOS, Vocab
 
@@ -33,31 +32,6 @@ class Translation:
     attention: np.ndarray | None  # (len(tokens), len(src_tokens)); rows sum to 1
     rank_score: float | None = None  # beam search: the score after the length penalty
     n_best: list[Translation] = field(default_factory=list)  # beam search: all returned hypotheses, best first
-
-
-class Int8Linear(nn.Module):
-    """A linear layer with int8 weights (per-tensor scale) whose input is quantized to int8 at every
-    call (dynamic quantization), for CPU decoding: the (B, V) output layer is the largest product of
-    a decoder step. Takes any float input, returns float32. Packed for oneDNN where the build has it
-    (its int8 kernels keep their speed at beam-search batch sizes here)."""
-
-    def __init__(self, linear: nn.Linear) -> None:
-        super().__init__()
-        fp32 = nn.Linear(linear.in_features, linear.out_features)
-        fp32.load_state_dict({"weight": linear.weight.detach().float(), "bias": linear.bias.detach().float()})
-        fp32.qconfig = torch.ao.quantization.default_dynamic_qconfig
-        engine = torch.backends.quantized.engine
-        if "onednn" in torch.backends.quantized.supported_engines:
-            torch.backends.quantized.engine = "onednn"
-        try:
-            with warnings.catch_warnings():  # the eager-mode API warns that it is moving to torchao
-                warnings.simplefilter("ignore")
-                self.quantized = torch.ao.nn.quantized.dynamic.Linear.from_float(fp32)
-        finally:
-            torch.backends.quantized.engine = engine
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.quantized(x.float())
 
 
 class Translator:
@@ -149,20 +123,23 @@ class Translator:
             model.train(was_training)
         return results  # type: ignore[return-value]
 
+    def weights_changed(self) -> None:
+        """Drop the decoding copy: the next search copies the model's current weights."""
+        self._copy = None
+
     def _decoding_model(self) -> Seq2Seq:
-        """The model search runs. decode.precision bf16: a bfloat16 `decoding_copy` of the model;
-        int8: the same copy with its output layer W_y dynamically
-        quantized to int8 (`Int8Linear`; CPU only). A copy is kept until a weight of the model
-        changes: every in-place update (an optimizer step, loading, EMA) moves a tensor's version
-        counter. Search takes log-probabilities and scores in float32 either way."""
+        """The model search runs: a `decoding_copy` of the model in float32 (decode.precision fp32)
+        or bfloat16 (bf16, int8), and for int8 with its output layer W_y dynamically quantized
+        (`Int8Linear`; CPU only). A copy is kept until a weight of the model changes: most in-place
+        updates (loading, EMA, most optimizers) move a tensor's version counter; code that changes
+        weights without moving it (torch's fused Adam) calls `weights_changed`. Search takes
+        log-probabilities and scores in float32 either way."""
         precision = self.config.decode.precision
-        if precision == "fp32":
-            return self.model
         weights = (precision, *((id(p), p._version) for p in self.model.parameters()))
         if self._copy is None or self._copy[0] != weights:
             if precision == "int8" and self.device.type != "cpu":
                 raise AttnseqError(f"decode.precision int8 runs on the CPU only, not on {self.device}; use bf16")
-            model = decoding_copy(self.model, torch.bfloat16)
+            model = decoding_copy(self.model, torch.float32 if precision == "fp32" else torch.bfloat16)
             if precision == "int8":
                 model.decoder.W_y = Int8Linear(self.model.decoder.W_y)
             self._copy = (weights, model)

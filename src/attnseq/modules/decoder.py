@@ -96,7 +96,7 @@ class RNNDecoder(nn.Module):
         )
         self.W_y = nn.Linear(output_size or hidden_size, vocab_size)  # SPEC 1.4 / 2.5
         self.word_gates: Tensor | None = None  # set by `tabulate_word_gates` on a decoding copy
-        self.recurrent_t: Tensor | None = None
+        self.recurrent: nn.Module | None = None  # with it: [W_ih[:, E:]; W_hh] as one linear layer
 
     # ----------------------------------------------------------------------------------------
     def init_state(self, memory: Memory) -> DecoderState:
@@ -160,7 +160,7 @@ class RNNDecoder(nn.Module):
         [W_ih[:, E:]; W_hh]^T, where it ran the embedding lookup and two products. The same sums,
         in another order. Returns whether this decoder can: a one-layer LSTM whose steps read
         [e(y_{t-1}); extra] through `_read` (not Bahdanau's [a_t; e(y_{t-1})]); the table
-        follows the weights' dtype and is never saved."""
+        follows the weights' dtype and is not a parameter."""
         rnn = self.rnn
         if not isinstance(rnn, nn.LSTM) or self.layers > 1 or not self.reads_word_first:
             return False
@@ -168,7 +168,10 @@ class RNNDecoder(nn.Module):
             E = self.embedding.embedding_dim
             W_ih = rnn.weight_ih_l0
             self.word_gates = torch.addmm(rnn.bias_ih_l0 + rnn.bias_hh_l0, self.embedding.weight, W_ih[:, :E].t())
-            self.recurrent_t = torch.cat([W_ih[:, E:], rnn.weight_hh_l0], dim=1).t()  # (extra + H, 4H)
+            joined = torch.cat([W_ih[:, E:], rnn.weight_hh_l0], dim=1)  # (4H, extra + H)
+            shape = dict(bias=False, device=joined.device, dtype=joined.dtype)  # no init: the RNG stays untouched
+            self.recurrent = nn.utils.skip_init(nn.Linear, joined.size(1), joined.size(0), **shape)
+            self.recurrent.weight.copy_(joined)
         return True
 
     def _read(self, prev_tokens: Tensor, extra: Tensor | None, hidden: RNNState) -> tuple[Tensor, RNNState]:
@@ -176,7 +179,7 @@ class RNNDecoder(nn.Module):
         if self.word_gates is not None and not self.training:
             h, c = hidden[0][0], hidden[1][0]
             xh = h if extra is None else torch.cat([extra, h], dim=-1)
-            gates = self.word_gates.index_select(0, prev_tokens).addmm_(xh, self.recurrent_t)
+            gates = self.word_gates.index_select(0, prev_tokens).add_(self.recurrent(xh))
             return self._lstm_cell(gates, c, h.dtype)
         x = self._embed(prev_tokens)
         return self._rnn_step(x if extra is None else torch.cat([x, extra], dim=-1), hidden)
