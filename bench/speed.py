@@ -102,20 +102,29 @@ def onmt_env(venv: Path) -> Path:
 
 
 def matmul_peak(reps: int) -> dict:
+    """GFLOP/s of a 2048 x 2048 product: `a @ b` (torch's default route: MKL in float32, oneDNN in
+    bfloat16), and the same product through oneDNN with the weight reordered once, as attnseq's
+    decoding copies run their linear layers (`onednn_fp32`, `onednn_bf16`)."""
     import torch
 
-    out = {}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+    from attnseq.modules.frozen import PackedLinear
+
+    def rate(product, *args) -> float:
         for _ in range(3):
-            a @ b
+            product(*args)
         rates = []
         for _ in range(max(reps, 3)):
             start = time.perf_counter()
             for _ in range(10):
-                a @ b
+                product(*args)
             rates.append(10 * 2 * 2048**3 / (time.perf_counter() - start) / 1e9)
-        out[name] = statistics.median(rates)
+        return statistics.median(rates)
+
+    out = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+        out[name] = rate(torch.matmul, a, b)
+        out[f"onednn_{name}"] = rate(PackedLinear(torch.nn.Linear(2048, 2048, bias=False).to(dtype)), a)
     return out
 
 
@@ -276,7 +285,8 @@ def main() -> None:
     run([str(onmt / "onmt_build_vocab"), "-config", str(onmt_config(work, data, "general", 1, None)),
          "-n_sample", "-1"])  # fmt: skip
     peak = matmul_peak(args.reps)
-    log(f"matmul peak: {peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} bf16")
+    log(f"matmul peak: {peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} bf16 "
+        f"(oneDNN, packed: {peak['onednn_fp32']:.0f} fp32, {peak['onednn_bf16']:.0f} bf16)")  # fmt: skip
     common = ["--data", str(data), "--reps", str(args.reps)]
 
     # training throughput, each repetition a fresh process, the toolkits in turn
@@ -345,7 +355,8 @@ def main() -> None:
             gflops = m["tok_s"] * flops[att] / 1e9
             rows.append((att, label, m["tok_s"], gflops, gflops / peak["fp32"], m["rss_mib"]))
     print(f"\nmachine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"matmul 2048^2 peak fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")  # fmt: skip
+          f"matmul 2048^2 peak fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s; "
+          f"oneDNN with a packed weight fp32 {peak['onednn_fp32']:.0f}, bf16 {peak['onednn_bf16']:.0f}")  # fmt: skip
     print(
         f"training (median of {args.reps}; {args.measure} steps after {args.warmup}; target vocabulary {vocab}; "
         f"{flops['general'] / 1e6:.1f} / {flops['concat'] / 1e6:.1f} MFLOP per target token general / concat)"
@@ -392,6 +403,8 @@ def main() -> None:
         "seed_bleu": seed_bleu,
         "peak_fraction": rows[1][4],
         "peak_fraction_onmt": rows[0][4],
+        "peak_fraction_onednn": rows[1][4] * peak["fp32"] / peak["onednn_fp32"],
+        "peak_fraction_onednn_onmt": rows[0][4] * peak["fp32"] / peak["onednn_fp32"],
         "matmul_gflops": peak,
         "train": {f"{w}_{a}": v for (w, a), v in med.items()},
         "decode": {f"{w}_beam{b}": v for (w, b), v in decode.items()},
@@ -404,7 +417,9 @@ def main() -> None:
         "beam 5 {beam5_sent_s_ratio:.2f}x; BLEU diff {bleu_diff:+.2f}, bf16 - fp32 {bf16_bleu_diff:+.2f} "
         "(decoding alone {bf16_decode_bleu_diff:+.2f}; int8 decoding {int8_decode_bleu_diff:+.2f}, "
         "greedy {greedy_sent_s_ratio_int8:.2f}x, beam 5 {beam5_sent_s_ratio_int8:.2f}x); "
-        "fp32 step at {peak_fraction:.0%} of the fp32 matmul peak".format(**summary)
+        "fp32 step at {peak_fraction:.0%} of the fp32 matmul peak ({peak_fraction_onednn:.0%} of oneDNN's)".format(
+            **summary
+        )
     )
     print("reproduce: " + shlex.join([sys.executable, *sys.argv]))
     print(json.dumps(summary))
