@@ -88,6 +88,15 @@ def test_bf16_decoding_steps_keep_the_cell_state_and_softmax_in_float32(attentio
     assert not torch.equal(low.float(), ref)  # the products did run in bfloat16
 
 
+def assert_steps_alike(model, other, tol):
+    """A loop of `step` gives the same logits and attention with both models."""
+    src, src_lengths, tgt_in, _ = batch()
+    with torch.no_grad():
+        pairs = zip(loop_of_steps(model, src, src_lengths, tgt_in), loop_of_steps(other, src, src_lengths, tgt_in))
+    for a, b in pairs:
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+
+
 @pytest.mark.parametrize(
     "kw",
     [
@@ -101,13 +110,8 @@ def test_tabulated_word_gates_step_as_the_model_does(kw):
     model = make_model(tiny(attention="general", **kw))
     copied = copy.deepcopy(model)
     assert copied.decoder.tabulate_word_gates() and copied.decoder.word_gates.shape == (V_TGT, 4 * 8)
-    src, src_lengths, tgt_in, _ = batch()
-    with torch.no_grad():
-        ref = loop_of_steps(model, src, src_lengths, tgt_in)
-        tabulated = loop_of_steps(copied, src, src_lengths, tgt_in)
-    for a, b in zip(ref, tabulated):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-    assert not any(k.startswith("decoder.word_gates") for k in copied.state_dict())  # never saved
+    assert_steps_alike(model, copied, tol=1e-12)
+    assert not any(k.startswith("decoder.word_gates") for k in copied.state_dict())  # not a parameter
 
 
 @pytest.mark.parametrize(
@@ -126,12 +130,7 @@ def test_float32_decoding_copy_steps_as_the_model_and_leaves_the_rng_alone(atten
     assert torch.equal(rng, torch.get_rng_state())  # training's random stream goes on as without it
     packed = [m for m in fast.modules() if isinstance(m, PackedLinear)]
     assert len(packed) == sum(isinstance(m, torch.nn.Linear) for m in model.modules()) + 1  # + the recurrent layer
-    src, src_lengths, tgt_in, _ = batch()
-    with torch.no_grad():
-        ref = loop_of_steps(model, src, src_lengths, tgt_in)
-        got = loop_of_steps(fast, src, src_lengths, tgt_in)
-    for a, b in zip(ref, got):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert_steps_alike(model, fast, tol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
