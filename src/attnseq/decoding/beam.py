@@ -102,7 +102,7 @@ def beam_search(
 
     for t in range(int(limit.max())):
         logits, state, attn = model.step(prev, state, memory)
-        logp = torch.log_softmax(logits, dim=-1, dtype=torch.float32).index_fill_(1, never, float("-inf"))  # (B*K, V)
+        logp = torch.log_softmax(logits.float(), dim=-1).index_fill_(1, never, float("-inf"))  # (B*K, V)
         n, vocab = scores.size(0), logp.size(-1)  # sentences still searched
         top_scores, top_index = top_k(logp.view(n, K, vocab), min(2 * K, K * vocab), bias=scores)  # (n, 2K)
         beam, token = top_index // vocab, top_index % vocab

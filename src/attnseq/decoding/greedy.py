@@ -60,7 +60,7 @@ def greedy_search(
     active = torch.arange(batch, device=device)  # the sentences still searched; finished ones leave the batch
     for t in range(steps):
         logits, state, attn = model.step(prev, state, memory)
-        logp = torch.log_softmax(logits, dim=-1, dtype=torch.float32).index_fill_(1, never, float("-inf"))  # (n, V)
+        logp = torch.log_softmax(logits.float(), dim=-1).index_fill_(1, never, float("-inf"))  # (n, V)
         best_logp, best = top_k(logp, 1)
         best_logp, best = best_logp.squeeze(1), best.squeeze(1)
         tokens[active, t] = best
