@@ -55,7 +55,7 @@ class Translator:
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
         self.device = torch.device(device)
         self.src_tok, self.tgt_tok = tokenizers or build_tokenizers(config.data)
-        self._copy: tuple[tuple, Seq2Seq] | None = None  # (precision and weight versions, model) for bf16 / int8
+        self._copy: tuple[tuple, Seq2Seq] | None = None  # (precision and weight versions, decoding copy)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: str = "cpu") -> Translator:
@@ -109,18 +109,13 @@ class Translator:
                 empty.n_best = [empty]
                 results[i] = empty
         order = sorted((i for i in range(len(sentences)) if results[i] is None), key=lambda i: len(src_ids[i]))
-        model = self._decoding_model()
-        was_training = model.training
-        model.eval()
-        try:
-            for start in range(0, len(order), batch_size):
-                index = order[start : start + batch_size]
-                for i, hyps in zip(index, self._search(model, index, src_ids, beam_size, n_best)):
-                    shown = [self._translation(sentences[i], src_tokens[i], *h) for h in hyps]
-                    results[i] = shown[0]
-                    shown[0].n_best = shown
-        finally:
-            model.train(was_training)
+        model = self._decoding_model()  # a copy in eval mode: the model's own mode is left alone
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
+            for i, hyps in zip(index, self._search(model, index, src_ids, beam_size, n_best)):
+                shown = [self._translation(sentences[i], src_tokens[i], *h) for h in hyps]
+                results[i] = shown[0]
+                shown[0].n_best = shown
         return results  # type: ignore[return-value]
 
     def weights_changed(self) -> None:

@@ -43,15 +43,13 @@ class PackedLinear(nn.Module):
         return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
 
 
-def pack_linears(module: nn.Module) -> int:
-    """Replace every `nn.Linear` inside `module` whose weight `can_pack` by a `PackedLinear`;
-    returns how many."""
+def pack_linears(module: nn.Module) -> None:
+    """Replace every `nn.Linear` inside `module` whose weight `can_pack` by a `PackedLinear`."""
     targets = [(name, child) for name, child in module.named_modules() if isinstance(child, nn.Linear)]
     for name, linear in targets:
         if can_pack(linear.weight):
             parent, _, attr = name.rpartition(".")
             setattr(module.get_submodule(parent) if parent else module, attr, PackedLinear(linear))
-    return sum(isinstance(m, PackedLinear) for m in module.modules())
 
 
 class Int8Linear(nn.Module):
