@@ -21,10 +21,14 @@ It measures, each figure the median of --reps repetitions:
     precision: its BLEU is their mean (one training's BLEU moves by about a point with the seed),
     and each fp32 model is also decoded in bf16 and in int8 (decode.precision), which isolates what
     the decoding precision costs.
-OpenNMT-py is installed into its own environment (--onmt-venv) with --no-deps, beside this torch.
-It ends with a table and one JSON line (train_tok_s_ratio, greedy_sent_s_ratio, beam5_sent_s_ratio,
-bleu_diff, bf16_bleu_diff, peak_fraction, ...). attnseq's fast path is bf16 (train.precision and
-decode.precision); OpenNMT-py runs fp32, its only precision on a CPU.
+OpenNMT-py is installed into its own environment (--onmt-venv) with --no-deps, beside this torch,
+or taken from --onmt-python (an interpreter that imports it already, e.g. on a machine without a
+package index). It ends with a table and one JSON line (train_tok_s_ratio, greedy_sent_s_ratio,
+beam5_sent_s_ratio, bleu_diff, bf16_bleu_diff, peak_fraction, ...). attnseq's fast path is bf16
+(train.precision and decode.precision); OpenNMT-py runs fp32, its only precision on a CPU.
+
+On a GPU (--device cuda) both toolkits train and decode there; int8 decoding is left out (CPU
+only). --part training / decoding runs half of the bench, for machines that limit a command's time.
 """
 
 from __future__ import annotations
@@ -74,12 +78,12 @@ def prepare_data(work: Path) -> Path:
     from attnseq.config import load_config
     from attnseq.data import read_pairs
 
-    cfg = load_config(RECIPE)
     data = work / "data"
+    if all((data / f"{name}.{lang}").is_file() for name in ("train", "val", "test") for lang in ("en", "de")):
+        return data  # prepared before (or carried to a machine without ../shared)
+    cfg = load_config(RECIPE)
     data.mkdir(parents=True, exist_ok=True)
     for name, spec in (("train", cfg.data.train), ("val", cfg.data.valid), ("test", cfg.data.test)):
-        if (data / f"{name}.de").is_file():
-            continue
         pairs = read_pairs(spec, cfg.data, key=f"data.{name}")
         for side, lang in ((0, "en"), (1, "de")):
             text = "".join(" ".join(p[side].split()) + "\n" for p in pairs)
@@ -87,8 +91,12 @@ def prepare_data(work: Path) -> Path:
     return data
 
 
-def onmt_env(venv: Path) -> Path:
-    """OpenNMT-py 3.5.1 in its own virtual environment, on this machine's torch 2.13.0."""
+def onmt_env(venv: Path, python: str | None) -> list[str]:
+    """The interpreter that runs OpenNMT-py 3.5.1: `python` when given (one that imports onmt
+    already), else its own virtual environment, made once, on this machine's torch 2.13.0."""
+    if python:
+        run([python, "-c", "import onmt.bin.train, onmt.bin.translate"])
+        return [python]
     stamp = venv / ".onmt-3.5.1"
     if not stamp.is_file():
         pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
@@ -98,13 +106,22 @@ def onmt_env(venv: Path) -> Path:
         run([*pip, "-r", str(ROOT / "bench" / "onmt-requirements.txt")])
         run([str(venv / "bin" / "python"), "-c", "import onmt.bin.train, onmt.bin.translate"])
         stamp.touch()
-    return venv / "bin"
+    return [str(venv / "bin" / "python")]
 
 
-def matmul_peak(reps: int) -> dict:
+def synchronize(device: str) -> None:
+    """Wait for the GPU's queued work (timers read the host clock); nothing on a CPU."""
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def matmul_peak(reps: int, device: str) -> dict:
     """GFLOP/s of a 2048 x 2048 product: `a @ b` (torch's default route: MKL in float32, oneDNN in
-    bfloat16), and the same product through oneDNN with the weight reordered once, as attnseq's
-    decoding copies run their linear layers (`onednn_fp32`, `onednn_bf16`)."""
+    bfloat16; cuBLAS on a GPU, float32 without TF32), and on a CPU the same product through oneDNN
+    with the weight reordered once, as attnseq's decoding copies run their linear layers
+    (`onednn_fp32`, `onednn_bf16`)."""
     import torch
 
     from attnseq.modules.frozen import PackedLinear
@@ -114,17 +131,20 @@ def matmul_peak(reps: int) -> dict:
             product(*args)
         rates = []
         for _ in range(max(reps, 3)):
+            synchronize(device)
             start = time.perf_counter()
             for _ in range(10):
                 product(*args)
+            synchronize(device)
             rates.append(10 * 2 * 2048**3 / (time.perf_counter() - start) / 1e9)
         return statistics.median(rates)
 
     out = {}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+        a, b = (torch.randn(2048, 2048, dtype=dtype, device=device) for _ in range(2))
         out[name] = rate(torch.matmul, a, b)
-        out[f"onednn_{name}"] = rate(PackedLinear(torch.nn.Linear(2048, 2048, bias=False).to(dtype)), a)
+        if device == "cpu":
+            out[f"onednn_{name}"] = rate(PackedLinear(torch.nn.Linear(2048, 2048, bias=False).to(dtype)), a)
     return out
 
 
@@ -148,7 +168,7 @@ def flops_per_target_token(data: Path, attention: str, vocab: int) -> float:
 
 
 # ------------------------------------------------------------------------------------- OpenNMT-py
-def onmt_config(work: Path, data: Path, attention: str, steps: int, save: Path | None) -> Path:
+def onmt_config(work: Path, data: Path, attention: str, steps: int, save: Path | None, device: str) -> Path:
     cfg = {
         "save_data": str(work / "onmt"), "overwrite": True,
         "src_vocab": str(work / "onmt" / "vocab.src"), "tgt_vocab": str(work / "onmt" / "vocab.tgt"),
@@ -163,6 +183,8 @@ def onmt_config(work: Path, data: Path, attention: str, steps: int, save: Path |
         "valid_steps": 10**7, "report_every": 25, "seed": 1234, "num_workers": 0,
         "save_model": str(save or work / "onmt" / "scratch"), "save_checkpoint_steps": steps if save else 10**7,
     }  # fmt: skip
+    if device == "cuda":
+        cfg.update(gpu_ranks=[0], world_size=1)
     path = work / f"onmt_{attention}_{steps}.yaml"
     path.write_text(json.dumps(cfg, indent=1), encoding="utf-8")  # JSON is YAML
     return path
@@ -171,18 +193,19 @@ def onmt_config(work: Path, data: Path, attention: str, steps: int, save: Path |
 ONMT_REPORT = re.compile(r"Step (\d+)/.*?(\d+)/\s*(\d+) tok/s")
 
 
-def onmt_train(bin_dir: Path, config: Path, warmup: int) -> tuple[float, float, str]:
-    out, rss = run([str(bin_dir / "onmt_train"), "-config", str(config)])
+def onmt_train(onmt: list[str], config: Path, warmup: int) -> tuple[float, float, str]:
+    out, rss = run([*onmt, "-m", "onmt.bin.train", "-config", str(config)])
     rates = [float(m.group(3)) for m in ONMT_REPORT.finditer(out) if int(m.group(1)) > warmup]
     return statistics.median(rates), rss, out
 
 
-def onmt_translate(bin_dir: Path, model: Path, data: Path, beam: int, output: Path) -> float:
+def onmt_translate(onmt: list[str], model: Path, data: Path, beam: int, output: Path, device: str) -> float:
     """Sentences/s by OpenNMT-py's own timer (-report_time). Its "Total translation time" is
     printed to 0.1 s, so the time is taken as predicted words / "Tokens per second"."""
-    out, _ = run([str(bin_dir / "onmt_translate"), "-model", str(model), "-src", str(data / "test.en"),
+    out, _ = run([*onmt, "-m", "onmt.bin.translate", "-model", str(model), "-src", str(data / "test.en"),
                   "-output", str(output), "-beam_size", str(beam), "-batch_size", str(BATCH),
-                  "-batch_type", "sents", "-gpu", "-1", "-report_time", "-length_penalty", "wu", "-alpha", "0.6"],
+                  "-batch_type", "sents", "-gpu", "0" if device == "cuda" else "-1", "-report_time",
+                  "-length_penalty", "wu", "-alpha", "0.6"],
                  env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"})  # fmt: skip
     tok_s = float(re.search(r"Tokens per second: ([\d.]+)", out).group(1))
     words = sum(len(line.split()) for line in output.read_text(encoding="utf-8").splitlines())
@@ -191,7 +214,7 @@ def onmt_translate(bin_dir: Path, model: Path, data: Path, beam: int, output: Pa
 
 
 # ---------------------------------------------------------------------------------------- attnseq
-def attnseq_overrides(data: Path, attention: str, precision: str) -> list[str]:
+def attnseq_overrides(data: Path, attention: str, precision: str, device: str) -> list[str]:
     return [
         f"data.train={data / 'train'}", f"data.valid={data / 'val'}", f"data.test={data / 'test'}",
         "data.src_suffix=.en", "data.tgt_suffix=.de", "data.src_tokenizer=word", "data.tgt_tokenizer=word",
@@ -202,8 +225,8 @@ def attnseq_overrides(data: Path, attention: str, precision: str) -> list[str]:
         f"train.batch_size={BATCH}", f"train.lr={LR}", "train.clip=1.0", f"train.label_smoothing={SMOOTHING}",
         "train.ema_decay=0", "train.snapshot_minutes=0", "train.max_minutes=0", "train.max_epochs=1000",
         "train.lr_patience=1000", "train.patience=0", "train.valid_metric=loss", "train.valid_max_sentences=200",
-        f"train.precision={precision}", f"decode.precision={precision}", f"decode.batch_size={BATCH}",
-        "decode.length_penalty=gnmt", "decode.alpha=0.6",
+        f"train.device={device}", f"train.precision={precision}", f"decode.precision={precision}",
+        f"decode.batch_size={BATCH}", "decode.length_penalty=gnmt", "decode.alpha=0.6",
     ]  # fmt: skip
 
 
@@ -216,15 +239,17 @@ def child_throughput(args) -> None:
     from attnseq.train import Trainer
 
     keep_freed_memory()  # as the attnseq command does
-    cfg = load_config(RECIPE, attnseq_overrides(Path(args.data), args.attention, args.precision))
+    cfg = load_config(RECIPE, attnseq_overrides(Path(args.data), args.attention, args.precision, args.device))
     trainer = Trainer(cfg, Path(tempfile.mkdtemp()) / "run", progress_bar=False)
     data = trainer.data.train
     batches = [data.collate(i) for i in data.batch_indices(BATCH, seed=1)[: args.warmup + args.measure]]
     for batch in batches[: args.warmup]:
         trainer.train_step(batch)
+    synchronize(args.device)
     start = time.perf_counter()
     for batch in batches[args.warmup :]:
         trainer.train_step(batch)
+    synchronize(args.device)
     seconds = time.perf_counter() - start
     tokens = sum(b.n_tgt_tokens for b in batches[args.warmup :])
     print(json.dumps({"tok_s": tokens / seconds, "vocab": len(trainer.data.tgt_vocab)}))
@@ -237,7 +262,7 @@ def child_decode(args) -> None:
     from attnseq.translate import Translator
 
     keep_freed_memory()  # as the attnseq command does
-    translator = Translator.from_pretrained(args.model)
+    translator = Translator.from_pretrained(args.model, device=args.device)
     translator.config.decode.precision = args.precision
     pairs = read_parallel(Path(args.data) / "test.en", Path(args.data) / "test.de")
     src, ref = [s for s, _ in pairs], [r for _, r in pairs]
@@ -261,6 +286,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench_speed"), help="work directory")
     parser.add_argument("--onmt-venv", default=str(ROOT / ".venv-onmt"), help="OpenNMT-py's environment")
+    parser.add_argument(
+        "--onmt-python", help="an interpreter that imports OpenNMT-py 3.5.1 already (instead of --onmt-venv)"
+    )
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where both toolkits train and decode")
+    parser.add_argument(
+        "--part",
+        choices=["all", "training", "decoding"],
+        default="all",
+        help="training: throughput and FLOP/s only; decoding: BLEU and decoding speed only",
+    )
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each measurement (median)")
     parser.add_argument("--warmup", type=int, default=25, help="training steps before the timed ones")
     parser.add_argument("--measure", type=int, default=150, help="timed training steps per repetition")
@@ -281,19 +316,36 @@ def main() -> None:
     work = Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
     data = prepare_data(work)
-    onmt = onmt_env(Path(args.onmt_venv))
-    run([str(onmt / "onmt_build_vocab"), "-config", str(onmt_config(work, data, "general", 1, None)),
+    device = args.device
+    onmt = onmt_env(Path(args.onmt_venv), args.onmt_python)
+    run([*onmt, "-m", "onmt.bin.build_vocab", "-config", str(onmt_config(work, data, "general", 1, None, device)),
          "-n_sample", "-1"])  # fmt: skip
-    peak = matmul_peak(args.reps)
-    log(f"matmul peak: {peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} bf16 "
-        f"(oneDNN, packed: {peak['onednn_fp32']:.0f} fp32, {peak['onednn_bf16']:.0f} bf16)")  # fmt: skip
-    common = ["--data", str(data), "--reps", str(args.reps)]
+    peak = matmul_peak(args.reps, device)
+    log(f"matmul peak on {device}: {peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} bf16")
 
-    # training throughput, each repetition a fresh process, the toolkits in turn
+    summary: dict = {"device": device, "reps": args.reps, "matmul_gflops": peak}
+    gpu = f"{torch.cuda.get_device_name()}, " if device == "cuda" else ""
+    print(f"\nmachine: {gpu}{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"matmul 2048^2 peak fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s"
+          + (f"; oneDNN with a packed weight fp32 {peak['onednn_fp32']:.0f}, bf16 {peak['onednn_bf16']:.0f}"
+             if device == "cpu" else ""), flush=True)  # fmt: skip
+    if args.part in ("all", "training"):
+        summary.update(measure_training(args, work, data, onmt, peak))
+    if args.part in ("all", "decoding"):
+        summary.update(measure_decoding(args, work, data, onmt))
+    print("reproduce: " + shlex.join([sys.executable, *sys.argv]))
+    print(json.dumps(summary))
+
+
+def measure_training(args, work: Path, data: Path, onmt: list[str], peak: dict) -> dict:
+    """Training target tokens/s of both toolkits, each repetition a fresh process, in turn; prints
+    the table and returns the figures."""
+    device = args.device
+    common = ["--data", str(data), "--reps", str(args.reps), "--device", device]
     train: dict[tuple[str, str], list[dict]] = {}
     for _ in range(args.reps):
         for attention in ONMT_ATTENTION:
-            cfg = onmt_config(work, data, attention, args.warmup + args.measure, None)
+            cfg = onmt_config(work, data, attention, args.warmup + args.measure, None, device)
             tok_s, rss, _ = onmt_train(onmt, cfg, args.warmup)
             log(f"OpenNMT-py {attention}: {tok_s:,.0f} target tok/s")
             train.setdefault(("onmt", attention), []).append({"tok_s": tok_s, "rss_mib": rss})
@@ -304,23 +356,63 @@ def main() -> None:
                 log(f"attnseq {precision} {attention}: {r['tok_s']:,.0f} target tok/s")
     vocab = train[("fp32", "general")][0]["vocab"]
     med = {k: {f: statistics.median(r[f] for r in v) for f in ("tok_s", "rss_mib")} for k, v in train.items()}
+    flops = {att: flops_per_target_token(data, att, vocab) for att in ONMT_ATTENTION}
+    rows = []
+    for att in ONMT_ATTENTION:
+        for who, label in (("onmt", "OpenNMT-py 3.5.1 fp32"), ("fp32", "attnseq fp32"), ("bf16", "attnseq bf16")):
+            m = med[(who, att)]
+            gflops = m["tok_s"] * flops[att] / 1e9
+            rows.append((att, label, m["tok_s"], gflops, gflops / peak["fp32"], m["rss_mib"]))
+    print(
+        f"training (median of {args.reps}; {args.measure} steps after {args.warmup}; target vocabulary {vocab}; "
+        f"{flops['general'] / 1e6:.1f} / {flops['concat'] / 1e6:.1f} MFLOP per target token general / concat)"
+    )
+    print("| attention | toolkit | target tok/s | GFLOP/s | of fp32 peak | peak RSS MiB |")
+    print("|---|---|---:|---:|---:|---:|")
+    for att, label, tok_s, gflops, frac, rss in rows:
+        print(f"| {att} | {label} | {tok_s:,.0f} | {gflops:.0f} | {frac:.1%} | {rss:,.0f} |")
+    summary = {
+        "train_tok_s_ratio": med[("bf16", "general")]["tok_s"] / med[("onmt", "general")]["tok_s"],
+        "train_tok_s_ratio_concat": med[("bf16", "concat")]["tok_s"] / med[("onmt", "concat")]["tok_s"],
+        "train_tok_s_ratio_fp32": med[("fp32", "general")]["tok_s"] / med[("onmt", "general")]["tok_s"],
+        "train_tok_s_ratio_fp32_concat": med[("fp32", "concat")]["tok_s"] / med[("onmt", "concat")]["tok_s"],
+        "peak_fraction": rows[1][4],
+        "peak_fraction_onmt": rows[0][4],
+        "train": {f"{w}_{a}": v for (w, a), v in med.items()},
+    }
+    line = (
+        "training, attnseq / OpenNMT-py: bf16 {train_tok_s_ratio:.2f}x general, {train_tok_s_ratio_concat:.2f}x "
+        "concat; fp32 {train_tok_s_ratio_fp32:.2f}x, {train_tok_s_ratio_fp32_concat:.2f}x; fp32 step at "
+        "{peak_fraction:.1%} of the fp32 matmul peak (OpenNMT-py {peak_fraction_onmt:.1%})"
+    )
+    if "onednn_fp32" in peak:  # a CPU: the same against oneDNN's packed product
+        summary["peak_fraction_onednn"] = rows[1][4] * peak["fp32"] / peak["onednn_fp32"]
+        summary["peak_fraction_onednn_onmt"] = rows[0][4] * peak["fp32"] / peak["onednn_fp32"]
+        line += "; {peak_fraction_onednn:.0%} / {peak_fraction_onednn_onmt:.0%} of oneDNN's"
+    print(line.format(**summary), flush=True)
+    return summary
 
-    # BLEU and decoding after the same number of steps (general attention)
+
+def measure_decoding(args, work: Path, data: Path, onmt: list[str]) -> dict:
+    """BLEU and decoding speed of both toolkits after the same --steps training steps (general
+    attention); prints the table and returns the figures."""
+    device = args.device
     onmt_model = work / "onmt" / "model"
-    out_onmt = work / "onmt_train.log"
     log(f"training OpenNMT-py for {args.steps} steps")
-    _, _, out = onmt_train(onmt, onmt_config(work, data, "general", args.steps, onmt_model), 0)
-    out_onmt.write_text(out, encoding="utf-8")
+    _, _, out = onmt_train(onmt, onmt_config(work, data, "general", args.steps, onmt_model, device), 0)
+    (work / "onmt_train.log").write_text(out, encoding="utf-8")
     onmt_ckpt = Path(f"{onmt_model}_step_{args.steps}.pt")
     decode: dict[tuple[str, int], dict] = {}
     refs = (data / "test.de").read_text(encoding="utf-8").splitlines()
     for beam in (1, 5):
-        rates = [onmt_translate(onmt, onmt_ckpt, data, beam, work / f"onmt_beam{beam}.txt") for _ in range(args.reps)]
-        hyps = (work / f"onmt_beam{beam}.txt").read_text(encoding="utf-8").splitlines()
+        output = work / f"onmt_beam{beam}.txt"
+        rates = [onmt_translate(onmt, onmt_ckpt, data, beam, output, device) for _ in range(args.reps)]
+        hyps = output.read_text(encoding="utf-8").splitlines()
         log(f"OpenNMT-py beam {beam}: {statistics.median(rates):,.0f} sentences/s")
         decode[("onmt", beam)] = {"sent_s": statistics.median(rates), "bleu": sacrebleu.corpus_bleu(hyps, [refs]).score}
     # attnseq: --seeds trainings per precision; BLEU is their mean, decoding speed the first's.
-    # Each fp32 model is also decoded in bf16 and int8: the decoding precision alone, same weights.
+    # Each fp32 model is also decoded in bf16 and int8 (a CPU only): the decoding precision alone.
+    decoded_as = {"fp32": ("fp32", "bf16", "int8") if device == "cpu" else ("fp32", "bf16"), "bf16": ("bf16",)}
     seed_bleu: dict[str, list[float]] = {}
     for precision in ("fp32", "bf16"):
         for i in range(args.seeds):
@@ -328,17 +420,19 @@ def main() -> None:
             if run_dir.exists():
                 shutil.rmtree(run_dir)
             log(f"training attnseq {precision} for {args.steps} steps (seed {i + 1} of {args.seeds})")
-            overrides = attnseq_overrides(data, "general", precision) + [f"train.max_steps={args.steps}",
-                                                                        f"train.seed={1234 + i}"]  # fmt: skip
-            run([str(Path(sys.executable).parent / "attnseq"), "train", str(RECIPE), "--out", str(run_dir),
+            overrides = attnseq_overrides(data, "general", precision, device) + [
+                f"train.max_steps={args.steps}", f"train.seed={1234 + i}"
+            ]  # fmt: skip
+            run([sys.executable, "-m", "attnseq", "train", str(RECIPE), "--out", str(run_dir),
                  *[a for o in overrides for a in ("--set", o)]],
                 save_output=run_dir.with_name(run_dir.name + "_train.log"))  # fmt: skip
-            for decoded in ("fp32", "bf16", "int8") if precision == "fp32" else ("bf16",):
+            for decoded in decoded_as[precision]:
                 key = precision if decoded == precision else f"fp32_as_{decoded}"
                 for beam in (1, 5):
                     reps = str(args.reps if i == 0 else 1)
-                    r = child(["--data", str(data), "--reps", reps, "--child", "decode", "--model",
-                               str(run_dir / "last"), "--precision", decoded, "--beam", str(beam)])  # fmt: skip
+                    r = child(["--data", str(data), "--reps", reps, "--device", device, "--child", "decode",
+                               "--model", str(run_dir / "last"), "--precision", decoded,
+                               "--beam", str(beam)])  # fmt: skip
                     seed_bleu.setdefault(f"{key}_beam{beam}", []).append(r["bleu"])
                     if i == 0:  # speed from the first model only
                         decode[(key, beam)] = r
@@ -347,24 +441,6 @@ def main() -> None:
         if key != "onmt":
             decode[(key, beam)]["bleu"] = statistics.mean(seed_bleu[f"{key}_beam{beam}"])
 
-    flops = {att: flops_per_target_token(data, att, vocab) for att in ONMT_ATTENTION}
-    rows = []
-    for att in ONMT_ATTENTION:
-        for who, label in (("onmt", "OpenNMT-py 3.5.1 fp32"), ("fp32", "attnseq fp32"), ("bf16", "attnseq bf16")):
-            m = med[(who, att)]
-            gflops = m["tok_s"] * flops[att] / 1e9
-            rows.append((att, label, m["tok_s"], gflops, gflops / peak["fp32"], m["rss_mib"]))
-    print(f"\nmachine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"matmul 2048^2 peak fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s; "
-          f"oneDNN with a packed weight fp32 {peak['onednn_fp32']:.0f}, bf16 {peak['onednn_bf16']:.0f}")  # fmt: skip
-    print(
-        f"training (median of {args.reps}; {args.measure} steps after {args.warmup}; target vocabulary {vocab}; "
-        f"{flops['general'] / 1e6:.1f} / {flops['concat'] / 1e6:.1f} MFLOP per target token general / concat)"
-    )
-    print("| attention | toolkit | target tok/s | GFLOP/s | of fp32 peak | peak RSS MiB |")
-    print("|---|---|---:|---:|---:|---:|")
-    for att, label, tok_s, gflops, frac, rss in rows:
-        print(f"| {att} | {label} | {tok_s:,.0f} | {gflops:.0f} | {frac:.0%} | {rss:,.0f} |")
     print(
         f"\nafter {args.steps} training steps, general attention; test_2016_flickr, batch {BATCH} "
         f"(median of {args.reps})"
@@ -375,8 +451,9 @@ def main() -> None:
                 ("fp32_as_bf16", "attnseq fp32-trained, bf16 decoding"),
                 ("fp32_as_int8", "attnseq fp32-trained, int8 decoding"))  # fmt: skip
     for who, label in decoders:
-        g, b = decode[(who, 1)], decode[(who, 5)]
-        print(f"| {label} | {g['bleu']:.2f} | {b['bleu']:.2f} | {g['sent_s']:,.0f} | {b['sent_s']:,.0f} |")
+        if (who, 1) in decode:  # int8: a CPU only
+            g, b = decode[(who, 1)], decode[(who, 5)]
+            print(f"| {label} | {g['bleu']:.2f} | {b['bleu']:.2f} | {g['sent_s']:,.0f} | {b['sent_s']:,.0f} |")
     print(f"attnseq BLEU: mean of {args.seeds} trainings (seeds 1234...); decoding speed: the first one's model")
     for key, values in seed_bleu.items():
         print(f"  {key}: " + ", ".join(f"{v:.2f}" for v in values))
@@ -385,44 +462,40 @@ def main() -> None:
         pairs = zip(seed_bleu[f"{key}_beam5"], seed_bleu["fp32_beam5"], strict=True)
         return statistics.mean(a - b for a, b in pairs)
 
+    def ratio(key: str, beam: int) -> float:
+        return decode[(key, beam)]["sent_s"] / decode[("onmt", beam)]["sent_s"]
+
     summary = {
-        "train_tok_s_ratio": med[("bf16", "general")]["tok_s"] / med[("onmt", "general")]["tok_s"],
-        "train_tok_s_ratio_concat": med[("bf16", "concat")]["tok_s"] / med[("onmt", "concat")]["tok_s"],
-        "train_tok_s_ratio_fp32": med[("fp32", "general")]["tok_s"] / med[("onmt", "general")]["tok_s"],
-        "greedy_sent_s_ratio": decode[("bf16", 1)]["sent_s"] / decode[("onmt", 1)]["sent_s"],
-        "beam5_sent_s_ratio": decode[("bf16", 5)]["sent_s"] / decode[("onmt", 5)]["sent_s"],
-        "greedy_sent_s_ratio_fp32": decode[("fp32", 1)]["sent_s"] / decode[("onmt", 1)]["sent_s"],
-        "beam5_sent_s_ratio_fp32": decode[("fp32", 5)]["sent_s"] / decode[("onmt", 5)]["sent_s"],
+        "greedy_sent_s_ratio": ratio("bf16", 1),
+        "beam5_sent_s_ratio": ratio("bf16", 5),
+        "greedy_sent_s_ratio_fp32": ratio("fp32", 1),
+        "beam5_sent_s_ratio_fp32": ratio("fp32", 5),
         "bleu_diff": decode[("bf16", 5)]["bleu"] - decode[("onmt", 5)]["bleu"],
         "bleu_diff_fp32": decode[("fp32", 5)]["bleu"] - decode[("onmt", 5)]["bleu"],
         "bf16_bleu_diff": decode[("bf16", 5)]["bleu"] - decode[("fp32", 5)]["bleu"],
         "bf16_decode_bleu_diff": decoding_cost("fp32_as_bf16"),
-        "int8_decode_bleu_diff": decoding_cost("fp32_as_int8"),
-        "greedy_sent_s_ratio_int8": decode[("fp32_as_int8", 1)]["sent_s"] / decode[("onmt", 1)]["sent_s"],
-        "beam5_sent_s_ratio_int8": decode[("fp32_as_int8", 5)]["sent_s"] / decode[("onmt", 5)]["sent_s"],
         "seed_bleu": seed_bleu,
-        "peak_fraction": rows[1][4],
-        "peak_fraction_onmt": rows[0][4],
-        "peak_fraction_onednn": rows[1][4] * peak["fp32"] / peak["onednn_fp32"],
-        "peak_fraction_onednn_onmt": rows[0][4] * peak["fp32"] / peak["onednn_fp32"],
-        "matmul_gflops": peak,
-        "train": {f"{w}_{a}": v for (w, a), v in med.items()},
         "decode": {f"{w}_beam{b}": v for (w, b), v in decode.items()},
         "steps": args.steps,
-        "reps": args.reps,
         "seeds": args.seeds,
     }
-    print(
-        "ratios attnseq bf16 / OpenNMT-py: training {train_tok_s_ratio:.2f}x, greedy {greedy_sent_s_ratio:.2f}x, "
-        "beam 5 {beam5_sent_s_ratio:.2f}x; BLEU diff {bleu_diff:+.2f}, bf16 - fp32 {bf16_bleu_diff:+.2f} "
-        "(decoding alone {bf16_decode_bleu_diff:+.2f}; int8 decoding {int8_decode_bleu_diff:+.2f}, "
-        "greedy {greedy_sent_s_ratio_int8:.2f}x, beam 5 {beam5_sent_s_ratio_int8:.2f}x); "
-        "fp32 step at {peak_fraction:.0%} of the fp32 matmul peak ({peak_fraction_onednn:.0%} of oneDNN's)".format(
-            **summary
-        )
+    line = (
+        "decoding, attnseq bf16 / OpenNMT-py: greedy {greedy_sent_s_ratio:.2f}x, beam 5 {beam5_sent_s_ratio:.2f}x "
+        "(fp32 {greedy_sent_s_ratio_fp32:.2f}x, {beam5_sent_s_ratio_fp32:.2f}x); BLEU diff {bleu_diff:+.2f}, "
+        "bf16 - fp32 {bf16_bleu_diff:+.2f} (decoding alone {bf16_decode_bleu_diff:+.2f})"
     )
-    print("reproduce: " + shlex.join([sys.executable, *sys.argv]))
-    print(json.dumps(summary))
+    if ("fp32_as_int8", 1) in decode:
+        summary.update(
+            int8_decode_bleu_diff=decoding_cost("fp32_as_int8"),
+            greedy_sent_s_ratio_int8=ratio("fp32_as_int8", 1),
+            beam5_sent_s_ratio_int8=ratio("fp32_as_int8", 5),
+        )
+        line += (
+            "; int8 decoding {int8_decode_bleu_diff:+.2f} BLEU, greedy {greedy_sent_s_ratio_int8:.2f}x, "
+            "beam 5 {beam5_sent_s_ratio_int8:.2f}x"
+        )
+    print(line.format(**summary), flush=True)
+    return summary
 
 
 if __name__ == "__main__":

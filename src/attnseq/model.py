@@ -169,6 +169,9 @@ def decoding_copy(model: Seq2Seq, dtype: torch.dtype = torch.bfloat16) -> Seq2Se
     CPU every linear layer's weight reordered once for oneDNN (`modules.frozen.PackedLinear`). It
     computes what the model computes, in `dtype`; it must not be trained."""
     fast = copy.deepcopy(model).to(dtype).eval()
+    for module in fast.modules():
+        if isinstance(module, nn.RNNBase):
+            module.flatten_parameters()  # a copied library RNN's weights in one block again (cuDNN wants it)
     fast.decoder.tabulate_word_gates()
     fast.attention_dtype = torch.promote_types(dtype, torch.float32)
     pack_linears(fast)

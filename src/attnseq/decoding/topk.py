@@ -10,6 +10,9 @@ per element here than a plain reduction, and a decoding step runs them over the 
 Beam search selects over all beams of a sentence at once: scores (N, G, V) with a bias (N, G) (the
 beams' scores so far) give the k largest bias[n, g] + scores[n, g, v] over every (g, v). A bias is
 constant along a row, so it moves a chunk's maximum by exactly itself.
+
+On a GPU, `torch.topk` over the whole row is faster than the two passes (measured on an H100:
+greedy decoding of the bench's test set at 2,947 against 1,406 sentences/s), so it is used there.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ def top_k(scores: Tensor, k: int, bias: Tensor | None = None) -> tuple[Tensor, T
     scores = scores.contiguous() if grouped else scores.contiguous().unsqueeze(1)
     n, groups, vocab = scores.shape
     full = vocab // CHUNK  # whole chunks; the tail (vocab % CHUNK ids) is one more
-    if full < 4 * k:  # a small vocabulary: nothing to gain
+    if full < 4 * k or scores.device.type != "cpu":  # a small vocabulary, or a GPU's own selection kernel
         flat = scores if bias is None else scores + bias.unsqueeze(-1)
         values, ids = flat.view(n, groups * vocab).topk(k, dim=-1)
     else:
