@@ -2,7 +2,8 @@
 
 All sentences and all their beams run as one batch of B*K rows through the model's `step`; a
 sentence that is done leaves the batch; only hypotheses that finish (rare events) are handled one
-by one in Python.
+by one in Python. The first step runs one row per sentence (every beam starts from the same <s>),
+and its best extensions make the K beams.
 
 Ranking: a finished hypothesis of n tokens (its </s> included) and log-probability sum s is ranked
 by s / lp(n) with
@@ -86,15 +87,13 @@ def beam_search(
         raise ValueError("max_len must be at least 1 for every sentence")
 
     memory = model.encode(src, src_lengths)
-    memory = memory.index_select(torch.arange(B, device=device).repeat_interleave(K))
     state = model.init_state(memory)
-    scores = torch.zeros(B, K, device=device)
-    scores[:, 1:] = float("-inf")  # all beams start equal: keep only the first at step 0
-    prev = torch.full((B * K,), bos_id, dtype=torch.long, device=device)
-    history = torch.empty(B * K, 0, dtype=torch.long, device=device)
+    scores = torch.zeros(B, 1, device=device)  # (sentences, beams): one beam, <s>, at the first step
+    prev = torch.full((B,), bos_id, dtype=torch.long, device=device)
+    history = torch.empty(B, 0, dtype=torch.long, device=device)
     attn_history: Tensor | None = None
     never = torch.tensor([pad_id, bos_id], device=device)
-    offsets = (torch.arange(B, device=device) * K).unsqueeze(1)  # (B, 1) first row of each sentence
+    first_row = torch.arange(B, device=device).unsqueeze(1)  # (B, 1) times the beams per sentence
     order = torch.arange(2 * K, device=device)
     first_k = order < K  # (2K,) the candidates that may finish
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
@@ -103,8 +102,8 @@ def beam_search(
     for t in range(int(limit.max())):
         logits, state, attn = model.step(prev, state, memory)
         logp = torch.log_softmax(logits.float(), dim=-1).index_fill_(1, never, float("-inf"))  # (B*K, V)
-        n, vocab = scores.size(0), logp.size(-1)  # sentences still searched
-        top_scores, top_index = top_k(logp.view(n, K, vocab), min(2 * K, K * vocab), bias=scores)  # (n, 2K)
+        (n, g), vocab = scores.shape, logp.size(-1)  # sentences still searched, beams each (1 or K)
+        top_scores, top_index = top_k(logp.view(n, g, vocab), min(2 * K, g * vocab), bias=scores)  # (n, 2K)
         beam, token = top_index // vocab, top_index % vocab
         if attn is not None:
             step_attn = attn.float().unsqueeze(1)
@@ -116,7 +115,7 @@ def beam_search(
         ends = ((token == eos_id) | at_limit.unsqueeze(1)) & first_k[:width] & (top_scores > float("-inf"))
         if bool(ends.any()):  # rare: a few hypotheses per step, moved to Python in one transfer each
             b, j = ends.nonzero().unbind(1)
-            rows = b * K + beam[b, j]
+            rows = b * g + beam[b, j]
             ended = zip(active[b].tolist(), history[rows].tolist(), token[b, j].tolist(), top_scores[b, j].tolist(),
                         [None] * rows.numel() if attn_history is None else attn_history[rows].unbind(0))  # fmt: skip
             for sentence, tokens, last, score, attention in ended:
@@ -133,14 +132,17 @@ def beam_search(
         done = full | at_limit | ~alive
         if bool(done.all()):
             break
-        rows = (offsets + beam.gather(1, keep)).view(-1)  # (n*K,) the row each new beam extends
+        rows = (first_row[:n] * g + beam.gather(1, keep)).view(-1)  # (n*K,) the row each new beam extends
         prev = token.gather(1, keep).view(-1)
+        kept = None
         if bool(done.any()):  # drop finished sentences: later steps run only the others' rows
             kept = (~done).nonzero().squeeze(1)
             rows, prev = rows.view(n, K)[kept].view(-1), prev.view(n, K)[kept].view(-1)
             scores, limit, active = scores[kept], limit[kept], active[kept]
+        if g == 1:  # after the first step: K rows of the source memory per sentence
+            memory = memory.index_select((first_row[:n] if kept is None else kept).repeat_interleave(K))
+        elif kept is not None:
             memory = memory.index_select((kept.unsqueeze(1) * K + torch.arange(K, device=device)).view(-1))
-            offsets = offsets[: kept.numel()]
         history = torch.cat([history.index_select(0, rows), prev.unsqueeze(1)], dim=1)
         if attn_history is not None:
             attn_history = attn_history.index_select(0, rows)
