@@ -46,6 +46,9 @@ class PrefixModel:
 
     def step(self, prev, state, memory):
         self.steps += 1
+        # the search's contract: memory holds one row per sentence, the state G consecutive rows each
+        groups = len(state.prefixes) // memory.sentence.numel()
+        assert torch.equal(state.sentence, memory.sentence.repeat_interleave(groups))
         prefixes = [p if int(tok) == BOS else (*p, int(tok)) for p, tok in zip(state.prefixes, prev)]
         logits = torch.full((len(prefixes), V), float("-inf"))
         attn = torch.zeros(len(prefixes), memory.S)

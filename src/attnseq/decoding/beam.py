@@ -3,7 +3,8 @@
 All sentences and all their beams run as one batch of B*K rows through the model's `step`; a
 sentence that is done leaves the batch; only hypotheses that finish (rare events) are handled one
 by one in Python. The first step runs one row per sentence (every beam starts from the same <s>),
-and its best extensions make the K beams.
+and its best extensions make the K beams. The source memory stays one row per sentence: the K
+beams of a sentence are K consecutive rows of the state, and attention reads them as a group.
 
 Ranking: a finished hypothesis of n tokens (its </s> included) and log-probability sum s is ranked
 by s / lp(n) with
@@ -69,7 +70,9 @@ def beam_search(
     Args:
         model: anything with `encode(src, src_lengths) -> memory` (with `index_select(idx)`),
             `init_state(memory) -> state` (with `index_select(idx)`) and
-            `step(prev_tokens, state, memory) -> (logits (N, V), state, attn (N, S) or None)`.
+            `step(prev_tokens, state, memory) -> (logits (N, V), state, attn (N, S) or None)`,
+            where the N rows of state are G consecutive rows per row of memory (G = 1 at the
+            first step, then beam_size).
         src: (B, S) source ids; src_lengths: (B,).
         beam_size: K hypotheses kept per sentence; n_best: how many to return (at most K).
         max_len: most tokens to generate, one int or a (B,) tensor.
@@ -139,10 +142,8 @@ def beam_search(
             kept = (~done).nonzero().squeeze(1)
             rows, prev = rows.view(n, K)[kept].view(-1), prev.view(n, K)[kept].view(-1)
             scores, limit, active = scores[kept], limit[kept], active[kept]
-        if g == 1:  # after the first step: K rows of the source memory per sentence
-            memory = memory.index_select((first_row[:n] if kept is None else kept).repeat_interleave(K))
-        elif kept is not None:
-            memory = memory.index_select((kept.unsqueeze(1) * K + torch.arange(K, device=device)).view(-1))
+        if kept is not None:
+            memory = memory.index_select(kept)
         history = torch.cat([history.index_select(0, rows), prev.unsqueeze(1)], dim=1)
         if attn_history is not None:
             attn_history = attn_history.index_select(0, rows)

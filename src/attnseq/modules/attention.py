@@ -10,7 +10,9 @@ the keys' precision and the context comes back in the query's.
 
 Queries may be one step (B, Hq) or many steps at once (B, T, Hq); the second form lets a decoder
 whose queries do not depend on earlier attention (Luong without input feeding) attend for all
-steps in one call. Masks are True at real source tokens.
+steps in one call. One-step queries may also come in groups: G * B rows, G consecutive rows per
+source sentence (beam search's beams), which attend as the many-step form with T = G, so the
+source memory is never repeated per beam. Masks are True at real source tokens.
 """
 
 from __future__ import annotations
@@ -44,24 +46,25 @@ class Attention(nn.Module):
         """Attend.
 
         Args:
-            query: (B, Hq) or (B, T, Hq) decoder state(s).
+            query: (B, Hq) or (B, T, Hq) decoder state(s); or (G * B, Hq), G consecutive rows
+                per sentence.
             keys: (B, S, K) from `precompute_keys`.
             values: (B, S, Hv) encoder outputs.
             src_mask: (B, S) bool, True at real source tokens.
         Returns:
-            context (B, Hv) or (B, T, Hv), and weights (B, S) or (B, T, S); weights are exactly 0
-            at padding and sum to 1 over real positions.
+            context (B, Hv) or (B, T, Hv), and weights (B, S) or (B, T, S) (G * B rows for
+            grouped queries); weights are exactly 0 at padding and sum to 1 over real positions.
         """
         one_step = query.dim() == 2
         if one_step:
-            query = query.unsqueeze(1)  # (B, 1, Hq)
+            query = query.view(keys.size(0), -1, query.size(-1))  # (B, G, Hq), G = 1 but in beam search
         scores = self.score(query, keys)  # (B, T, S)   SPEC 2.1
         scores = scores.masked_fill(~src_mask.unsqueeze(1), float("-inf"))
         # SPEC 2.2, in float32 at least (bf16 decoding; autocast does the same in training)
         weights = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32))  # (B, T, S)
         context = torch.bmm(weights.to(values.dtype), values).to(query.dtype)  # (B, T, Hv)   SPEC 2.3
         if one_step:
-            return context.squeeze(1), weights.squeeze(1)
+            return context.flatten(0, 1), weights.flatten(0, 1)
         return context, weights
 
 
