@@ -21,6 +21,7 @@ import torch
 from attnseq.loss import cross_entropy_sum, linear_cross_entropy_sum
 from attnseq.model import decoding_copy
 from attnseq.modules.frozen import PackedLinear
+from attnseq.modules.pointwise import tanh
 from tests.test_models import V_TGT, batch, loop_of_steps, make_model, tiny
 
 FUSED = ["dot", "scaled_dot", "general", "concat"]
@@ -182,3 +183,18 @@ def test_model_loss_scores_only_real_positions(decoder, attention):
     )
     got = model.loss(src, src_lengths, tgt_in, tgt_out, pad_id=0, label_smoothing=0.1)
     torch.testing.assert_close(got, want)
+
+
+def test_pointwise_tanh_equals_torch_tanh():
+    """Decoding's tanh (2 sigmoid(2x) - 1 outside autograd on a CPU) equals torch.tanh to float32
+    rounding, rounds bfloat16 once, saturates at +-1, and under autograd is torch.tanh itself."""
+    x = torch.cat([torch.linspace(-30, 30, 20001), torch.tensor([0.0, 1e-30, -1e-8, 88.0, -88.0, 1e4, -1e4])])
+    with torch.no_grad():
+        torch.testing.assert_close(tanh(x), torch.tanh(x), rtol=0, atol=3e-7)
+        torch.testing.assert_close(tanh(x.double()), torch.tanh(x.double()), rtol=0, atol=1e-15)
+        assert tanh(x.bfloat16()).dtype == torch.bfloat16
+        torch.testing.assert_close(tanh(x.bfloat16()).float(), torch.tanh(x.bfloat16()).float(), rtol=8e-3, atol=1e-6)
+        assert tanh(torch.tensor([1e4, -1e4])).tolist() == [1.0, -1.0]
+    y = x.clone().requires_grad_()
+    tanh(y).sum().backward()
+    torch.testing.assert_close(y.grad, 1 - torch.tanh(x) ** 2)

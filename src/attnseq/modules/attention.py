@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from attnseq.errors import AttnseqError
+from attnseq.modules.pointwise import tanh
 
 
 class Attention(nn.Module):
@@ -113,7 +114,7 @@ class ConcatAttention(Attention):
         return self.W_c(values)  # (B, S, A)
 
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        hidden = torch.tanh(self.W_b(query).to(keys.dtype).unsqueeze(2) + keys.unsqueeze(1))  # (B, T, S, A)
+        hidden = tanh(self.W_b(query).to(keys.dtype).unsqueeze(2) + keys.unsqueeze(1))  # (B, T, S, A)
         return self.W_a(hidden.to(query.dtype)).squeeze(-1)  # (B, T, S)
 
 

@@ -29,7 +29,8 @@ from attnseq.modules.attention import (
     ScaledDotAttention,
 )
 from attnseq.modules.encoder import RNN_CLASSES, Memory, RNNState, map_state
-from attnseq.modules.fused import LuongLSTMFeed, working_dtype
+from attnseq.modules.fused import LuongLSTMFeed
+from attnseq.modules.pointwise import tanh, working_dtype
 
 
 @dataclass
@@ -209,8 +210,8 @@ class RNNDecoder(nn.Module):
         """The LSTM's pointwise part from its gate pre-activations (B, 4H), in float32 at least:
         c_t = sigmoid(f) c + sigmoid(i) tanh(g), h_t = sigmoid(o) tanh(c_t); h_t in `dtype`."""
         i, f, g, o = gates.to(working_dtype(gates)).chunk(4, dim=1)  # as torch.nn.LSTM orders them
-        c = torch.sigmoid(f) * c.to(i.dtype) + torch.sigmoid(i) * torch.tanh(g)
-        h = (torch.sigmoid(o) * torch.tanh(c)).to(dtype)
+        c = torch.sigmoid(f) * c.to(i.dtype) + torch.sigmoid(i) * tanh(g)
+        h = (torch.sigmoid(o) * tanh(c)).to(dtype)
         return h, (h.unsqueeze(0), c.unsqueeze(0))
 
     def _embed(self, tokens: Tensor) -> Tensor:
@@ -277,7 +278,7 @@ class LuongDecoder(RNNDecoder):
 
     def _attend(self, s: Tensor, memory: Memory) -> tuple[Tensor, Tensor]:
         a, alpha = self.attention(s, memory.keys, memory.outputs, memory.src_mask)
-        s_tilde = torch.tanh(self.W_c(torch.cat([a, s], dim=-1)))  # SPEC 2.4
+        s_tilde = tanh(self.W_c(torch.cat([a, s], dim=-1)))  # SPEC 2.4
         return s_tilde, alpha
 
     def _step(self, prev_tokens, state, memory):
@@ -344,7 +345,7 @@ class BahdanauDecoder(RNNDecoder):
         a, alpha = self.attention(top_layer(state.hidden), memory.keys, memory.outputs, memory.src_mask)
         emb = self._embed(prev_tokens)  # (B, E)
         s, hidden = self._rnn_step(torch.cat([a, emb], dim=-1), state.hidden)  # (B, H)
-        o = s if self.W_o is None else torch.tanh(self.W_o(torch.cat([s, a, emb], dim=-1)))
+        o = s if self.W_o is None else tanh(self.W_o(torch.cat([s, a, emb], dim=-1)))
         return o, DecoderState(hidden=hidden), alpha
 
 

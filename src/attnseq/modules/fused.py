@@ -28,10 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-
-def working_dtype(t: Tensor) -> torch.dtype:
-    """float32 for inputs in a lower precision; float64 stays float64 (for gradient tests)."""
-    return torch.promote_types(t.dtype, torch.float32)
+from attnseq.modules.pointwise import tanh, working_dtype
 
 
 def _mm(x: Tensor, w: Tensor, dtype: torch.dtype) -> Tensor:
@@ -89,14 +86,14 @@ class LuongLSTMFeed(torch.autograd.Function):
                 gates = gates_x[:, t] + _mm(XR[:, t], W_rec_t, dtype)  # (B, 4H)
                 act = ACT[:, t]
                 torch.sigmoid(gates, out=act)
-                act[:, 2 * hidden : 3 * hidden] = torch.tanh(gates[:, 2 * hidden : 3 * hidden])
+                act[:, 2 * hidden : 3 * hidden] = tanh(gates[:, 2 * hidden : 3 * hidden])
                 i, f, g, o = act.chunk(4, dim=1)
                 c = f * c + i * g
                 C[:, t] = c
-                h = o * torch.tanh(c)
+                h = o * tanh(c)
                 AH[:, t, hv:] = h
                 if concat:
-                    u = torch.tanh(_mm(h, W_b_t, dtype).unsqueeze(1) + keys_c)  # (B, S, A)
+                    u = tanh(_mm(h, W_b_t, dtype).unsqueeze(1) + keys_c)  # (B, S, A)
                     U[:, t] = u
                     e = u @ w_a.to(work)  # (B, S)
                 else:
@@ -106,7 +103,7 @@ class LuongLSTMFeed(torch.autograd.Function):
                 ALPHA[:, t] = alpha
                 a = _bmm(alpha.unsqueeze(1), values_c, dtype).squeeze(1)  # (B, Hv)
                 AH[:, t, :hv] = a
-                s_tilde = torch.tanh(_mm(AH[:, t], W_c_t, dtype) + b_c.to(work))
+                s_tilde = tanh(_mm(AH[:, t], W_c_t, dtype) + b_c.to(work))
                 ST[:, t] = s_tilde
                 if t + 1 < steps:
                     XR[:, t + 1, :hidden] = s_tilde
@@ -167,7 +164,7 @@ class LuongLSTMFeed(torch.autograd.Function):
                 i, f, g, o = ACT[:, t].chunk(4, dim=1)
                 c = C[:, t]
                 c_prev = C[:, t - 1] if t > 0 else c0.to(work)
-                tanh_c = torch.tanh(c)
+                tanh_c = tanh(c)
                 dc = dc_next + dh * o * (1 - tanh_c * tanh_c)
                 dgates = dG[:, t]
                 dgates[:, :hidden] = dc * g * i * (1 - i)
