@@ -137,12 +137,10 @@ def beam_search(
             break
         rows = (first_row[:n] * g + beam.gather(1, keep)).view(-1)  # (n*K,) the row each new beam extends
         prev = token.gather(1, keep).view(-1)
-        kept = None
         if bool(done.any()):  # drop finished sentences: later steps run only the others' rows
             kept = (~done).nonzero().squeeze(1)
             rows, prev = rows.view(n, K)[kept].view(-1), prev.view(n, K)[kept].view(-1)
             scores, limit, active = scores[kept], limit[kept], active[kept]
-        if kept is not None:
             memory = memory.index_select(kept)
         history = torch.cat([history.index_select(0, rows), prev.unsqueeze(1)], dim=1)
         if attn_history is not None:
