@@ -9,6 +9,7 @@
   its linear layers packed for oneDNN, it steps as the model does and draws nothing from the RNG.
 - bf16 decoding (a bfloat16 copy of the model) keeps the LSTM cell state, the attention's keys and
   values and its softmax in float32 and stays close to float32 decoding.
+- The tanh of decoding and of the fused loop (2 sigmoid(2x) - 1 outside autograd) equals torch.tanh.
 """
 
 from __future__ import annotations
