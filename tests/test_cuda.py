@@ -21,7 +21,7 @@ from attnseq.errors import AttnseqError
 from attnseq.model import decoding_copy
 from attnseq.train import Trainer
 from attnseq.translate import Translator
-from tests.test_models import V_TGT, batch, tiny
+from tests.test_models import V_TGT, batch, targets, tiny
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CUDA = torch.device("cuda")
@@ -54,15 +54,6 @@ def loss_and_grads(model, device, src, src_lengths, tgt_in, tgt_out, precision="
                           label_smoothing=0.1)  # fmt: skip
     loss.backward()
     return loss.detach().cpu(), {n: p.grad.detach().cpu() for n, p in model.named_parameters()}
-
-
-def targets(tgt_in, lengths):
-    """tgt_out: tgt_in shifted left, with </s> (3) after the last real token and padding after it."""
-    out = torch.zeros_like(tgt_in)
-    for row, n in enumerate(lengths):
-        out[row, : n - 1] = tgt_in[row, 1:n]
-        out[row, n - 1] = 3
-    return out
 
 
 @pytest.mark.parametrize(("decoder", "attention", "input_feeding"), WIRINGS)

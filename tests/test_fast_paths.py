@@ -23,7 +23,7 @@ from attnseq.loss import cross_entropy_sum, linear_cross_entropy_sum
 from attnseq.model import decoding_copy
 from attnseq.modules.frozen import PackedLinear
 from attnseq.modules.pointwise import tanh
-from tests.test_models import V_TGT, batch, loop_of_steps, make_model, tiny
+from tests.test_models import V_TGT, batch, loop_of_steps, make_model, targets, tiny
 
 FUSED = ["dot", "scaled_dot", "general", "concat"]
 
@@ -175,9 +175,7 @@ def test_losses_equal_torch_cross_entropy(eps, chunk_rows):
 def test_model_loss_scores_only_real_positions(decoder, attention):
     model = make_model(tiny(decoder, attention))
     src, src_lengths, tgt_in, tgt_lengths = batch()
-    tgt_out = torch.cat([tgt_in[:, 1:], torch.zeros(3, 1, dtype=torch.long)], dim=1)
-    for row, n in enumerate(tgt_lengths):
-        tgt_out[row, n - 1] = 3  # </s> after the last real token; zeros (padding) after it
+    tgt_out = targets(tgt_in, tgt_lengths)
     logits, _ = model(src, src_lengths, tgt_in)
     want = torch.nn.functional.cross_entropy(
         logits.reshape(-1, V_TGT), tgt_out.reshape(-1), ignore_index=0, label_smoothing=0.1, reduction="sum"

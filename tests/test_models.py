@@ -45,6 +45,15 @@ def batch():
     return pad(src, 0), torch.tensor([len(s) for s in src]), pad(tgt, 0), [len(t) for t in tgt]
 
 
+def targets(tgt_in, lengths):
+    """tgt_out for `batch`: tgt_in shifted left, </s> (3) after the last real token, padding after it."""
+    out = torch.zeros_like(tgt_in)
+    for row, n in enumerate(lengths):
+        out[row, : n - 1] = tgt_in[row, 1:n]
+        out[row, n - 1] = 3
+    return out
+
+
 def loop_of_steps(model, src, src_lengths, tgt_in):
     memory = model.encode(src, src_lengths)
     state = model.init_state(memory)
