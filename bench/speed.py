@@ -259,22 +259,28 @@ def child_throughput(args) -> None:
 
 
 def child_decode(args) -> None:
-    """(child process) decode the test set --reps times with a trained attnseq model."""
+    """(child process) decode the test set with a trained attnseq model in each of --precisions
+    and each of --beams: --untimed passes, then --reps timed ones (median)."""
     from attnseq.data import read_parallel
     from attnseq.runtime import keep_freed_memory
     from attnseq.translate import Translator
 
     keep_freed_memory()  # as the attnseq command does
     translator = Translator.from_pretrained(args.model, device=args.device)
-    translator.config.decode.precision = args.precision
     pairs = read_parallel(Path(args.data) / "test.en", Path(args.data) / "test.de")
     src, ref = [s for s, _ in pairs], [r for _, r in pairs]
-    rates, bleu = [], None
-    for _ in range(args.reps):
-        _, scores = translator.evaluate(src, ref, beam_size=args.beam, batch_size=BATCH)
-        rates.append(scores["sent_s"])
-        bleu = scores["bleu"]
-    print(json.dumps({"sent_s": statistics.median(rates), "bleu": bleu}))
+    results: dict[str, dict[str, dict]] = {}
+    for precision in args.precisions.split(","):
+        translator.config.decode.precision = precision
+        for beam in map(int, args.beams.split(",")):
+            rates, bleu = [], None
+            for rep in range(args.untimed + args.reps):
+                _, scores = translator.evaluate(src, ref, beam_size=beam, batch_size=BATCH)
+                if rep >= args.untimed:
+                    rates.append(scores["sent_s"])
+                bleu = scores["bleu"]
+            results.setdefault(precision, {})[str(beam)] = {"sent_s": statistics.median(rates), "bleu": bleu}
+    print(json.dumps(results))
 
 
 def child(args_list: list[str]) -> dict:
@@ -303,13 +309,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=25, help="training steps before the timed ones")
     parser.add_argument("--measure", type=int, default=150, help="timed training steps per repetition")
     parser.add_argument("--steps", type=int, default=1500, help="training steps before BLEU and decoding")
-    parser.add_argument("--seeds", type=int, default=3, help="attnseq trainings per precision (BLEU: their mean)")
+    parser.add_argument("--seeds", type=int, default=5, help="attnseq trainings per precision (BLEU: their mean)")
     parser.add_argument("--child", choices=["throughput", "decode"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--attention", default="general", help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
-    parser.add_argument("--beam", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--precisions", default="fp32", help=argparse.SUPPRESS)
+    parser.add_argument("--beams", default="1,5", help=argparse.SUPPRESS)
+    parser.add_argument("--untimed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return (child_throughput if args.child == "throughput" else child_decode)(args)
@@ -405,22 +413,26 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str]) -> dict:
     _, _, out = onmt_train(onmt, onmt_config(work, data, "general", args.steps, onmt_model, device), 0)
     (work / "onmt_train.log").write_text(out, encoding="utf-8")
     onmt_ckpt = Path(f"{onmt_model}_step_{args.steps}.pt")
-    decode: dict[tuple[str, int], dict] = {}
     refs = (data / "test.de").read_text(encoding="utf-8").splitlines()
-    for beam in (1, 5):
-        output = work / f"onmt_beam{beam}.txt"
-        rates = [onmt_translate(onmt, onmt_ckpt, data, beam, output, device) for _ in range(args.reps)]
-        hyps = output.read_text(encoding="utf-8").splitlines()
-        log(f"OpenNMT-py beam {beam}: {statistics.median(rates):,.0f} sentences/s")
-        decode[("onmt", beam)] = {"sent_s": statistics.median(rates), "bleu": sacrebleu.corpus_bleu(hyps, [refs]).score}
-    # attnseq: --seeds trainings per precision; BLEU is their mean, decoding speed the first's.
-    # The fast path: bf16 training, then int8 decoding on a CPU (bf16 on a GPU, which has no int8
-    # path); the bf16 model is also decoded in bf16. Each fp32 model is also decoded in bf16 and
-    # int8: what the decoding precision alone costs, on the same weights.
+    # attnseq: --seeds trainings per precision. The fast path: bf16 training, then int8 decoding on
+    # a CPU (bf16 on a GPU, which has no int8 path); the bf16 model is also decoded in bf16. Each
+    # fp32 model is also decoded in bf16 and int8: what the decoding precision alone costs, on the
+    # same weights. BLEU is the mean over the seeds.
     lower = ("bf16", "int8") if device == "cpu" else ("bf16",)
     decoded_as = {"fp32": ("fp32", *lower), "bf16": lower}
     fast = "bf16_as_int8" if device == "cpu" else "bf16"
+
+    def key(trained: str, decoded: str) -> str:
+        return trained if decoded == trained else f"{trained}_as_{decoded}"
+
+    def decode_child(model: Path, precisions, untimed: int) -> dict:
+        result = child(["--data", str(data), "--reps", "1", "--device", device, "--child", "decode", "--model",
+                        str(model), "--precisions", ",".join(precisions), "--untimed", str(untimed)])  # fmt: skip
+        result.pop("rss_mib")
+        return result
+
     seed_bleu: dict[str, list[float]] = {}
+    first_model: dict[str, Path] = {}
     for precision in ("fp32", "bf16"):
         for i in range(args.seeds):
             run_dir = work / f"attnseq_{precision}" if i == 0 else work / f"attnseq_{precision}_seed{i}"
@@ -433,20 +445,34 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str]) -> dict:
             run([sys.executable, "-m", "attnseq", "train", str(RECIPE), "--out", str(run_dir),
                  *[a for o in overrides for a in ("--set", o)]],
                 save_output=run_dir.with_name(run_dir.name + "_train.log"))  # fmt: skip
-            for decoded in decoded_as[precision]:
-                key = precision if decoded == precision else f"{precision}_as_{decoded}"
-                for beam in (1, 5):
-                    reps = str(args.reps if i == 0 else 1)
-                    r = child(["--data", str(data), "--reps", reps, "--device", device, "--child", "decode",
-                               "--model", str(run_dir / "last"), "--precision", decoded,
-                               "--beam", str(beam)])  # fmt: skip
-                    seed_bleu.setdefault(f"{key}_beam{beam}", []).append(r["bleu"])
-                    if i == 0:  # speed from the first model only
-                        decode[(key, beam)] = r
-                    log(f"attnseq {key} beam {beam}: BLEU {r['bleu']:.2f}, {r['sent_s']:,.0f} sentences/s")
-    for key, beam in list(decode):
-        if key != "onmt":
-            decode[(key, beam)]["bleu"] = statistics.mean(seed_bleu[f"{key}_beam{beam}"])
+            first_model.setdefault(precision, run_dir / "last")
+            for decoded, by_beam in decode_child(run_dir / "last", decoded_as[precision], 0).items():
+                for beam, r in by_beam.items():
+                    seed_bleu.setdefault(f"{key(precision, decoded)}_beam{beam}", []).append(r["bleu"])
+                    log(f"attnseq {key(precision, decoded)} beam {beam}: BLEU {r['bleu']:.2f}")
+
+    # Speed, in --reps rounds side by side: each round decodes with OpenNMT-py, then with every
+    # attnseq model and precision in turn (each seed-1 model once, in a fresh process: one untimed
+    # pass, which builds its decoding copy, then the timed one), so that the machine's drift over
+    # the run moves both toolkits alike. A ratio is the median of the rounds' ratios.
+    rounds: dict[tuple[str, int], list[float]] = {}
+    onmt_bleu = {}
+    for r in range(args.reps):
+        for beam in (1, 5):
+            output = work / f"onmt_beam{beam}.txt"
+            rounds.setdefault(("onmt", beam), []).append(onmt_translate(onmt, onmt_ckpt, data, beam, output, device))
+            hyps = output.read_text(encoding="utf-8").splitlines()
+            onmt_bleu[beam] = sacrebleu.corpus_bleu(hyps, [refs]).score
+        for precision, model in first_model.items():
+            for decoded, by_beam in decode_child(model, decoded_as[precision], 1).items():
+                for beam, res in by_beam.items():
+                    rounds.setdefault((key(precision, decoded), int(beam)), []).append(res["sent_s"])
+        log(f"round {r + 1} of {args.reps}: " + ", ".join(
+            f"{who} beam {beam} {v[-1]:,.0f}" for (who, beam), v in rounds.items()) + " sentences/s")  # fmt: skip
+    decode: dict[tuple[str, int], dict] = {}
+    for (who, beam), rates in rounds.items():
+        bleu = onmt_bleu[beam] if who == "onmt" else statistics.mean(seed_bleu[f"{who}_beam{beam}"])
+        decode[(who, beam)] = {"sent_s": statistics.median(rates), "bleu": bleu, "rounds": rates}
 
     print(
         f"\nafter {args.steps} training steps, general attention; test_2016_flickr, batch {BATCH} "
@@ -462,7 +488,10 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str]) -> dict:
         if (who, 1) in decode:  # int8: a CPU only
             g, b = decode[(who, 1)], decode[(who, 5)]
             print(f"| {label} | {g['bleu']:.2f} | {b['bleu']:.2f} | {g['sent_s']:,.0f} | {b['sent_s']:,.0f} |")
-    print(f"attnseq BLEU: mean of {args.seeds} trainings (seeds 1234...); decoding speed: the first one's model")
+    print(
+        f"attnseq BLEU: mean of {args.seeds} trainings (seeds 1234...); decoding speed: the first one's model; "
+        f"ratios below: the median of the {args.reps} rounds' ratios"
+    )
     for key, values in seed_bleu.items():
         print(f"  {key}: " + ", ".join(f"{v:.2f}" for v in values))
 
@@ -470,8 +499,9 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str]) -> dict:
         pairs = zip(seed_bleu[f"{key}_beam5"], seed_bleu["fp32_beam5"], strict=True)
         return statistics.mean(a - b for a, b in pairs)
 
-    def ratio(key: str, beam: int) -> float:
-        return decode[(key, beam)]["sent_s"] / decode[("onmt", beam)]["sent_s"]
+    def ratio(who: str, beam: int) -> float:  # the median of the rounds' ratios
+        pairs = zip(decode[(who, beam)]["rounds"], decode[("onmt", beam)]["rounds"], strict=True)
+        return statistics.median(a / b for a, b in pairs)
 
     summary = {
         "fast_path": "bf16 training, " + ("int8 decoding" if fast.endswith("int8") else "bf16 decoding"),
