@@ -18,10 +18,14 @@ It measures, each figure the median of --reps repetitions:
   * test BLEU (sacreBLEU, cased) after --steps training steps with general attention, and decoding
     sentences/s on the 1000 test_2016_flickr sentences, greedy and beam 5, batch 64, each toolkit
     timing its own translation loop (model loading excluded). attnseq trains --seeds models per
-    precision: its BLEU is their mean (one training's BLEU moves by about a point with the seed),
-    and each model is also decoded in the lower precisions (decode.precision: a bf16 model in bf16
-    and int8, an fp32 model in fp32, bf16 and int8), which isolates what the decoding precision
-    costs.
+    precision: its BLEU is their mean (one training's BLEU moves by about a point with the seed;
+    the fast path's difference from fp32 comes with its standard error over the seeds), and each
+    model is also decoded in the lower precisions (decode.precision: a bf16 model in bf16 and
+    int8, an fp32 model in fp32, bf16 and int8), which isolates what the decoding precision costs.
+    Decoding speed is measured in --reps rounds once every model is trained: each round runs
+    OpenNMT-py, then each attnseq decoder, in turn (attnseq: a fresh process, one untimed pass
+    that builds its decoding copy, then the timed pass; OpenNMT-py: a fresh process, its one
+    pass), and a ratio is the median of the rounds' ratios, so drift over the run cancels.
 OpenNMT-py is installed into its own environment (--onmt-venv) with --no-deps, beside this torch,
 or taken from --onmt-python (an interpreter that imports it already, e.g. on a machine without a
 package index). It ends with a table and one JSON line (train_tok_s_ratio, greedy_sent_s_ratio,
@@ -495,9 +499,12 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str]) -> dict:
     for key, values in seed_bleu.items():
         print(f"  {key}: " + ", ".join(f"{v:.2f}" for v in values))
 
-    def decoding_cost(key: str) -> float:  # beam-5 BLEU of the same fp32 weights decoded another way
-        pairs = zip(seed_bleu[f"{key}_beam5"], seed_bleu["fp32_beam5"], strict=True)
-        return statistics.mean(a - b for a, b in pairs)
+    def from_fp32(key: str) -> tuple[float, float]:
+        """The beam-5 BLEU difference from the fp32 models, seed by seed: its mean, and that mean's
+        standard error (the spread of the seeds' differences / sqrt(seeds))."""
+        diffs = [a - b for a, b in zip(seed_bleu[f"{key}_beam5"], seed_bleu["fp32_beam5"], strict=True)]
+        se = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else float("nan")
+        return statistics.mean(diffs), se
 
     def ratio(who: str, beam: int) -> float:  # the median of the rounds' ratios
         pairs = zip(decode[(who, beam)]["rounds"], decode[("onmt", beam)]["rounds"], strict=True)
@@ -513,9 +520,10 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str]) -> dict:
         "beam5_sent_s_ratio_fp32": ratio("fp32", 5),
         "bleu_diff": decode[(fast, 5)]["bleu"] - decode[("onmt", 5)]["bleu"],
         "bleu_diff_fp32": decode[("fp32", 5)]["bleu"] - decode[("onmt", 5)]["bleu"],
-        "fast_bleu_diff": decode[(fast, 5)]["bleu"] - decode[("fp32", 5)]["bleu"],
-        "bf16_bleu_diff": decode[("bf16", 5)]["bleu"] - decode[("fp32", 5)]["bleu"],
-        "bf16_decode_bleu_diff": decoding_cost("fp32_as_bf16"),
+        "fast_bleu_diff": from_fp32(fast)[0],
+        "fast_bleu_diff_se": from_fp32(fast)[1],
+        "bf16_bleu_diff": from_fp32("bf16")[0],
+        "bf16_decode_bleu_diff": from_fp32("fp32_as_bf16")[0],
         "seed_bleu": seed_bleu,
         "decode": {f"{w}_beam{b}": v for (w, b), v in decode.items()},
         "steps": args.steps,
@@ -525,12 +533,12 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str]) -> dict:
         "decoding, attnseq fast path ({fast_path}) / OpenNMT-py: greedy {greedy_sent_s_ratio:.2f}x, "
         "beam 5 {beam5_sent_s_ratio:.2f}x (bf16 decoding {greedy_sent_s_ratio_bf16:.2f}x, "
         "{beam5_sent_s_ratio_bf16:.2f}x; fp32 {greedy_sent_s_ratio_fp32:.2f}x, {beam5_sent_s_ratio_fp32:.2f}x); "
-        "BLEU diff {bleu_diff:+.2f}; fast path - fp32 {fast_bleu_diff:+.2f}, bf16 - fp32 {bf16_bleu_diff:+.2f} "
-        "(bf16 decoding alone {bf16_decode_bleu_diff:+.2f})"
+        "BLEU diff {bleu_diff:+.2f}; fast path - fp32 {fast_bleu_diff:+.2f} (standard error "
+        "{fast_bleu_diff_se:.2f}), bf16 - fp32 {bf16_bleu_diff:+.2f} (bf16 decoding alone {bf16_decode_bleu_diff:+.2f})"
     )
     if ("fp32_as_int8", 1) in decode:
         summary.update(
-            int8_decode_bleu_diff=decoding_cost("fp32_as_int8"),
+            int8_decode_bleu_diff=from_fp32("fp32_as_int8")[0],
             greedy_sent_s_ratio_int8=ratio("fp32_as_int8", 1),
             beam5_sent_s_ratio_int8=ratio("fp32_as_int8", 5),
         )
