@@ -313,7 +313,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=25, help="training steps before the timed ones")
     parser.add_argument("--measure", type=int, default=150, help="timed training steps per repetition")
     parser.add_argument("--steps", type=int, default=1500, help="training steps before BLEU and decoding")
-    parser.add_argument("--seeds", type=int, default=5, help="attnseq trainings per precision (BLEU: their mean)")
+    parser.add_argument("--seeds", type=int, default=8, help="attnseq trainings per precision (BLEU: their mean)")
     parser.add_argument("--child", choices=["throughput", "decode"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--attention", default="general", help=argparse.SUPPRESS)
