@@ -35,7 +35,9 @@ with an int8 output layer); its ratios and BLEU are the headline figures, and bf
 its own (_bf16 keys). OpenNMT-py runs fp32, its only precision on a CPU.
 
 On a GPU (--device cuda) both toolkits train and decode there; int8 decoding is left out (CPU
-only). --part training / decoding runs half of the bench, for machines that limit a command's time.
+only). --part training / decoding runs half of the bench, for machines that limit a command's time;
+--reuse decodes the models an earlier run trained in --out (BLEU and decoding speed again, without
+the training), e.g. to time decoding once more.
 """
 
 from __future__ import annotations
@@ -314,6 +316,11 @@ def main() -> None:
     parser.add_argument("--measure", type=int, default=150, help="timed training steps per repetition")
     parser.add_argument("--steps", type=int, default=1500, help="training steps before BLEU and decoding")
     parser.add_argument("--seeds", type=int, default=8, help="attnseq trainings per precision (BLEU: their mean)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="decoding: take the models trained by an earlier run in --out (same --steps) instead of training anew",
+    )
     parser.add_argument("--child", choices=["throughput", "decode"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--attention", default="general", help=argparse.SUPPRESS)
@@ -413,10 +420,11 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str]) -> dict:
     attention); prints the table and returns the figures."""
     device = args.device
     onmt_model = work / "onmt" / "model"
-    log(f"training OpenNMT-py for {args.steps} steps")
-    _, _, out = onmt_train(onmt, onmt_config(work, data, "general", args.steps, onmt_model, device), 0)
-    (work / "onmt_train.log").write_text(out, encoding="utf-8")
     onmt_ckpt = Path(f"{onmt_model}_step_{args.steps}.pt")
+    if not (args.reuse and onmt_ckpt.exists()):
+        log(f"training OpenNMT-py for {args.steps} steps")
+        _, _, out = onmt_train(onmt, onmt_config(work, data, "general", args.steps, onmt_model, device), 0)
+        (work / "onmt_train.log").write_text(out, encoding="utf-8")
     refs = (data / "test.de").read_text(encoding="utf-8").splitlines()
     # attnseq: --seeds trainings per precision. The fast path: bf16 training, then int8 decoding on
     # a CPU (bf16 on a GPU, which has no int8 path); the bf16 model is also decoded in bf16. Each
@@ -440,15 +448,16 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str]) -> dict:
     for precision in ("fp32", "bf16"):
         for i in range(args.seeds):
             run_dir = work / f"attnseq_{precision}" if i == 0 else work / f"attnseq_{precision}_seed{i}"
-            if run_dir.exists():
-                shutil.rmtree(run_dir)
-            log(f"training attnseq {precision} for {args.steps} steps (seed {i + 1} of {args.seeds})")
-            overrides = attnseq_overrides(data, "general", precision, device) + [
-                f"train.max_steps={args.steps}", f"train.seed={1234 + i}"
-            ]  # fmt: skip
-            run([sys.executable, "-m", "attnseq", "train", str(RECIPE), "--out", str(run_dir),
-                 *[a for o in overrides for a in ("--set", o)]],
-                save_output=run_dir.with_name(run_dir.name + "_train.log"))  # fmt: skip
+            if not (args.reuse and (run_dir / "last").exists()):
+                if run_dir.exists():
+                    shutil.rmtree(run_dir)
+                log(f"training attnseq {precision} for {args.steps} steps (seed {i + 1} of {args.seeds})")
+                overrides = attnseq_overrides(data, "general", precision, device) + [
+                    f"train.max_steps={args.steps}", f"train.seed={1234 + i}"
+                ]  # fmt: skip
+                run([sys.executable, "-m", "attnseq", "train", str(RECIPE), "--out", str(run_dir),
+                     *[a for o in overrides for a in ("--set", o)]],
+                    save_output=run_dir.with_name(run_dir.name + "_train.log"))  # fmt: skip
             first_model.setdefault(precision, run_dir / "last")
             for decoded, by_beam in decode_child(run_dir / "last", decoded_as[precision], 0).items():
                 for beam, r in by_beam.items():
