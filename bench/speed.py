@@ -460,9 +460,9 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str]) -> dict:
                     save_output=run_dir.with_name(run_dir.name + "_train.log"))  # fmt: skip
             first_model.setdefault(precision, run_dir / "last")
             for decoded, by_beam in decode_child(run_dir / "last", decoded_as[precision], 0).items():
-                for beam, r in by_beam.items():
-                    seed_bleu.setdefault(f"{key(precision, decoded)}_beam{beam}", []).append(r["bleu"])
-                    log(f"attnseq {key(precision, decoded)} beam {beam}: BLEU {r['bleu']:.2f}")
+                for beam, res in by_beam.items():
+                    seed_bleu.setdefault(f"{key(precision, decoded)}_beam{beam}", []).append(res["bleu"])
+                    log(f"attnseq {key(precision, decoded)} beam {beam}: BLEU {res['bleu']:.2f}")
 
     # Speed, in --reps rounds side by side: each round decodes with OpenNMT-py, then with every
     # attnseq model and precision in turn (each seed-1 model once, in a fresh process: one untimed
@@ -519,6 +519,7 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str]) -> dict:
         pairs = zip(decode[(who, beam)]["rounds"], decode[("onmt", beam)]["rounds"], strict=True)
         return statistics.median(a / b for a, b in pairs)
 
+    fast_diff, fast_se = from_fp32(fast)
     summary = {
         "fast_path": "bf16 training, " + ("int8 decoding" if fast.endswith("int8") else "bf16 decoding"),
         "greedy_sent_s_ratio": ratio(fast, 1),
@@ -529,8 +530,8 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str]) -> dict:
         "beam5_sent_s_ratio_fp32": ratio("fp32", 5),
         "bleu_diff": decode[(fast, 5)]["bleu"] - decode[("onmt", 5)]["bleu"],
         "bleu_diff_fp32": decode[("fp32", 5)]["bleu"] - decode[("onmt", 5)]["bleu"],
-        "fast_bleu_diff": from_fp32(fast)[0],
-        "fast_bleu_diff_se": from_fp32(fast)[1],
+        "fast_bleu_diff": fast_diff,
+        "fast_bleu_diff_se": fast_se,
         "bf16_bleu_diff": from_fp32("bf16")[0],
         "bf16_decode_bleu_diff": from_fp32("fp32_as_bf16")[0],
         "seed_bleu": seed_bleu,
