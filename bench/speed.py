@@ -266,7 +266,7 @@ def child_throughput(args) -> None:
 
 def child_decode(args) -> None:
     """(child process) decode the test set with a trained attnseq model in each of --precisions
-    and each of --beams: --untimed passes, then --reps timed ones (median)."""
+    and each of --beams: --untimed passes, then one timed pass (its BLEU and sentences/s)."""
     from attnseq.data import read_parallel
     from attnseq.runtime import keep_freed_memory
     from attnseq.translate import Translator
@@ -279,13 +279,9 @@ def child_decode(args) -> None:
     for precision in args.precisions.split(","):
         translator.config.decode.precision = precision
         for beam in map(int, args.beams.split(",")):
-            rates, bleu = [], None
-            for rep in range(args.untimed + args.reps):
+            for _ in range(args.untimed + 1):
                 _, scores = translator.evaluate(src, ref, beam_size=beam, batch_size=BATCH)
-                if rep >= args.untimed:
-                    rates.append(scores["sent_s"])
-                bleu = scores["bleu"]
-            results.setdefault(precision, {})[str(beam)] = {"sent_s": statistics.median(rates), "bleu": bleu}
+            results.setdefault(precision, {})[str(beam)] = {"sent_s": scores["sent_s"], "bleu": scores["bleu"]}
     print(json.dumps(results))
 
 
@@ -438,8 +434,8 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str]) -> dict:
         return trained if decoded == trained else f"{trained}_as_{decoded}"
 
     def decode_child(model: Path, precisions, untimed: int) -> dict:
-        result = child(["--data", str(data), "--reps", "1", "--device", device, "--child", "decode", "--model",
-                        str(model), "--precisions", ",".join(precisions), "--untimed", str(untimed)])  # fmt: skip
+        result = child(["--data", str(data), "--device", device, "--child", "decode", "--model", str(model),
+                        "--precisions", ",".join(precisions), "--untimed", str(untimed)])  # fmt: skip
         result.pop("rss_mib")
         return result
 
