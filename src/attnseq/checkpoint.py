@@ -71,14 +71,16 @@ def save_model_dir(
     tgt_vocab: Vocab,
     tokenizers: tuple[Tokenizer, Tokenizer] | None = None,
     trainer_state: dict | None = None,
+    resolved: dict[str, str] | None = None,
 ) -> None:
-    """Write a complete model directory atomically (optionally with resumable trainer state)."""
+    """Write a complete model directory atomically (optionally with resumable trainer state);
+    `resolved` goes into config.json as a record of what `auto` settings ran as."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
     try:
         os.chmod(tmp, 0o777 & ~umask())
-        save_config_json(config, tmp / CONFIG)
+        save_config_json(config, tmp / CONFIG, resolved=resolved)
         src_vocab.save(tmp / SRC_VOCAB)
         tgt_vocab.save(tmp / TGT_VOCAB)
         for name, data in tokenizer_files(tokenizers or (None, None)).items():

@@ -13,6 +13,12 @@ from attnseq.errors import AttnseqError
 from attnseq.runtime import keep_freed_memory
 
 DEMO_MARKER = ".attnseq-demo"  # marks a run directory that `attnseq demo` may replace
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what is true of the work it stopped."""
+
+
 DEMO_SENTENCES = ("the 3rd of March 2021", "Mar 3, '21", "Wednesday, 3 March 2021", "03.03.2021")
 
 
@@ -35,8 +41,9 @@ def _add_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="sentences decoded together")
     p.add_argument(
         "--precision",
-        choices=["fp32", "bf16", "int8"],
-        help="bf16: decode with a bfloat16 copy of the model; int8: that copy with an int8 output layer (CPU)",
+        choices=["auto", "fp32", "bf16", "int8"],
+        help="auto: the fastest this device runs natively (default: the model's decode.precision); bf16: decode "
+        "with a bfloat16 copy of the model; int8: a copy with an int8 output layer (CPU)",
     )
     p.add_argument("--device", default="cpu")
 
@@ -57,7 +64,16 @@ def _load_translator(args):
     if getattr(args, "n_best", None) is None:
         dec.n_best = min(dec.n_best, dec.beam_size)
     validate(translator.config, "command line", {f"decode.{k}": "command line" for k in vars(dec)})
+    precision = translator.precision  # a precision this device cannot run stops here, before any input is read
+    if dec.precision == "auto":
+        print(f"attnseq: decoding in {precision} (auto on {_device_summary(args.device)})", file=sys.stderr)
     return translator
+
+
+def _device_summary(device: str) -> str:
+    from attnseq.runtime import capabilities
+
+    return capabilities(device).summary()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,13 +152,29 @@ def _train_and_report(trainer) -> None:
         + f", vocab {len(data.src_vocab):,}/{len(data.tgt_vocab):,} -> {trainer.out}",
         flush=True,
     )
+    resolved = trainer.resolved()
+    print(
+        f"precision: training {resolved['train.precision']}, decoding {resolved['decode.precision']} "
+        f"({resolved['device']})",
+        flush=True,
+    )
     trainer.on_validate = lambda r: print(
         f"epoch {r['epoch']:5.2f}  step {r['step']:>6}  valid loss {r['loss']:.4f}  ppl {r['ppl']:.2f}  "
         f"exact {r['exact_match']:.1f}%  BLEU {r['bleu']:.1f}  ({r['train_minutes']:.1f} min)"
         + ("  *" if r["improved"] else ""),
         flush=True,
     )
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except KeyboardInterrupt:
+        step, saved = trainer.progress.step, trainer.saved_step
+        if trainer.discard_if_unsaved():
+            what = f"before the first save: nothing was kept and {trainer.out} was removed"
+        elif saved is None:
+            what = "before the first save: nothing was saved"
+        else:
+            what = f"the last save is at step {saved}: continue from it with --resume"
+        raise Interrupted(f"at step {step}; {what}") from None
     best = "none" if result.best is None else f"{result.best:.4g}"
     print(
         f"stopped: {result.stopped_because}; best valid {trainer.cfg.train.valid_metric} = {best} "
@@ -201,6 +233,7 @@ def cmd_evaluate(args) -> int:
     seconds = scores["seconds"]
     dec = translator.config.decode
     scores["beam_size"] = dec.beam_size
+    scores["precision"] = translator.precision
     if args.output:
         atomic_write_text(Path(args.output), "".join(h + "\n" for h in hyps))
     if args.json:
@@ -211,6 +244,7 @@ def cmd_evaluate(args) -> int:
         print(f"BLEU lowercased, tokenized {scores['bleu_lc_tok']:.2f}  ({scores['bleu_lc_tok_signature']})")
         print(
             f"exact match {scores['exact_match']:.1f}%  sentences {scores['sentences']}  beam {dec.beam_size}  "
+            f"{scores['precision']}  "
             f"{seconds:.1f} s ({scores['sent_s']:.0f} sentences/s)"
         )
     return 0
@@ -341,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{name}: " if name else ""
         print(f"attnseq: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        hint = "; continue from the last save with --resume" if args.command == "train" else ""
-        print(f"attnseq: interrupted{hint}", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(
+            f"attnseq: interrupted {exc}" if isinstance(exc, Interrupted) else "attnseq: interrupted", file=sys.stderr
+        )
         return 130

@@ -26,8 +26,8 @@ DecoderKind = Literal["init", "every-step", "luong", "bahdanau"]
 AttentionKind = Literal["dot", "scaled_dot", "general", "concat", "location"]
 TokenizerKind = Literal["word", "char", "spm"]
 SpmType = Literal["bpe", "unigram"]
-Precision = Literal["fp32", "bf16"]
-DecodePrecision = Literal["fp32", "bf16", "int8"]
+Precision = Literal["auto", "fp32", "bf16"]
+DecodePrecision = Literal["auto", "fp32", "bf16", "int8"]
 LengthPenalty = Literal["none", "avg", "gnmt"]
 ValidMetric = Literal["exact_match", "bleu", "loss"]
 
@@ -101,7 +101,9 @@ class TrainConfig:
     save_every: int = 0  # also save a resumable checkpoint every N steps (0 = each epoch only)
     log_every: int = 50  # steps between training-loss lines in metrics.jsonl
     device: str = "cpu"  # "cpu" or "cuda"
-    precision: Precision = "fp32"  # bf16: autocast matrix products and RNNs to bfloat16 (fp32 master weights)
+    # auto: bf16 where this device runs it natively, else fp32 (attnseq.runtime.resolve_precision);
+    # bf16: autocast matrix products and RNNs to bfloat16 (fp32 master weights); fp32: no autocast
+    precision: Precision = "auto"
     num_threads: int = 0  # torch CPU threads (0 = torch's default)
 
 
@@ -116,9 +118,10 @@ class DecodeConfig:
     n_best: int = 1  # hypotheses returned per sentence (at most beam_size)
     length_penalty: LengthPenalty = "gnmt"  # how beam search ranks hypotheses of different lengths
     alpha: float = 0.6  # GNMT length penalty ((5 + length) / 6) ** alpha
-    # bf16: decode with a bfloat16 copy of the model; int8: the bfloat16 copy with its output layer
-    # W_y dynamically quantized to int8 (CPU only); scores stay float32 either way
-    precision: DecodePrecision = "fp32"
+    # auto: the fastest this device runs natively (CPU: int8 where a quantized engine runs, GPU: fp32);
+    # bf16: decode with a bfloat16 copy of the model; int8: the copy (bfloat16 where native, else
+    # float32) with its output layer W_y dynamically quantized to int8 (CPU only); scores stay float32
+    precision: DecodePrecision = "auto"
 
 
 @dataclass
@@ -392,8 +395,16 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     return validate(cfg, str(path) if path else "config", origins)
 
 
-def save_config_json(cfg: Config, path: Path) -> None:
-    atomic_write_text(path, json.dumps(cfg.to_dict(), indent=2) + "\n")
+# config.json's record of how the model was trained (e.g. {"train.precision": "bf16"}): what `auto`
+# resolved to on the training machine; written for people and tools, not read back into the Config
+RESOLVED = "resolved"
+
+
+def save_config_json(cfg: Config, path: Path, *, resolved: dict[str, str] | None = None) -> None:
+    record = cfg.to_dict()
+    if resolved:
+        record[RESOLVED] = resolved
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
 
 
 def load_config_json(path: Path) -> Config:
@@ -403,4 +414,6 @@ def load_config_json(path: Path) -> Config:
         raw = json.loads(read_text_file(path))
     except json.JSONDecodeError as exc:
         raise AttnseqError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    if isinstance(raw, dict):
+        raw.pop(RESOLVED, None)
     return validate(config_from_dict(raw, str(path)), str(path))

@@ -1,4 +1,5 @@
-"""Process-wide settings that the `attnseq` command applies before it works.
+"""What this device runs natively (`capabilities`, `resolve_precision`), and the process-wide
+settings that the `attnseq` command applies before it works (`keep_freed_memory`).
 
 `keep_freed_memory`: a decoding step allocates several vocabulary-wide temporaries (logits,
 log-probabilities: 12.5 MB each for 320 beam rows over a 9,762-word vocabulary). glibc's malloc
@@ -14,6 +15,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 
 # mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -34,3 +37,154 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, _KEEP)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP))
+
+
+# ------------------------------------------------------------------------------ what this device runs
+
+# What `precision: auto` picks from, by stage; "int8" is a decoding precision only.
+TRAIN_PRECISIONS = ("auto", "fp32", "bf16")
+DECODE_PRECISIONS = ("auto", "fp32", "bf16", "int8")
+INT8_ENGINES = ("onednn", "x86", "fbgemm")  # tried in this order; onednn's kernels were the fastest where native
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a device runs natively, decided from the library's own checks and confirmed by running
+    each kernel once on a tiny input (`capabilities`).
+
+    Attributes:
+        device: "cpu" or "cuda".
+        isa: the CPU's vector instruction set as ATen dispatches it (`torch.backends.cpu.
+            get_cpu_capability()`: DEFAULT, AVX2, AVX512, ...), or the GPU's name.
+        bf16: bfloat16 matrix products and RNNs run natively (CPU: AVX512-BF16 or AMX through
+            oneDNN; CUDA: `torch.cuda.is_bf16_supported()`).
+        bf16_missing: what is missing when `bf16` is False ("" otherwise), for error messages.
+        packed: dtypes whose linear weights oneDNN can reorder once for decoding (`PackedLinear`).
+        int8_engine: the quantized engine whose dynamic int8 linear layer runs here, or "".
+    """
+
+    device: str
+    isa: str
+    bf16: bool
+    bf16_missing: str
+    packed: tuple[str, ...]
+    int8_engine: str
+
+    def summary(self) -> str:
+        """One line for logs and the bench: `cpu AVX2: bf16 no (...), packed fp32, int8 onednn`."""
+        bf16 = "yes" if self.bf16 else f"no ({self.bf16_missing})"
+        packed, int8 = "/".join(self.packed) or "none", self.int8_engine or "none"
+        return f"{self.device} {self.isa}: native bf16 {bf16}; oneDNN-packed linear {packed}; int8 {int8}"
+
+
+def _runs(kernel: Callable[[], object]) -> str:
+    """ "" when `kernel` runs, else the first line of what it raised."""
+    try:
+        kernel()
+    except Exception as exc:  # the library says no by raising: any kind means "not here"
+        return str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+    return ""
+
+
+def _bf16_rnn_and_matmul(device: str) -> None:
+    import torch
+
+    lstm = torch.nn.LSTM(8, 8, batch_first=True).to(device)
+    x = torch.randn(2, 3, 8, device=device, requires_grad=True)
+    with torch.autocast(device, dtype=torch.bfloat16):
+        out, _ = lstm(x)
+        y = out @ torch.randn(8, 4, device=device)
+    if out.dtype != torch.bfloat16 or y.dtype != torch.bfloat16:
+        raise RuntimeError(f"autocast ran the LSTM in {out.dtype}")
+    y.float().sum().backward()
+
+
+def _packed_linear(dtype) -> None:
+    import torch
+
+    weight = torch.randn(4, 8).to(dtype)
+    packed = torch.ops.mkldnn._reorder_linear_weight(weight)
+    torch.ops.mkldnn._linear_pointwise(torch.randn(2, 8).to(dtype), packed, None, "none", [], "")
+
+
+def _int8_linear(engine: str) -> None:
+    import torch
+
+    from attnseq.modules.frozen import quantize_dynamic_linear
+
+    quantize_dynamic_linear(torch.nn.Linear(8, 4), engine=engine)(torch.randn(2, 8))
+
+
+@functools.cache
+def capabilities(device: str = "cpu") -> Capabilities:
+    """What `device` ("cpu", "cuda", "cuda:1") runs natively; probed once per process and device.
+
+    The probes draw from torch's random number generator inside `torch.random.fork_rng`, so the
+    caller's random stream is left as it was, and the quantized engine is restored afterwards.
+    """
+    import torch
+
+    kind = torch.device(device).type
+    with torch.random.fork_rng(devices=[]):
+        if kind == "cuda":
+            name = torch.cuda.get_device_name(torch.device(device))
+            bf16 = torch.cuda.is_bf16_supported()
+            failed = _runs(lambda: _bf16_rnn_and_matmul(device)) if bf16 else ""
+            missing = "" if bf16 and not failed else failed or f"{name} has no native bf16 (compute capability 8.0+)"
+            return Capabilities("cuda", name, not missing, missing, (), "")
+        isa = torch.backends.cpu.get_cpu_capability()
+        mkldnn = torch.backends.mkldnn.is_available()
+        onednn_bf16 = mkldnn and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        # oneDNN also says yes on AVX-512 CPUs without bf16 instructions, where it emulates them slowly
+        native = (
+            getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+            or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+        )
+        if not onednn_bf16:
+            missing = f"oneDNN runs no bf16 kernels on this CPU (instruction set {isa}; bf16 needs AVX512-BF16 or AMX)"
+        elif not native:
+            missing = f"this CPU has no AVX512-BF16 or AMX instructions (instruction set {isa}; bf16 would be emulated)"
+        else:
+            failed = _runs(lambda: _bf16_rnn_and_matmul("cpu"))
+            missing = f"the bf16 LSTM kernel failed here: {failed}" if failed else ""
+        dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+        packed = tuple(
+            name
+            for name, dtype in dtypes.items()
+            if mkldnn
+            and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+            and (name == "fp32" or not missing)
+            and not _runs(lambda dtype=dtype: _packed_linear(dtype))
+        )
+        engines = [e for e in INT8_ENGINES if e in torch.backends.quantized.supported_engines]
+        int8 = next((e for e in engines if not _runs(lambda e=e: _int8_linear(e))), "")
+        return Capabilities("cpu", isa, not missing, missing, packed, int8)
+
+
+def resolve_precision(requested: str, *, stage: str, device: str = "cpu", where: str = "") -> str:
+    """The precision to run: `requested` itself when this device runs it natively, or what `auto`
+    means here. Training (stage "train"): bf16 where native, else fp32. Decoding ("decode"): on a
+    CPU int8 (the output layer W_y in int8, the rest of the decoding copy in bf16 where native,
+    else fp32) where an int8 engine runs, else bf16 where native, else fp32; on a GPU fp32 (bf16
+    decoding measured no faster there).
+
+    Raises:
+        AttnseqError: an explicit precision this device cannot run natively; the message names the
+            missing capability and suggests auto. `where` names the setting (e.g. "train.precision").
+    """
+    from attnseq.errors import AttnseqError
+
+    caps = capabilities(device)
+    if requested == "auto":
+        if stage == "train":
+            return "bf16" if caps.bf16 else "fp32"
+        if caps.int8_engine:
+            return "int8"
+        return "bf16" if caps.bf16 and caps.device == "cpu" else "fp32"
+    setting = where or f"{stage} precision"
+    if requested == "bf16" and not caps.bf16:
+        raise AttnseqError(f"{setting} bf16: {caps.bf16_missing}; use auto (here: fp32) or fp32")
+    if requested == "int8" and not caps.int8_engine:
+        lacks = "a GPU has no int8 decoding path" if caps.device == "cuda" else "no quantized engine runs here"
+        raise AttnseqError(f"{setting} int8: {lacks}; use auto or fp32")
+    return requested

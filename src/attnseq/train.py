@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from attnseq.checkpoint import (
@@ -35,6 +35,7 @@ from attnseq.data import Batch, PairDataset, read_pairs, tokenize_pairs
 from attnseq.errors import AttnseqError
 from attnseq.metrics import perplexity
 from attnseq.model import Seq2Seq, autocast, build_model, count_parameters, resolve_device
+from attnseq.runtime import capabilities, resolve_precision
 from attnseq.tokenize import Tokenizer, fit_tokenizers, load_tokenizers
 from attnseq.translate import Translator
 from attnseq.vocab import Vocab
@@ -86,6 +87,22 @@ def load_data(cfg: Config, *, saved: Path | None = None) -> Data:
     return Data(*datasets, src_vocab, tgt_vocab, tokenizers)
 
 
+def bias_corrected_ema(decay: float):
+    """`multi_avg_fn` for `AveragedModel`: the exponential moving average of the weights, corrected
+    for its start as Adam corrects its moments. After n updates the weights w_1..w_n of the updates
+    count (1 - decay) decay^(n-k) / (1 - decay^n): they sum to 1, so a short run's average is an
+    average of what it trained, not mostly the initialization (with decay 0.999 an uncorrected
+    average still holds 86% of its starting weights after 150 steps). Long runs are unchanged:
+    the correction fades as decay^n does."""
+
+    def update(averaged: list, current: list, num_averaged) -> None:
+        n = int(num_averaged) + 1  # the number of this update; the first (n = 1) copies
+        keep = decay * (1 - decay ** (n - 1)) / (1 - decay**n)
+        torch._foreach_lerp_(averaged, current, 1 - keep)
+
+    return update
+
+
 @dataclass
 class Progress:
     """Where training stands; saved in trainer_state.pt so that --resume continues exactly."""
@@ -102,6 +119,49 @@ class Progress:
     snapshot_taken: bool = False  # train.snapshot_minutes reached and best_at_<N>min written
 
 
+class ProgressLine:
+    """One line on a terminal's stderr while training: step of the planned steps, epoch, loss,
+    target tok/s and the time left (by the step budget, the minute budget, whichever ends first;
+    early stopping may end sooner). Shown only on a terminal (or with enabled=True), so logs and
+    pipes stay clean. Redrawn at most every half second."""
+
+    def __init__(self, trainer: Trainer, *, enabled: bool | None) -> None:
+        self.trainer = trainer
+        t, p = trainer.cfg.train, trainer.progress
+        per_epoch = max(len(trainer.data.train.batch_indices(t.batch_size, seed=t.seed + p.epoch)), 1)
+        planned = p.step + (t.max_epochs - p.epoch) * per_epoch - p.batch_in_epoch
+        self.total = min(planned, t.max_steps) if t.max_steps else planned
+        self.start_step, self.start_seconds = p.step, p.train_seconds
+        self.loss, self.tokens = None, 0
+        self.bar = tqdm(
+            total=self.total, initial=p.step, unit="step", dynamic_ncols=True, leave=False, mininterval=0.5,
+            disable=None if enabled is None else not enabled, bar_format="{n_fmt}/{total_fmt} steps |{bar}| {postfix}",
+        )  # fmt: skip
+
+    def update(self, loss: float, tokens: int) -> None:
+        if self.bar.disable:
+            return
+        self.loss = loss if self.loss is None else 0.9 * self.loss + 0.1 * loss  # smoothed for reading
+        self.tokens += tokens
+        t, p = self.trainer.cfg.train, self.trainer.progress
+        elapsed = max(p.train_seconds - self.start_seconds, 1e-9)  # training time only, as the budget counts
+        left = (self.total - p.step) * elapsed / max(p.step - self.start_step, 1)
+        if t.max_minutes:
+            left = min(left, max(60 * t.max_minutes - p.train_seconds, 0.0))
+        self.bar.set_postfix_str(
+            f"epoch {p.epoch + 1}  loss {self.loss:.3f}  {self.tokens / elapsed:,.0f} tok/s  "
+            f"{left / 60:.1f} min left (+ validation)",
+            refresh=False,
+        )
+        self.bar.update(1)
+
+    def clear(self) -> None:
+        self.bar.clear()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 @dataclass
 class FitResult:
     losses: list[float] = field(default_factory=list)  # training loss of each step of this call
@@ -116,12 +176,20 @@ class Trainer:
         self.cfg, self.out = cfg, Path(out_dir)
         self.progress_bar = progress_bar
         self.on_validate = None  # optional callback(record) with each validation's metrics.jsonl record
+        self.on_progress_pause = None  # set by fit: clears the progress line before validation
         self._pending_log: list[str] = []
         self._epoch_batches = 0
         t = cfg.train
         if t.num_threads:
             torch.set_num_threads(t.num_threads)
         self.device = resolve_device(t.device)
+        # what train.precision and decode.precision run as here: an explicit precision this device
+        # cannot run natively stops here, before anything is read or written
+        self.precision = resolve_precision(t.precision, stage="train", device=str(self.device), where="train.precision")
+        self.decode_precision = resolve_precision(
+            cfg.decode.precision, stage="decode", device=str(self.device), where="decode.precision"
+        )
+        self.saved_step: int | None = None  # the step of the last save of last/ (None: nothing saved)
         last = self.out / "last"
         if resume:
             recover_interrupted_swap(last)
@@ -158,11 +226,12 @@ class Trainer:
         # train.ema_decay: validation, best/ and the snapshot use an exponential moving average of the weights
         self.ema = None
         if t.ema_decay:
-            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay)).eval()
+            self.ema = AveragedModel(self.model, multi_avg_fn=bias_corrected_ema(t.ema_decay)).eval()
         self.eval_model: Seq2Seq = self.ema.module if self.ema is not None else self.model
         self.progress = Progress()
         if resume:
             self._restore(load_trainer_state(last))
+            self.saved_step = self.progress.step
         else:
             torch.manual_seed(t.seed)  # the same stream whether or not the model was built
         self.translator = Translator(
@@ -171,6 +240,7 @@ class Trainer:
         )  # fmt: skip
         if self.out.exists() and not self.out.is_dir():
             raise AttnseqError(f"{self.out}: is a file, not a directory; choose another --out")
+        self.created_out = not self.out.exists()
         self.out.mkdir(parents=True, exist_ok=True)  # everything is checked: a bad --out shows now, not after training
 
     # ------------------------------------------------------------------------------ state
@@ -211,7 +281,23 @@ class Trainer:
             tgt_vocab=self.data.tgt_vocab,
             tokenizers=self.data.tokenizers,
             trainer_state=self._state() if with_state else None,
+            resolved=self.resolved(),
         )
+        if with_state:
+            self.saved_step = self.progress.step
+
+    def resolved(self) -> dict[str, str]:
+        """What the config's `auto` settings run as on this device (config.json, metrics.jsonl)."""
+        return {"train.precision": self.precision, "decode.precision": self.decode_precision,
+                "device": capabilities(str(self.device)).summary()}  # fmt: skip
+
+    def discard_if_unsaved(self) -> bool:
+        """After an interruption: remove the run directory this trainer created if nothing was saved
+        into it yet (it holds no model and no log). Returns whether it did."""
+        if self.saved_step is not None or not self.created_out or (self.out / "last").exists():
+            return False
+        shutil.rmtree(self.out, ignore_errors=True)
+        return True
 
     def _log(self, record: dict) -> None:
         """Queue a metrics.jsonl record; records reach the file with the checkpoint they belong to."""
@@ -228,7 +314,7 @@ class Trainer:
         """One update; returns the mean loss per target token."""
         t = self.cfg.train
         batch = batch.to(self.device)
-        with autocast(self.device, t.precision):
+        with autocast(self.device, self.precision):
             loss_sum = self.model.loss(
                 batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out, pad_id=self.data.tgt_vocab.pad_id,
                 label_smoothing=t.label_smoothing, teacher_forcing=t.teacher_forcing,
@@ -252,7 +338,7 @@ class Trainer:
         total, n_tokens = 0.0, 0
         for index in valid.batch_indices(self.cfg.decode.batch_size):
             batch = valid.collate(index).to(self.device)
-            with autocast(self.device, self.cfg.train.precision):
+            with autocast(self.device, self.precision):
                 pad_id = self.data.tgt_vocab.pad_id
                 total += float(model.loss(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out, pad_id=pad_id))
             n_tokens += batch.n_tgt_tokens
@@ -294,6 +380,8 @@ class Trainer:
         budget in mid-epoch and resumed follows exactly the path of an uninterrupted run.
         """
         t, p = self.cfg.train, self.progress
+        if self.on_progress_pause is not None:
+            self.on_progress_pause()  # the progress line gives way to what validation prints
         metrics = self.validate()
         score = metrics[t.valid_metric]
         if end_of_epoch:
@@ -352,23 +440,18 @@ class Trainer:
                 "skipped_pairs": self.data.train.skipped,
                 "valid_pairs": len(self.data.valid),
                 "skipped_valid_pairs": self.data.valid.skipped,
+                "resolved": self.resolved(),
                 "config": cfg.to_dict(),
             }
         )
         self.model.train()
         window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
         steps_since_validation = 0
+        bar = ProgressLine(self, enabled=self.progress_bar)
+        self.on_progress_pause = bar.clear
         while not result.stopped_because:
             batches = self.data.train.batch_indices(t.batch_size, seed=t.seed + p.epoch)
             self._epoch_batches = len(batches)
-            bar = tqdm(
-                total=len(batches),
-                initial=p.batch_in_epoch,
-                desc=f"epoch {p.epoch + 1}",
-                disable=self.progress_bar is False or None,
-                leave=False,
-                dynamic_ncols=True,
-            )
             clock = time.perf_counter()
             while p.batch_in_epoch < len(batches):
                 now = time.perf_counter()
@@ -389,8 +472,7 @@ class Trainer:
                 p.tgt_tokens += batch.n_tgt_tokens
                 window_loss += loss * batch.n_tgt_tokens
                 window_tokens += batch.n_tgt_tokens
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.3f}")
+                bar.update(loss, batch.n_tgt_tokens)
                 if t.log_every and p.step % t.log_every == 0:
                     elapsed = time.perf_counter() - window_start
                     self._log(
@@ -407,7 +489,6 @@ class Trainer:
                 if t.save_every and p.step % t.save_every == 0:
                     self._save("last", with_state=True)
                     self._flush_log()
-            bar.close()
             p.train_seconds += time.perf_counter() - clock
             if p.batch_in_epoch >= len(batches):
                 p.epoch += 1
@@ -418,6 +499,7 @@ class Trainer:
                 self._validate_and_save(result, end_of_epoch=False)
             steps_since_validation = 0
             window_start = time.perf_counter()
+        bar.close()
         result.best = p.best_saved
         tok_s = p.tgt_tokens / max(p.train_seconds, 1e-9)
         self._log({"event": "end", "step": p.step, "reason": result.stopped_because, "best": p.best_saved,

@@ -14,10 +14,10 @@ from attnseq.checkpoint import load_translation_parts
 from attnseq.config import Config
 from attnseq.data import collate_source, encode_source
 from attnseq.decoding import beam_search, greedy_search
-from attnseq.errors import AttnseqError
 from attnseq.metrics import score_translations
 from attnseq.model import Seq2Seq, decoding_copy
 from attnseq.modules.frozen import Int8Linear
+from attnseq.runtime import capabilities, resolve_precision
 from attnseq.tokenize import Tokenizer, build_tokenizers
 from attnseq.vocab import EOS, Vocab
 
@@ -122,19 +122,26 @@ class Translator:
         """Drop the decoding copy: the next search copies the model's current weights."""
         self._copy = None
 
+    @property
+    def precision(self) -> str:
+        """decode.precision as it runs on this device (`auto` resolved); raises AttnseqError for a
+        precision the device cannot run natively."""
+        return resolve_precision(self.config.decode.precision, stage="decode", device=str(self.device),
+                                 where="decode.precision")  # fmt: skip
+
     def _decoding_model(self) -> Seq2Seq:
         """The model search runs: a `decoding_copy` of the model in float32 (decode.precision fp32)
-        or bfloat16 (bf16, int8), and for int8 with its output layer W_y dynamically quantized
-        (`Int8Linear`; CPU only). A copy is kept until a weight of the model changes: most in-place
+        or bfloat16 (bf16), and for int8 with its output layer W_y dynamically quantized
+        (`Int8Linear`; CPU only) and the rest in bfloat16 where this CPU runs it natively, else in
+        float32. A copy is kept until a weight of the model changes: most in-place
         updates (loading, EMA, most optimizers) move a tensor's version counter; code that changes
         weights without moving it (torch's fused Adam) calls `weights_changed`. Search takes
         log-probabilities and scores in float32 either way."""
-        precision = self.config.decode.precision
+        precision = self.precision
         weights = (precision, *((id(p), p._version) for p in self.model.parameters()))
         if self._copy is None or self._copy[0] != weights:
-            if precision == "int8" and self.device.type != "cpu":
-                raise AttnseqError(f"decode.precision int8 runs on the CPU only, not on {self.device}; use bf16")
-            model = decoding_copy(self.model, torch.float32 if precision == "fp32" else torch.bfloat16)
+            low = precision == "bf16" or (precision == "int8" and capabilities(str(self.device)).bf16)
+            model = decoding_copy(self.model, torch.bfloat16 if low else torch.float32)
             if precision == "int8":
                 model.decoder.W_y = Int8Linear(self.model.decoder.W_y)
             self._copy = (weights, model)

@@ -14,16 +14,15 @@ import warnings
 import torch
 from torch import Tensor, nn
 
+from attnseq.runtime import capabilities
+
+PACKED_DTYPES = {torch.float32: "fp32", torch.bfloat16: "bf16"}
+
 
 def can_pack(weight: Tensor) -> bool:
-    """Whether `PackedLinear` can hold this weight: a CPU tensor in float32 or bfloat16, in a build
-    with oneDNN."""
-    return (
-        weight.device.type == "cpu"
-        and weight.dtype in (torch.float32, torch.bfloat16)
-        and torch.backends.mkldnn.is_available()
-        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-    )
+    """Whether `PackedLinear` can hold this weight: a CPU tensor in a dtype whose packed kernels run
+    on this CPU (`runtime.capabilities().packed`: float32 with oneDNN, bfloat16 where native)."""
+    return weight.device.type == "cpu" and PACKED_DTYPES.get(weight.dtype) in capabilities("cpu").packed
 
 
 class PackedLinear(nn.Module):
@@ -55,23 +54,37 @@ def pack_linears(module: nn.Module) -> None:
 class Int8Linear(nn.Module):
     """A linear layer with int8 weights (per-tensor scale) whose input is quantized to int8 at every
     call (dynamic quantization), for CPU decoding: the (B, V) output layer is the largest product of
-    a decoder step. Takes any float input, returns float32. Packed for oneDNN where the build has it
-    (its int8 kernels keep their speed at beam-search batch sizes here)."""
+    a decoder step. Takes any float input, returns float32. Packed by the first quantized engine
+    that runs here (`runtime.capabilities().int8_engine`: onednn, whose int8 kernels keep their
+    speed at beam-search batch sizes, then x86 / fbgemm)."""
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
-        fp32 = nn.utils.skip_init(nn.Linear, linear.in_features, linear.out_features)  # the RNG stays untouched
-        fp32.load_state_dict({"weight": linear.weight.detach().float(), "bias": linear.bias.detach().float()})
-        fp32.qconfig = torch.ao.quantization.default_dynamic_qconfig
-        engine = torch.backends.quantized.engine
-        if "onednn" in torch.backends.quantized.supported_engines:
-            torch.backends.quantized.engine = "onednn"
-        try:
-            with warnings.catch_warnings():  # the eager-mode API warns that it is moving to torchao
-                warnings.simplefilter("ignore")
-                self.quantized = torch.ao.nn.quantized.dynamic.Linear.from_float(fp32)
-        finally:
-            torch.backends.quantized.engine = engine
+        engine = capabilities("cpu").int8_engine
+        if not engine:
+            raise ValueError("no quantized engine runs int8 linear layers on this CPU")
+        self.engine = engine
+        self.quantized = quantize_dynamic_linear(linear, engine=engine)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.quantized(x.float())
+
+
+def quantize_dynamic_linear(linear: nn.Linear, *, engine: str) -> nn.Module:
+    """`linear` with int8 weights packed by the quantized `engine` (onednn, x86, fbgemm), its input
+    quantized at every call. The process's quantized engine is restored afterwards; the packed
+    weight keeps the engine it was built with. Draws nothing from the RNG."""
+    fp32 = nn.utils.skip_init(nn.Linear, linear.in_features, linear.out_features, bias=linear.bias is not None)
+    state = {"weight": linear.weight.detach().float()}
+    if linear.bias is not None:
+        state["bias"] = linear.bias.detach().float()
+    fp32.load_state_dict(state)
+    fp32.qconfig = torch.ao.quantization.default_dynamic_qconfig
+    before = torch.backends.quantized.engine
+    torch.backends.quantized.engine = engine
+    try:
+        with warnings.catch_warnings():  # the eager-mode API warns that it is moving to torchao
+            warnings.simplefilter("ignore")
+            return torch.ao.nn.quantized.dynamic.Linear.from_float(fp32)
+    finally:
+        torch.backends.quantized.engine = before
