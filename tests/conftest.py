@@ -8,10 +8,15 @@ import pytest
 import torch
 
 from attnseq.config import load_config
+from attnseq.runtime import capabilities
 from attnseq.tasks.dates import write_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 DATES_CONFIG = ROOT / "configs" / "dates.yaml"
+
+# A test of a kernel that only some CPUs run natively skips elsewhere, with what is missing as its reason.
+CPU = capabilities("cpu")
+needs_native_bf16 = pytest.mark.skipif(not CPU.bf16, reason=f"needs native bf16: {CPU.bf16_missing}")
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ from attnseq.loss import cross_entropy_sum, linear_cross_entropy_sum
 from attnseq.model import decoding_copy
 from attnseq.modules.frozen import PackedLinear
 from attnseq.modules.pointwise import tanh
+from tests.conftest import needs_native_bf16
 from tests.test_models import V_TGT, batch, loop_of_steps, make_model, targets, tiny
 
 FUSED = ["dot", "scaled_dot", "general", "concat"]
@@ -71,6 +72,7 @@ def test_fused_input_feeding_under_bf16_autocast_stays_close():
     assert not torch.equal(fast.float(), ref)  # the products did run in bfloat16
 
 
+@needs_native_bf16
 @pytest.mark.parametrize("attention", ["general", "concat", "scaled_dot"])
 def test_bf16_decoding_steps_keep_the_cell_state_and_softmax_in_float32(attention):
     model = make_model(tiny("luong", attention, input_feeding=True, attn_size=5)).float()
@@ -135,7 +137,7 @@ def test_float32_decoding_copy_steps_as_the_model_and_leaves_the_rng_alone(atten
     assert_steps_alike(model, fast, tol=1e-5)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.bfloat16, marks=needs_native_bf16)])
 def test_packed_linear_equals_linear(dtype):
     linear = torch.nn.Linear(7, 5).to(dtype)
     packed = PackedLinear(linear)

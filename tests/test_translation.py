@@ -17,7 +17,7 @@ from attnseq.modules.frozen import Int8Linear
 from attnseq.tokenize import SentencePieceTokenizer, train_sentencepiece
 from attnseq.train import Trainer
 from attnseq.translate import Translator
-from tests.conftest import DATES_CONFIG
+from tests.conftest import CPU, DATES_CONFIG, needs_native_bf16
 
 SENTENCES = [
     "Two young, White males are outside near many bushes.",
@@ -106,6 +106,7 @@ def test_translator_beam_search_n_best(spm_run):
     assert all(len(g.n_best) == 1 for g in greedy)
 
 
+@needs_native_bf16
 def test_bf16_copy_is_kept_until_a_weight_changes(spm_run):
     translator = Translator.from_pretrained(spm_run)
     translator.config.decode.precision = "bf16"
@@ -141,8 +142,10 @@ def test_int8_decoding_quantizes_the_output_layer(spm_run):
     reference = translator.translate(sources, beam_size=1)
     translator.config.decode.precision = "int8"
     quantized = translator._decoding_model()
-    assert isinstance(quantized.decoder.W_y, Int8Linear)  # the output layer in int8, the rest in bfloat16
-    assert quantized.decoder.W_c.weight.dtype == torch.bfloat16
+    assert isinstance(quantized.decoder.W_y, Int8Linear)  # the output layer in int8
+    assert quantized.decoder.W_y.engine == CPU.int8_engine
+    # the rest in bfloat16 where this CPU runs it natively, else in float32
+    assert quantized.decoder.W_c.weight.dtype == (torch.bfloat16 if CPU.bf16 else torch.float32)
     assert translator.model.decoder.W_y.weight.dtype == torch.float32  # the model itself is untouched
     found = translator.translate(sources, beam_size=1)
     assert [t.text for t in found] == [t.text for t in reference]
