@@ -71,9 +71,9 @@ def _load_translator(args):
 
 
 def _device_summary(device: str) -> str:
-    from attnseq.runtime import capabilities
+    from attnseq import runtime
 
-    return capabilities(device).summary()
+    return runtime.capabilities(device).summary()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -183,7 +183,8 @@ def resolve_precision(requested: str, *, stage: str, device: str = "cpu", where:
         return "bf16" if caps.bf16 and caps.device == "cpu" else "fp32"
     setting = where or f"{stage} precision"
     if requested == "bf16" and not caps.bf16:
-        raise AttnseqError(f"{setting} bf16: {caps.bf16_missing}; use auto (here: fp32) or fp32")
+        here = resolve_precision("auto", stage=stage, device=device)
+        raise AttnseqError(f"{setting} bf16: {caps.bf16_missing}; use auto (here: {here}) or fp32")
     if requested == "int8" and not caps.int8_engine:
         lacks = "a GPU has no int8 decoding path" if caps.device == "cuda" else "no quantized engine runs here"
         raise AttnseqError(f"{setting} int8: {lacks}; use auto or fp32")

@@ -22,6 +22,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
+from attnseq import runtime
 from attnseq.checkpoint import (
     load_model_dir,
     load_trainer_state,
@@ -35,7 +36,6 @@ from attnseq.data import Batch, PairDataset, read_pairs, tokenize_pairs
 from attnseq.errors import AttnseqError
 from attnseq.metrics import perplexity
 from attnseq.model import Seq2Seq, autocast, build_model, count_parameters, resolve_device
-from attnseq.runtime import capabilities, resolve_precision
 from attnseq.tokenize import Tokenizer, fit_tokenizers, load_tokenizers
 from attnseq.translate import Translator
 from attnseq.vocab import Vocab
@@ -133,9 +133,13 @@ class ProgressLine:
         self.total = min(planned, t.max_steps) if t.max_steps else planned
         self.start_step, self.start_seconds = p.step, p.train_seconds
         self.loss, self.tokens = None, 0
+        size = shutil.get_terminal_size()
         self.bar = tqdm(
-            total=self.total, initial=p.step, unit="step", dynamic_ncols=True, leave=False, mininterval=0.5,
-            disable=None if enabled is None else not enabled, bar_format="{n_fmt}/{total_fmt} steps |{bar}| {postfix}",
+            # the size asked once: tqdm's own query draws nothing on a terminal that reports 0 x 0 (a
+            # pseudo-terminal without a size); shutil falls back to $COLUMNS / $LINES, then 80 x 24
+            total=self.total, initial=p.step, unit="step", ncols=size.columns, nrows=size.lines, leave=False,
+            mininterval=0.5,
+            disable=None if enabled is None else not enabled, bar_format="{n_fmt}/{total_fmt} steps  {desc}",
         )  # fmt: skip
 
     def update(self, loss: float, tokens: int) -> None:
@@ -148,9 +152,9 @@ class ProgressLine:
         left = (self.total - p.step) * elapsed / max(p.step - self.start_step, 1)
         if t.max_minutes:
             left = min(left, max(60 * t.max_minutes - p.train_seconds, 0.0))
-        self.bar.set_postfix_str(
+        self.bar.set_description_str(
             f"epoch {p.epoch + 1}  loss {self.loss:.3f}  {self.tokens / elapsed:,.0f} tok/s  "
-            f"{left / 60:.1f} min left (+ validation)",
+            f"{tqdm.format_interval(left)} left, validation aside",
             refresh=False,
         )
         self.bar.update(1)
@@ -185,8 +189,10 @@ class Trainer:
         self.device = resolve_device(t.device)
         # what train.precision and decode.precision run as here: an explicit precision this device
         # cannot run natively stops here, before anything is read or written
-        self.precision = resolve_precision(t.precision, stage="train", device=str(self.device), where="train.precision")
-        self.decode_precision = resolve_precision(
+        self.precision = runtime.resolve_precision(
+            t.precision, stage="train", device=str(self.device), where="train.precision"
+        )
+        self.decode_precision = runtime.resolve_precision(
             cfg.decode.precision, stage="decode", device=str(self.device), where="decode.precision"
         )
         self.saved_step: int | None = None  # the step of the last save of last/ (None: nothing saved)
@@ -289,7 +295,7 @@ class Trainer:
     def resolved(self) -> dict[str, str]:
         """What the config's `auto` settings run as on this device (config.json, metrics.jsonl)."""
         return {"train.precision": self.precision, "decode.precision": self.decode_precision,
-                "device": capabilities(str(self.device)).summary()}  # fmt: skip
+                "device": runtime.capabilities(str(self.device)).summary()}  # fmt: skip
 
     def discard_if_unsaved(self) -> bool:
         """After an interruption: remove the run directory this trainer created if nothing was saved

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from attnseq import runtime
 from attnseq.checkpoint import load_translation_parts
 from attnseq.config import Config
 from attnseq.data import collate_source, encode_source
@@ -17,7 +18,6 @@ from attnseq.decoding import beam_search, greedy_search
 from attnseq.metrics import score_translations
 from attnseq.model import Seq2Seq, decoding_copy
 from attnseq.modules.frozen import Int8Linear
-from attnseq.runtime import capabilities, resolve_precision
 from attnseq.tokenize import Tokenizer, build_tokenizers
 from attnseq.vocab import EOS, Vocab
 
@@ -126,7 +126,7 @@ class Translator:
     def precision(self) -> str:
         """decode.precision as it runs on this device (`auto` resolved); raises AttnseqError for a
         precision the device cannot run natively."""
-        return resolve_precision(self.config.decode.precision, stage="decode", device=str(self.device),
+        return runtime.resolve_precision(self.config.decode.precision, stage="decode", device=str(self.device),
                                  where="decode.precision")  # fmt: skip
 
     def _decoding_model(self) -> Seq2Seq:
@@ -140,7 +140,7 @@ class Translator:
         precision = self.precision
         weights = (precision, *((id(p), p._version) for p in self.model.parameters()))
         if self._copy is None or self._copy[0] != weights:
-            low = precision == "bf16" or (precision == "int8" and capabilities(str(self.device)).bf16)
+            low = precision == "bf16" or (precision == "int8" and runtime.capabilities(str(self.device)).bf16)
             model = decoding_copy(self.model, torch.bfloat16 if low else torch.float32)
             if precision == "int8":
                 model.decoder.W_y = Int8Linear(self.model.decoder.W_y)

@@ -14,7 +14,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from attnseq.runtime import capabilities
+from attnseq import runtime
 
 PACKED_DTYPES = {torch.float32: "fp32", torch.bfloat16: "bf16"}
 
@@ -22,7 +22,7 @@ PACKED_DTYPES = {torch.float32: "fp32", torch.bfloat16: "bf16"}
 def can_pack(weight: Tensor) -> bool:
     """Whether `PackedLinear` can hold this weight: a CPU tensor in a dtype whose packed kernels run
     on this CPU (`runtime.capabilities().packed`: float32 with oneDNN, bfloat16 where native)."""
-    return weight.device.type == "cpu" and PACKED_DTYPES.get(weight.dtype) in capabilities("cpu").packed
+    return weight.device.type == "cpu" and PACKED_DTYPES.get(weight.dtype) in runtime.capabilities("cpu").packed
 
 
 class PackedLinear(nn.Module):
@@ -60,7 +60,7 @@ class Int8Linear(nn.Module):
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
-        engine = capabilities("cpu").int8_engine
+        engine = runtime.capabilities("cpu").int8_engine
         if not engine:
             raise ValueError("no quantized engine runs int8 linear layers on this CPU")
         self.engine = engine
