@@ -6,7 +6,7 @@ log-probabilities: 12.5 MB each for 320 beam rows over a 9,762-word vocabulary).
 serves blocks that large with fresh memory maps by default and hands them back to the system on
 free (or trims them off its heap), so every step pays page faults and the kernel zeroing each page
 again. Telling malloc to keep freed memory for reuse removes that cost: beam-5 decoding ran about
-25% faster on the 2-core bench machine (README, performance). Memory the process once used stays
+25% faster on the 2-core bench machine (docs/performance.md). Memory the process once used stays
 with it until it exits, as with PyTorch's GPU caching allocator.
 """
 

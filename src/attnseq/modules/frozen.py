@@ -4,7 +4,7 @@ On a CPU, a step's products are small (a few hundred rows) and run once per gene
 how a weight is laid out matters as much as the arithmetic. Measured here (2-core AMD EPYC, torch
 2.13), 320 x 256 against a 9,762 x 256 weight: torch's linear 9.7 ms in float32 and 2.7 ms in
 bfloat16; the same product with the weight reordered once into oneDNN's blocked layout 3.7 ms and
-1.8 ms (see README, performance).
+1.8 ms (see docs/performance.md).
 """
 
 from __future__ import annotations
