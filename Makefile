@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.attnseq-installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-avx2 lint bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,11 +23,18 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# The suite again as a CPU without AVX-512 answers (no native bf16): ATen, oneDNN, MKL and FBGEMM are
+# capped at AVX2, so the capability checks answer as on such a CPU (tests/test_precision.py checks it)
+AVX2_ONLY := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2
+test-avx2: setup
+	$(AVX2_ONLY) $(BIN)/python -m pytest
+
 lint: setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
-# attnseq against OpenNMT-py 3.5.1 on the same model (about 30 minutes; installs OpenNMT-py into .venv-onmt)
+# attnseq against OpenNMT-py 3.5.1 on the same model, on any CPU, then the scaling tables (about 65 minutes on
+# the 2-core bench machine, estimated; installs OpenNMT-py into .venv-onmt). Part of it: bench/speed.py --part ...
 bench: setup
 	$(BIN)/python bench/speed.py
 
