@@ -158,6 +158,8 @@ class ProgressLine:
             refresh=False,
         )
         self.bar.update(1)
+        if p.step == self.start_step + 1:
+            self.bar.refresh()  # the whole line at once, not after the first redraw interval
 
     def clear(self) -> None:
         self.bar.clear()
@@ -184,8 +186,6 @@ class Trainer:
         self._pending_log: list[str] = []
         self._epoch_batches = 0
         t = cfg.train
-        if t.num_threads:
-            torch.set_num_threads(t.num_threads)
         self.device = resolve_device(t.device)
         # what train.precision and decode.precision run as here: an explicit precision this device
         # cannot run natively stops here, before anything is read or written
@@ -431,7 +431,12 @@ class Trainer:
         replace_dir(tmp, target)
 
     def fit(self) -> FitResult:
-        """Train until a budget (epochs, steps, minutes) is spent or early stopping ends the run."""
+        """Train until a budget (epochs, steps, minutes) is spent or early stopping ends the run,
+        with train.num_threads torch threads (the process's setting is restored afterwards)."""
+        with runtime.torch_threads(self.cfg.train.num_threads):
+            return self._fit()
+
+    def _fit(self) -> FitResult:
         cfg, t, p = self.cfg, self.cfg.train, self.progress
         result = FitResult(best=p.best_saved)
         if p.early_stopped:
