@@ -4,10 +4,10 @@
     .venv/bin/python bench/speed.py --reps 3 --steps 1500 --out runs/bench_speed
     .venv/bin/python bench/speed.py --part scaling   # the scaling tables only (a few minutes)
 
-It starts by printing the machine: the CPU's model name, torch's version and thread count, and
-what this device runs natively (`attnseq.runtime.capabilities(device).summary()`: its instruction
-set, native bf16 or what is missing for it, the dtypes oneDNN packs, the int8 engine); the final
-JSON has them under "machine".
+It starts by printing the machine: the CPU's model name, torch's version and thread count, the
+load average (other work on the machine skews every timing), and what this device runs natively
+(`attnseq.runtime.capabilities(device).summary()`: its instruction set, native bf16 or what is
+missing for it, the dtypes oneDNN packs, the int8 engine); the final JSON has them under "machine".
 
 The model (both toolkits): Multi30k En->De (the multi30k_en_de recipe's files), whitespace words
 (a word seen at least twice), embeddings 256, a one-layer bidirectional LSTM encoder 2 x 128, a
@@ -38,23 +38,25 @@ It measures, each figure the median of --reps repetitions:
   * test BLEU (sacreBLEU, cased) after --steps training steps with general attention, and decoding
     sentences/s on the 1000 test_2016_flickr sentences, greedy and beam 5, batch 64, each toolkit
     timing its own translation loop (model loading excluded). attnseq trains --seeds models per
-    training precision (fp32, and auto's where it differs): its BLEU is their mean (one
+    training precision (fp32, and auto's where it is not fp32): its BLEU is their mean (one
     training's BLEU moves by about a point with the seed; the fast path's difference from fp32
     comes with its standard error over the seeds), and each model is also decoded in the other
-    precisions this device runs (an fp32 model in fp32, bf16 and int8; the auto model in auto and
+    precisions this device runs (an fp32 model in fp32, bf16 and int8; a bf16 model in auto and
     bf16), which isolates what the decoding precision costs.
     Decoding speed is measured in --reps rounds once every model is trained: each round runs
     OpenNMT-py, then each attnseq decoder, in turn (attnseq: a fresh process, one untimed pass
     that builds its decoding copy, then the timed pass; OpenNMT-py: a fresh process, its one
     pass), and a ratio is the median of the rounds' ratios, so drift over the run cancels;
-  * scaling (attnseq's fast path alone, one pass each, a fresh process per table): decoding
-    sentences/s of one model (the fast path's seed-1 model when this run or an earlier one in
-    --out trained it, else one trained --scaling-steps steps) on the first --scaling-sentences test
-    sentences at decode batch 1, 16, 64 and 256, greedy and beam 5, in the fast path's decoding
-    precision (each cell after an untimed batch); and training target tokens/s at decoder sizes
-    (model.dec_hidden_size) 256, 512 and 1024, the bench's model otherwise, over --scaling-measure
-    steps after --scaling-warmup, in the fast path's training precision, with each size's
-    analytic FLOPs per target token. Two markdown tables; "scaling" in the JSON.
+  * scaling, attnseq's fast path alone (--part scaling: this alone, a few minutes):
+    decoding sentences/s of one model (the fast path's seed-1 model when this run or an earlier
+    one in --out trained it, else one trained --scaling-steps steps) on the first
+    --scaling-sentences test sentences at decode batch 1, 16, 64 and 256, greedy and beam 5, in
+    the fast path's decoding precision, each after an untimed batch and timed over whole passes
+    until a second is timed (one pass where it takes that long), in one process; and training
+    target tokens/s at decoder sizes (model.dec_hidden_size) 256, 512 and 1024, the bench's model
+    otherwise, over --scaling-measure steps after --scaling-warmup, in the fast path's training
+    precision, a fresh process per size, with each size's FLOPs per target token (counted as
+    above): how the cost grows with the work. Two markdown tables; "scaling" in the JSON.
 OpenNMT-py is installed into its own environment (--onmt-venv) with --no-deps, beside this torch,
 or taken from --onmt-python (an interpreter that imports it already, e.g. on a machine without a
 package index). It ends with tables and one JSON line (machine, fast_path, train_tok_s_ratio,
@@ -73,6 +75,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import platform
 import re
@@ -92,6 +95,7 @@ RECIPE = ROOT / "configs" / "multi30k_en_de.yaml"
 EMB, ENC, DEC, BATCH, LR, DROPOUT, SMOOTHING, PARAM_INIT = 256, 256, 256, 64, 0.001, 0.3, 0.1, 0.1
 ONMT_ATTENTION = {"general": "general", "concat": "mlp"}
 SCALING_BATCHES, SCALING_BEAMS, SCALING_DEC = (1, 16, 64, 256), (1, 5), (256, 512, 1024)
+MIN_SECONDS = 1.0  # scaling: a decoding cell is timed over whole passes until this many seconds
 
 
 # ------------------------------------------------------------------------------------------ setup
@@ -163,8 +167,9 @@ def cpu_model_name() -> str:
 
 
 def machine_info(device: str) -> dict:
-    """What the bench runs on: the CPU's model name, CPU count, torch's version and threads, the GPU
-    (--device cuda), and `attnseq.runtime.capabilities(device)` (its fields and summary line)."""
+    """What the bench runs on: the CPU's model name, CPU count, torch's version and threads, the load
+    average at the start, the GPU (--device cuda), and `attnseq.runtime.capabilities(device)` (its
+    fields and summary line)."""
     import torch
 
     from attnseq.runtime import capabilities
@@ -175,6 +180,7 @@ def machine_info(device: str) -> dict:
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],  # 1, 5, 15 minutes: other work skews timings
         "capabilities": {**dataclasses.asdict(caps), "packed": list(caps.packed)},
         "capabilities_summary": caps.summary(),
     }
@@ -254,7 +260,9 @@ def flops_per_target_token(data: Path, attention: str, vocab: int, dec: int = DE
 
 
 # ------------------------------------------------------------------------------------- OpenNMT-py
-def onmt_config(work: Path, data: Path, attention: str, steps: int, save: Path | None, device: str) -> Path:
+def onmt_config(
+    work: Path, data: Path, attention: str, steps: int, save: Path | None, device: str, *, report_every: int = 25
+) -> Path:
     cfg = {
         "save_data": str(work / "onmt"), "overwrite": True,
         "src_vocab": str(work / "onmt" / "vocab.src"), "tgt_vocab": str(work / "onmt" / "vocab.tgt"),
@@ -266,7 +274,7 @@ def onmt_config(work: Path, data: Path, attention: str, steps: int, save: Path |
         "input_feed": 1, "dropout": [DROPOUT], "optim": "adam", "learning_rate": LR, "max_grad_norm": 1,
         "param_init": PARAM_INIT,
         "label_smoothing": SMOOTHING, "batch_type": "sents", "batch_size": BATCH, "train_steps": steps,
-        "valid_steps": 10**7, "report_every": 25, "seed": 1234, "num_workers": 0,
+        "valid_steps": 10**7, "report_every": report_every, "seed": 1234, "num_workers": 0,
         "save_model": str(save or work / "onmt" / "scratch"), "save_checkpoint_steps": steps if save else 10**7,
     }  # fmt: skip
     if device == "cuda":
@@ -371,8 +379,9 @@ def child_decode(args) -> None:
 def child_scaling(args) -> None:
     """(child process) sentences/s of a trained model on the first --sentences test sentences at
     each decode batch size of --batches and each beam of --beams, in decode.precision --precisions:
-    for each, one untimed call on the first batch, then one timed pass; with the mean number of
-    tokens each translation wrote (a barely trained model runs long)."""
+    for each, one untimed call on the first batch, then timed passes over all of them until
+    MIN_SECONDS are timed (one pass where it takes that long); with the mean number of tokens each
+    translation wrote (a barely trained model runs long)."""
     from attnseq.runtime import keep_freed_memory
     from attnseq.translate import Translator
 
@@ -386,12 +395,14 @@ def child_scaling(args) -> None:
         name = "greedy" if beam == 1 else f"beam{beam}"
         for batch in map(int, args.batches.split(",")):
             translator.translate(src[: max(batch, 8)], beam_size=beam, batch_size=batch)  # untimed
-            synchronize(args.device)
-            start = time.perf_counter()
-            out = translator.translate(src, beam_size=beam, batch_size=batch)
-            synchronize(args.device)
-            seconds = time.perf_counter() - start
-            result["sent_s"].setdefault(name, {})[str(batch)] = len(src) / seconds
+            passes, seconds = 0, 0.0
+            while seconds < MIN_SECONDS:  # a fast cell is timed over more passes: less noise
+                synchronize(args.device)
+                start = time.perf_counter()
+                out = translator.translate(src, beam_size=beam, batch_size=batch)
+                synchronize(args.device)
+                passes, seconds = passes + 1, seconds + time.perf_counter() - start
+            result["sent_s"].setdefault(name, {})[str(batch)] = passes * len(src) / seconds
             result["tokens"].setdefault(name, {})[str(batch)] = statistics.mean(len(t.tokens) for t in out)
     print(json.dumps(result))
 
@@ -427,16 +438,17 @@ def main() -> None:
     parser.add_argument(
         "--reuse",
         action="store_true",
-        help="decoding: take the models trained by an earlier run in --out (same --steps) instead of training anew",
+        help="decoding: take the models trained by an earlier run in --out (same --steps) instead of training anew "
+        "(scaling: its model too, where it trained one)",
     )
     parser.add_argument(
         "--scaling-steps",
         type=int,
-        default=400,
+        default=300,
         help="scaling: training steps of the model it decodes when --out holds no fast-path model",
     )
     parser.add_argument(
-        "--scaling-sentences", type=int, default=1000, help="scaling: test sentences decoded at each batch size"
+        "--scaling-sentences", type=int, default=500, help="scaling: test sentences decoded at each batch size"
     )
     parser.add_argument("--scaling-warmup", type=int, default=10, help="scaling: training steps before the timed ones")
     parser.add_argument("--scaling-measure", type=int, default=40, help="scaling: timed training steps at each size")
@@ -465,7 +477,8 @@ def main() -> None:
     fast_path = f"{fast['train']} training, {fast['decode']} decoding"
     gpu = f"{machine['gpu']}; " if device == "cuda" else ""
     print(f"\nmachine: {gpu}{machine['cpu']}, {machine['cpus']} CPUs, torch {machine['torch']}, "
-          f"{machine['threads']} threads", flush=True)  # fmt: skip
+          f"{machine['threads']} threads; load average {machine['load_average'][0]:.2f} (1 minute)",
+          flush=True)  # fmt: skip
     print(f"capabilities: {machine['capabilities_summary']}")
     print(f"attnseq fast path (train.precision auto, decode.precision auto) here: {fast_path}")
     if not caps["bf16"]:
@@ -511,7 +524,9 @@ def measure_training(args, work: Path, data: Path, onmt: list[str], peak: dict, 
     train: dict[tuple[str, str], list[dict]] = {}
     for _ in range(args.reps):
         for attention in ONMT_ATTENTION:
-            cfg = onmt_config(work, data, attention, args.warmup + args.measure, None, device)
+            # OpenNMT-py reports tok/s per window of report_every steps: windows that end on the warm-up
+            cfg = onmt_config(work, data, attention, args.warmup + args.measure, None, device,
+                              report_every=math.gcd(args.warmup, args.measure, 25))  # fmt: skip
             tok_s, rss, _ = onmt_train(onmt, cfg, args.warmup)
             log(f"OpenNMT-py {attention}: {tok_s:,.0f} target tok/s")
             train.setdefault(("onmt", attention), []).append({"tok_s": tok_s, "rss_mib": rss, "precision": "fp32"})
@@ -703,7 +718,8 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str], fast: dict) 
             label = "OpenNMT-py 3.5.1 fp32" if who == "onmt" else labels[who]
             print(f"| {label} | {g['bleu']:.2f} | {b['bleu']:.2f} | {g['sent_s']:,.0f} | {b['sent_s']:,.0f} |")
     for key, other in same_as.items():
-        print(f"{labels[key]}: here the same decoder as {labels[other]} (measured once, under its row)")
+        print(f"{labels[key]}: here the same models and decoding precision as \"{labels[other]}\" (measured once, "
+              "in that row)")  # fmt: skip
     for reason in dict.fromkeys(left_out.values()):
         keys = [k for k, v in left_out.items() if v == reason]
         print(f"left out: {', '.join(labels[k] for k in keys)}: {reason}")
@@ -787,8 +803,8 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str], fast: dict) 
 def measure_scaling(args, work: Path, data: Path, fast: dict) -> dict:
     """How attnseq's fast path scales with work: decoding sentences/s at each batch size of
     SCALING_BATCHES, greedy and beam 5, and training target tokens/s at each decoder size of
-    SCALING_DEC; one pass each, each table a fresh process per measurement. Prints the two tables
-    and returns the figures."""
+    SCALING_DEC (one pass each, a fresh process per size). Prints the two tables and returns the
+    figures."""
     device = args.device
     model = work / f"attnseq_{fast['train']}" / "last"  # the decoding part's fast-path model, seed 1
     if model.exists():
@@ -826,7 +842,7 @@ def measure_scaling(args, work: Path, data: Path, fast: dict) -> dict:
     tokens = {n: statistics.mean(dec["tokens"][n].values()) for n in names}
     print(
         f"\nscaling, decoding: attnseq fast path ({dec['precision']} decoding), {dec['sentences']} test_2016_flickr "
-        f"sentences, one pass each; model {model} (translations average "
+        f"sentences, at least {MIN_SECONDS:g} s each; model {model} (translations average "
         + ", ".join(f"{tokens[n]:.1f} tokens {h}" for n, h in zip(names, heads))
         + ")"
     )
