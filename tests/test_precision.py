@@ -267,3 +267,20 @@ def test_ctrl_c_after_a_save_says_where_resume_continues(monkeypatch, tmp_path, 
     monkeypatch.undo()
     assert main(["train", str(DATES_CONFIG), "--out", str(out), "--resume", *sets]) == 0
     assert json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 8  # 60 pairs / 8
+
+
+def test_fit_applies_num_threads_for_its_own_duration(monkeypatch, tmp_path, tiny_config):
+    seen, original = [], Trainer.train_step
+
+    def train_step(self, batch):
+        seen.append(torch.get_num_threads())
+        return original(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", train_step)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        Trainer(tiny_config("train.num_threads=1", "train.max_steps=3"), tmp_path / "run", progress_bar=False).fit()
+        assert seen == [1, 1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -201,6 +201,6 @@ def resolve_precision(requested: str, *, stage: str, device: str = "cpu", where:
         here = resolve_precision("auto", stage=stage, device=device)
         raise AttnseqError(f"{setting} bf16: {caps.bf16_missing}; use auto (here: {here}) or fp32")
     if requested == "int8" and not caps.int8_engine:
-        lacks = "a GPU has no int8 decoding path" if caps.device == "cuda" else "no quantized engine runs here"
+        lacks = "int8 decoding runs on the CPU only" if caps.device == "cuda" else "no quantized engine runs here"
         raise AttnseqError(f"{setting} int8: {lacks}; use auto or fp32")
     return requested

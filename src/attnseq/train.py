@@ -182,7 +182,7 @@ class Trainer:
         self.cfg, self.out = cfg, Path(out_dir)
         self.progress_bar = progress_bar
         self.on_validate = None  # optional callback(record) with each validation's metrics.jsonl record
-        self.on_progress_pause = None  # set by fit: clears the progress line before validation
+        self._line: ProgressLine | None = None  # the progress line while fit runs
         self._pending_log: list[str] = []
         self._epoch_batches = 0
         t = cfg.train
@@ -386,8 +386,8 @@ class Trainer:
         budget in mid-epoch and resumed follows exactly the path of an uninterrupted run.
         """
         t, p = self.cfg.train, self.progress
-        if self.on_progress_pause is not None:
-            self.on_progress_pause()  # the progress line gives way to what validation prints
+        if self._line is not None:
+            self._line.clear()  # the progress line gives way to what validation prints
         metrics = self.validate()
         score = metrics[t.valid_metric]
         if end_of_epoch:
@@ -434,7 +434,12 @@ class Trainer:
         """Train until a budget (epochs, steps, minutes) is spent or early stopping ends the run,
         with train.num_threads torch threads (the process's setting is restored afterwards)."""
         with runtime.torch_threads(self.cfg.train.num_threads):
-            return self._fit()
+            self._line = ProgressLine(self, enabled=self.progress_bar)
+            try:
+                return self._fit()
+            finally:
+                self._line.close()
+                self._line = None
 
     def _fit(self) -> FitResult:
         cfg, t, p = self.cfg, self.cfg.train, self.progress
@@ -458,8 +463,6 @@ class Trainer:
         self.model.train()
         window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
         steps_since_validation = 0
-        bar = ProgressLine(self, enabled=self.progress_bar)
-        self.on_progress_pause = bar.clear
         while not result.stopped_because:
             batches = self.data.train.batch_indices(t.batch_size, seed=t.seed + p.epoch)
             self._epoch_batches = len(batches)
@@ -483,7 +486,7 @@ class Trainer:
                 p.tgt_tokens += batch.n_tgt_tokens
                 window_loss += loss * batch.n_tgt_tokens
                 window_tokens += batch.n_tgt_tokens
-                bar.update(loss, batch.n_tgt_tokens)
+                self._line.update(loss, batch.n_tgt_tokens)
                 if t.log_every and p.step % t.log_every == 0:
                     elapsed = time.perf_counter() - window_start
                     self._log(
@@ -510,7 +513,6 @@ class Trainer:
                 self._validate_and_save(result, end_of_epoch=False)
             steps_since_validation = 0
             window_start = time.perf_counter()
-        bar.close()
         result.best = p.best_saved
         tok_s = p.tgt_tokens / max(p.train_seconds, 1e-9)
         self._log({"event": "end", "step": p.step, "reason": result.stopped_because, "best": p.best_saved,

@@ -126,8 +126,8 @@ class Translator:
     def precision(self) -> str:
         """decode.precision as it runs on this device (`auto` resolved); raises AttnseqError for a
         precision the device cannot run natively."""
-        return runtime.resolve_precision(self.config.decode.precision, stage="decode", device=str(self.device),
-                                 where="decode.precision")  # fmt: skip
+        requested, device = self.config.decode.precision, str(self.device)
+        return runtime.resolve_precision(requested, stage="decode", device=device, where="decode.precision")
 
     def _decoding_model(self) -> Seq2Seq:
         """The model search runs: a `decoding_copy` of the model in float32 (decode.precision fp32)
