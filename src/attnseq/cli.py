@@ -7,8 +7,10 @@ import json
 import os
 import shutil
 import sys
+import typing
 from pathlib import Path
 
+from attnseq.config import DecodePrecision
 from attnseq.errors import AttnseqError
 from attnseq.runtime import keep_freed_memory
 
@@ -41,7 +43,7 @@ def _add_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="sentences decoded together")
     p.add_argument(
         "--precision",
-        choices=["auto", "fp32", "bf16", "int8"],
+        choices=typing.get_args(DecodePrecision),
         help="auto: the fastest this device runs natively (default: the model's decode.precision); bf16: decode "
         "with a bfloat16 copy of the model; int8: a copy with an int8 output layer (CPU)",
     )

@@ -56,9 +56,6 @@ def torch_threads(count: int):
 
 # ------------------------------------------------------------------------------ what this device runs
 
-# What `precision: auto` picks from, by stage; "int8" is a decoding precision only.
-TRAIN_PRECISIONS = ("auto", "fp32", "bf16")
-DECODE_PRECISIONS = ("auto", "fp32", "bf16", "int8")
 INT8_ENGINES = ("onednn", "x86", "fbgemm")  # tried in this order; onednn's kernels were the fastest where native
 
 
@@ -106,7 +103,7 @@ def _bf16_rnn_and_matmul(device: str) -> None:
 
     lstm = torch.nn.LSTM(8, 8, batch_first=True).to(device)
     x = torch.randn(2, 3, 8, device=device, requires_grad=True)
-    with torch.autocast(device, dtype=torch.bfloat16):
+    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):  # "cuda:1" -> "cuda"
         out, _ = lstm(x)
         y = out @ torch.randn(8, 4, device=device)
     if out.dtype != torch.bfloat16 or y.dtype != torch.bfloat16:
@@ -143,9 +140,11 @@ def capabilities(device: str = "cpu") -> Capabilities:
     with torch.random.fork_rng(devices=[]):
         if kind == "cuda":
             name = torch.cuda.get_device_name(torch.device(device))
-            bf16 = torch.cuda.is_bf16_supported()
-            failed = _runs(lambda: _bf16_rnn_and_matmul(device)) if bf16 else ""
-            missing = "" if bf16 and not failed else failed or f"{name} has no native bf16 (compute capability 8.0+)"
+            if not torch.cuda.is_bf16_supported():
+                missing = f"{name} has no native bf16 (it needs compute capability 8.0 or newer)"
+            else:
+                failed = _runs(lambda: _bf16_rnn_and_matmul(device))
+                missing = f"the bf16 LSTM kernel failed here: {failed}" if failed else ""
             return Capabilities("cuda", name, not missing, missing, (), "")
         isa = torch.backends.cpu.get_cpu_capability()
         mkldnn = torch.backends.mkldnn.is_available()
@@ -162,10 +161,11 @@ def capabilities(device: str = "cpu") -> Capabilities:
         else:
             failed = _runs(lambda: _bf16_rnn_and_matmul("cpu"))
             missing = f"the bf16 LSTM kernel failed here: {failed}" if failed else ""
-        dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+        from attnseq.modules.frozen import PACKED_DTYPES
+
         packed = tuple(
             name
-            for name, dtype in dtypes.items()
+            for dtype, name in PACKED_DTYPES.items()
             if mkldnn
             and hasattr(torch.ops.mkldnn, "_linear_pointwise")
             and (name == "fp32" or not missing)
