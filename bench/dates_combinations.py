@@ -15,9 +15,8 @@ from pathlib import Path
 
 from attnseq.config import load_config
 from attnseq.data import read_tsv
-from attnseq.model import count_parameters
 from attnseq.tasks.dates import write_corpus
-from attnseq.train import Trainer
+from attnseq.train import Trainer, count_parameters
 from attnseq.translate import Translator
 
 COMBINATIONS = [("init", "-"), ("every-step", "-")] + [

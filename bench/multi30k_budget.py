@@ -19,9 +19,8 @@ from pathlib import Path
 
 from attnseq.config import load_config
 from attnseq.data import read_pairs
-from attnseq.model import count_parameters
 from attnseq.runtime import keep_freed_memory
-from attnseq.train import Trainer
+from attnseq.train import Trainer, count_parameters
 from attnseq.translate import Translator
 
 

@@ -350,7 +350,11 @@ def child_throughput(args) -> None:
         synchronize(args.device)
         seconds = time.perf_counter() - start
     tokens = sum(b.n_tgt_tokens for b in batches[args.warmup :])
-    print(json.dumps({"tok_s": tokens / seconds, "vocab": len(trainer.data.tgt_vocab), "precision": trainer.precision}))
+    print(
+        json.dumps(
+            {"tok_s": tokens / seconds, "vocab": len(trainer.data.assets.tgt_vocab), "precision": trainer.precision}
+        )
+    )
 
 
 def child_decode(args) -> None:

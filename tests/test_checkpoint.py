@@ -14,6 +14,8 @@ import torch
 from attnseq import Translator
 from attnseq.checkpoint import load_model_dir, save_model_dir
 from attnseq.model import build_model
+from attnseq.tasks.translation import TranslationAssets
+from attnseq.tokenize import build_tokenizers
 from attnseq.vocab import Vocab
 
 SENTENCES = ["the 3rd of March 2021", "Mar 3, '21", "03.03.2021", ""]
@@ -26,7 +28,8 @@ def saved(tmp_path, tiny_config):
     tgt_vocab = Vocab(["<pad>", "<unk>", "<s>", "</s>", *"0123456789-"])
     torch.manual_seed(5)
     model = build_model(cfg.model, src_vocab_size=len(src_vocab), tgt_vocab_size=len(tgt_vocab)).eval()
-    save_model_dir(tmp_path / "model", model=model, config=cfg, src_vocab=src_vocab, tgt_vocab=tgt_vocab)
+    assets = TranslationAssets(src_vocab, tgt_vocab, build_tokenizers(cfg.data))
+    save_model_dir(tmp_path / "model", model=model, config=cfg, assets=assets)
     return tmp_path / "model", Translator(model, cfg, src_vocab, tgt_vocab)
 
 
@@ -61,7 +64,7 @@ def test_loading_never_unpickles(saved, monkeypatch):
 
     monkeypatch.setattr(torch, "load", no_pickle)
     monkeypatch.setattr("pickle.load", no_pickle)
-    model, cfg, _, _ = load_model_dir(directory)
+    model, cfg, _ = load_model_dir(directory)
     assert cfg.model.decoder == "bahdanau" and not model.training
 
 
@@ -81,8 +84,9 @@ def test_a_crash_while_saving_leaves_the_old_directory(saved, monkeypatch):
             directory,
             model=translator.model,
             config=translator.config,
-            src_vocab=translator.src_vocab,
-            tgt_vocab=translator.tgt_vocab,
+            assets=TranslationAssets(
+                translator.src_vocab, translator.tgt_vocab, (translator.src_tok, translator.tgt_tok)
+            ),
         )
     assert {p.name: p.read_bytes() for p in directory.iterdir()} == before
     assert sorted(p.name for p in directory.parent.iterdir()) == ["model"]  # no temporary left behind

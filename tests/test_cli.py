@@ -68,10 +68,10 @@ def test_translate_json_carries_the_attention(run_dir, tmp_path, capsys):
     (tmp_path / "in.txt").write_text("3 March 2021\n")
     assert main(["translate", "--model", str(run_dir), "--input", str(tmp_path / "in.txt"), "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
-    assert record["src_tokens"] == [*"3▁March▁2021", "</s>"]
-    assert len(record["attention"]) == len(record["tokens"])
-    assert all(len(row) == len(record["src_tokens"]) and abs(sum(row) - 1) < 1e-3 for row in record["attention"])
-    assert record["score"] <= 0 and record["text"] == "".join(t for t in record["tokens"] if t != "</s>")
+    assert record["input_tokens"] == [*"3▁March▁2021", "</s>"]
+    assert len(record["attention"]) == len(record["output_tokens"])
+    assert all(len(row) == len(record["input_tokens"]) and abs(sum(row) - 1) < 1e-3 for row in record["attention"])
+    assert record["score"] <= 0 and record["output"] == "".join(t for t in record["output_tokens"] if t != "</s>")
 
 
 def test_plot_writes_a_png(run_dir, tmp_path, capsys):

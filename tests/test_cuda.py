@@ -105,7 +105,8 @@ def test_training_on_cuda_in_bf16_end_to_end(tmp_path, tiny_config):
                       "train.valid_max_sentences=30", "decode.precision=bf16")  # fmt: skip
     result = Trainer(cfg, tmp_path / "run", progress_bar=False).fit()
     assert result.losses[-1] < 0.6 * result.losses[0]
-    model, config, src_vocab, tgt_vocab = load_model_dir(tmp_path / "run" / "last")
+    model, config, assets = load_model_dir(tmp_path / "run" / "last")
+    src_vocab, tgt_vocab = assets.src_vocab, assets.tgt_vocab
     assert next(model.parameters()).device.type == "cpu"
     sources = ["march 3, 2001", "12/24/1999", "tuesday, 5 june 1979"]
     config.decode.precision = "fp32"

@@ -42,7 +42,7 @@ def test_fused_input_feeding_equals_autograd_through_steps(attention):
     model = make_model(tiny("luong", attention, input_feeding=True, attn_size=5))
     assert model.decoder.fused_loop()
     src, src_lengths, tgt_in, _ = batch()
-    fused = grads_of(model, lambda: model(src, src_lengths, tgt_in))
+    fused = grads_of(model, lambda: model.logits(src, src_lengths, tgt_in))
     stepped = grads_of(model, lambda: loop_of_steps(model, src, src_lengths, tgt_in))
     torch.testing.assert_close(fused[0], stepped[0], rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(fused[1], stepped[1], rtol=1e-10, atol=1e-10)
@@ -64,9 +64,9 @@ def test_fused_input_feeding_under_bf16_autocast_stays_close():
     model = make_model(tiny("luong", "general", input_feeding=True)).float()
     src, src_lengths, tgt_in, _ = batch()
     with torch.no_grad():
-        ref, _ = model(src, src_lengths, tgt_in)
+        ref, _ = model.logits(src, src_lengths, tgt_in)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            fast, attn = model(src, src_lengths, tgt_in)
+            fast, attn = model.logits(src, src_lengths, tgt_in)
     assert fast.dtype == torch.bfloat16 and torch.allclose(attn.float().sum(-1), torch.ones(3, tgt_in.size(1)))
     assert (fast.float() - ref).abs().max() < 0.05
     assert not torch.equal(fast.float(), ref)  # the products did run in bfloat16
@@ -178,7 +178,7 @@ def test_model_loss_scores_only_real_positions(decoder, attention):
     model = make_model(tiny(decoder, attention))
     src, src_lengths, tgt_in, tgt_lengths = batch()
     tgt_out = targets(tgt_in, tgt_lengths)
-    logits, _ = model(src, src_lengths, tgt_in)
+    logits, _ = model.logits(src, src_lengths, tgt_in)
     want = torch.nn.functional.cross_entropy(
         logits.reshape(-1, V_TGT), tgt_out.reshape(-1), ignore_index=0, label_smoothing=0.1, reduction="sum"
     )

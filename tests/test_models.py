@@ -71,7 +71,7 @@ def test_forward_equals_loop_of_step(decoder, attention, rnn):
     model = make_model(tiny(decoder, attention, rnn=rnn))
     src, src_lengths, tgt_in, _ = batch()
     with torch.no_grad():
-        logits, attn = model(src, src_lengths, tgt_in)
+        logits, attn = model.logits(src, src_lengths, tgt_in)
         ref_logits, ref_attn = loop_of_steps(model, src, src_lengths, tgt_in)
     assert logits.shape == (3, tgt_in.size(1), V_TGT)
     torch.testing.assert_close(logits, ref_logits, rtol=1e-10, atol=1e-10)
@@ -88,7 +88,7 @@ def test_luong_without_input_feeding_fast_path_equals_steps(attention):
     assert model.decoder.rnn.input_size == 6  # the embedding alone
     src, src_lengths, tgt_in, _ = batch()
     with torch.no_grad():
-        logits, attn = model(src, src_lengths, tgt_in)
+        logits, attn = model.logits(src, src_lengths, tgt_in)
         ref_logits, ref_attn = loop_of_steps(model, src, src_lengths, tgt_in)
     torch.testing.assert_close(logits, ref_logits)
     torch.testing.assert_close(attn, ref_attn)
@@ -101,10 +101,10 @@ def test_padding_invariance(decoder, attention, layers):
     model = make_model(tiny(decoder, attention, enc_layers=layers, dec_layers=layers))
     src, src_lengths, tgt_in, tgt_lengths = batch()
     with torch.no_grad():
-        logits, attn = model(src, src_lengths, tgt_in)
+        logits, attn = model.logits(src, src_lengths, tgt_in)
         for i in range(3):
             n, m = int(src_lengths[i]), tgt_lengths[i]
-            alone, alone_attn = model(src[i : i + 1, :n], src_lengths[i : i + 1], tgt_in[i : i + 1, :m])
+            alone, alone_attn = model.logits(src[i : i + 1, :n], src_lengths[i : i + 1], tgt_in[i : i + 1, :m])
             torch.testing.assert_close(logits[i, :m], alone[0], rtol=1e-10, atol=1e-10)
             if attn is not None:
                 torch.testing.assert_close(attn[i, :m, :n], alone_attn[0], rtol=1e-10, atol=1e-10)
@@ -146,13 +146,13 @@ def test_teacher_forcing_below_one_is_seeded_and_differs_from_forcing():
     model = make_model(tiny("luong", "general"))
     src, src_lengths, tgt_in, _ = batch()
     with torch.no_grad():
-        forced, _ = model(src, src_lengths, tgt_in)
+        forced, _ = model.logits(src, src_lengths, tgt_in)
         torch.manual_seed(9)
-        free_a, _ = model(src, src_lengths, tgt_in, teacher_forcing=0.0)
+        free_a, _ = model.logits(src, src_lengths, tgt_in, teacher_forcing=0.0)
         torch.manual_seed(9)
-        free_b, _ = model(src, src_lengths, tgt_in, teacher_forcing=0.5)
+        free_b, _ = model.logits(src, src_lengths, tgt_in, teacher_forcing=0.5)
         torch.manual_seed(9)
-        free_c, _ = model(src, src_lengths, tgt_in, teacher_forcing=0.5)
+        free_c, _ = model.logits(src, src_lengths, tgt_in, teacher_forcing=0.5)
     torch.testing.assert_close(forced[:, 0], free_a[:, 0])  # step 1 always reads <s>
     assert not torch.allclose(forced, free_a)
     assert torch.equal(free_b, free_c)

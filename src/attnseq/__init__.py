@@ -1,10 +1,18 @@
-"""attnseq: sequence-to-sequence models with attention (see SPEC.md for the equations)."""
+"""attnseq: sequence-to-sequence models with attention (docs/models.md has the equations)."""
 
 from attnseq.errors import AttnseqError
 
 __version__ = "0.1.0"
 
-__all__ = ["AttnseqError", "Translator", "__version__"]
+__all__ = ["AttnseqError", "Translator", "__version__", "load"]
+
+
+def load(path, *, device: str = "cpu"):
+    """The predictor of a model directory (or a training run's best model), for its task: a
+    `Translator`, a `Classifier`, ... Each has `predict(inputs) -> list[Prediction]`."""
+    from attnseq.checkpoint import load as _load
+
+    return _load(path, device=device)
 
 
 def __getattr__(name: str):

@@ -61,8 +61,7 @@ def _read_metrics(run: Path) -> list[dict]:
 
 def run_variant(config: str | Path, overrides: list[str], out: Path, held_out) -> Row:
     """Train one variant (unless its run already ended) and score it on `held_out` pairs."""
-    from attnseq.model import count_parameters
-    from attnseq.train import Trainer
+    from attnseq.train import Trainer, count_parameters
     from attnseq.translate import Translator
 
     cfg = load_config(config, overrides)

@@ -1,5 +1,7 @@
-"""A saved model is a directory: config.json, src_vocab.json, tgt_vocab.json, model.safetensors,
-and src.spm.model / tgt.spm.model for sides tokenized by sentencepiece.
+"""A saved model is a directory: config.json (which names its task), model.safetensors, and the
+task's asset files (translation: src_vocab.json, tgt_vocab.json, and src.spm.model / tgt.spm.model
+for sides tokenized by sentencepiece; classify: vocab.json, labels.json, spm.model). The task
+rebuilds the model from them (`attnseq.tasks.base.Task`).
 
 Loading never unpickles: weights are safetensors, the rest is JSON. The state needed to resume
 training (optimizer, scheduler, RNG, position) sits beside it in trainer_state.pt, which holds only
@@ -21,21 +23,15 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from attnseq.config import Config, load_config_json, save_config_json
 from attnseq.errors import AttnseqError
 from attnseq.fileio import fsync_path, umask
-from attnseq.model import Seq2Seq, build_model, resolve_device
-from attnseq.tokenize import Tokenizer, load_tokenizers, tokenizer_files
-from attnseq.vocab import Vocab
+from attnseq.runtime import resolve_device
+from attnseq.tasks.base import Task, get_task
 
-CONFIG, SRC_VOCAB, TGT_VOCAB, WEIGHTS, TRAINER_STATE = (
-    "config.json",
-    "src_vocab.json",
-    "tgt_vocab.json",
-    "model.safetensors",
-    "trainer_state.pt",
-)
+CONFIG, WEIGHTS, TRAINER_STATE = "config.json", "model.safetensors", "trainer_state.pt"
 
 
 def _old(target: Path) -> Path:
@@ -62,30 +58,37 @@ def replace_dir(tmp_dir: Path, target: Path) -> None:
         shutil.rmtree(old)
 
 
+def tied_keys(model: nn.Module) -> list[str]:
+    """state_dict keys that are the same tensor as an earlier key (saved once)."""
+    seen, tied = {}, []
+    for key, value in model.state_dict(keep_vars=True).items():
+        if id(value) in seen:
+            tied.append(key)
+        seen.setdefault(id(value), key)
+    return tied
+
+
 def save_model_dir(
     directory: Path,
     *,
-    model: Seq2Seq,
+    model: nn.Module,
     config: Config,
-    src_vocab: Vocab,
-    tgt_vocab: Vocab,
-    tokenizers: tuple[Tokenizer, Tokenizer] | None = None,
+    assets,
     trainer_state: dict | None = None,
     resolved: dict[str, str] | None = None,
 ) -> None:
-    """Write a complete model directory atomically (optionally with resumable trainer state);
-    `resolved` goes into config.json as a record of what `auto` settings ran as."""
+    """Write a complete model directory atomically: config.json, the task's `assets.files()` and
+    the weights (optionally with resumable trainer state); `resolved` goes into config.json as a
+    record of what `auto` settings ran as."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
     try:
         os.chmod(tmp, 0o777 & ~umask())
         save_config_json(config, tmp / CONFIG, resolved=resolved)
-        src_vocab.save(tmp / SRC_VOCAB)
-        tgt_vocab.save(tmp / TGT_VOCAB)
-        for name, data in tokenizer_files(tokenizers or (None, None)).items():
+        for name, data in assets.files().items():
             (tmp / name).write_bytes(data)
-        tied = set(model.tied_keys())  # safetensors stores each tensor once; tying is rebuilt from config
+        tied = set(tied_keys(model))  # safetensors stores each tensor once; tying is rebuilt from config
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k not in tied}
         save_file(weights, str(tmp / WEIGHTS), metadata={"format": "pt", "library": "attnseq"})
         if trainer_state is not None:
@@ -114,26 +117,30 @@ def resolve_model_dir(path: str | Path) -> Path:
     )
 
 
-def load_vocabs(directory: Path) -> tuple[Vocab, Vocab]:
-    return Vocab.load(Path(directory) / SRC_VOCAB), Vocab.load(Path(directory) / TGT_VOCAB)
+def load_weights(model: nn.Module, directory: Path) -> None:
+    """Load a model directory's weights into a model built from its config."""
+    try:
+        state = load_file(str(Path(directory) / WEIGHTS))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        tied = set(tied_keys(model))
+        if set(missing) != tied or unexpected:
+            raise RuntimeError(f"missing keys {sorted(set(missing) - tied)}, unexpected {unexpected}")
+    except (RuntimeError, OSError, SafetensorError) as exc:
+        msg = str(exc).splitlines()[0]
+        raise AttnseqError(f"{Path(directory) / WEIGHTS}: does not match config.json ({msg})") from None
 
 
-def load_model_dir(path: str | Path, *, device: str | torch.device = "cpu"):
-    """Rebuild a model from its directory alone. Returns (model in eval mode, config, src_vocab, tgt_vocab)."""
+def load_model_dir(path: str | Path, *, device: str | torch.device = "cpu", task: Task | None = None):
+    """Rebuild a model from its directory alone, through the task its config.json names.
+    Returns (model in eval mode, config, assets)."""
     device = resolve_device(str(device))
     directory = resolve_model_dir(path)
     config = load_config_json(directory / CONFIG)
-    src_vocab, tgt_vocab = load_vocabs(directory)
-    model = build_model(config.model, src_vocab_size=len(src_vocab), tgt_vocab_size=len(tgt_vocab))
-    try:
-        state = load_file(str(directory / WEIGHTS))
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if set(missing) != set(model.tied_keys()) or unexpected:
-            raise RuntimeError(f"missing keys {sorted(set(missing) - set(model.tied_keys()))}, unexpected {unexpected}")
-    except (RuntimeError, OSError, SafetensorError) as exc:
-        msg = str(exc).splitlines()[0]
-        raise AttnseqError(f"{directory / WEIGHTS}: does not match config.json ({msg})") from None
-    return model.to(device).eval(), config, src_vocab, tgt_vocab
+    task = task or get_task(config.task)
+    assets = task.load_assets(config, directory)
+    model = task.build_model(config, assets)
+    load_weights(model, directory)
+    return model.to(device).eval(), config, assets
 
 
 def load_trainer_state(directory: Path) -> dict:
@@ -147,7 +154,8 @@ def load_trainer_state(directory: Path) -> dict:
         raise AttnseqError(f"{path}: unreadable ({msg}); the run cannot resume, start a new one") from None
 
 
-def load_translation_parts(path: str | Path, *, device: str | torch.device = "cpu"):
-    """Everything a Translator needs: (model, config, src_vocab, tgt_vocab, (src_tok, tgt_tok))."""
-    model, config, src_vocab, tgt_vocab = load_model_dir(path, device=device)
-    return model, config, src_vocab, tgt_vocab, load_tokenizers(config.data, resolve_model_dir(path))
+def load(path: str | Path, *, device: str = "cpu"):
+    """The predictor of a model directory (or of a training run directory's best model): a
+    `Translator` for translation, a `Classifier` for classification, ... through its task."""
+    model, config, assets = load_model_dir(path, device=device)
+    return get_task(config.task).predictor(model, config, assets, device=device)

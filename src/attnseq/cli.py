@@ -144,14 +144,15 @@ def cmd_train(args) -> int:
 
 
 def _train_and_report(trainer) -> None:
-    from attnseq.model import count_parameters
+    from attnseq.train import count_parameters
 
-    data = trainer.data
+    data, m = trainer.data, trainer.cfg.model
+    what = f"{m.decoder}/{m.attention}" if trainer.cfg.task == "translate" else f"{m.pooling}-pooling classifier"
+    examples = "pairs" if trainer.cfg.task == "translate" else "examples"
     print(
-        f"training {trainer.cfg.model.decoder}/{trainer.cfg.model.attention} model, "
-        f"{count_parameters(trainer.model):,} parameters, {len(data.train):,} pairs"
+        f"training {what} model, {count_parameters(trainer.model):,} parameters, {len(data.train):,} {examples}"
         + (f" ({data.train.skipped:,} skipped: too long or empty after tokenizing)" if data.train.skipped else "")
-        + f", vocab {len(data.src_vocab):,}/{len(data.tgt_vocab):,} -> {trainer.out}",
+        + f", {data.assets.describe()} -> {trainer.out}",
         flush=True,
     )
     resolved = trainer.resolved()
@@ -161,8 +162,9 @@ def _train_and_report(trainer) -> None:
         flush=True,
     )
     trainer.on_validate = lambda r: print(
-        f"epoch {r['epoch']:5.2f}  step {r['step']:>6}  valid loss {r['loss']:.4f}  ppl {r['ppl']:.2f}  "
-        f"exact {r['exact_match']:.1f}%  BLEU {r['bleu']:.1f}  ({r['train_minutes']:.1f} min)"
+        f"epoch {r['epoch']:5.2f}  step {r['step']:>6}  valid loss {r['loss']:.4f}  "
+        + _validation_summary(trainer.cfg.task, r)
+        + f"  ({r['train_minutes']:.1f} min)"
         + ("  *" if r["improved"] else ""),
         flush=True,
     )
@@ -179,10 +181,16 @@ def _train_and_report(trainer) -> None:
         raise Interrupted(f"at step {step}; {what}") from None
     best = "none" if result.best is None else f"{result.best:.4g}"
     print(
-        f"stopped: {result.stopped_because}; best valid {trainer.cfg.train.valid_metric} = {best} "
+        f"stopped: {result.stopped_because}; best valid {trainer.valid_metric} = {best} "
         f"(marked *); model in {trainer.out / 'best'}",
         flush=True,
     )
+
+
+def _validation_summary(task: str, r: dict) -> str:
+    if task == "translate":
+        return f"ppl {r['ppl']:.2f}  exact {r['exact_match']:.1f}%  BLEU {r['bleu']:.1f}"
+    return f"accuracy {r['accuracy']:.1f}%  macro-F1 {r['macro_f1']:.1f}"
 
 
 def _read_sentences(path: str | None) -> list[str]:
@@ -198,26 +206,13 @@ def cmd_translate(args) -> int:
     n_best = translator.config.decode.n_best
     for line, tr in enumerate(translator.translate(_read_sentences(args.input)), start=1):
         if args.json:
-            print(json.dumps(_translation_record(tr), ensure_ascii=False))
+            print(json.dumps(tr.to_dict(), ensure_ascii=False))
         elif n_best > 1:
             for hyp in tr.n_best:
                 print(f"{line} ||| {hyp.text} ||| {hyp.rank_score:.4f}")
         else:
             print(tr.text)
     return 0
-
-
-def _translation_record(tr) -> dict:
-    def attention(a):
-        return None if a is None else [[round(float(w), 5) for w in row] for row in a]
-
-    record = {"source": tr.source, "text": tr.text, "score": tr.score, "rank_score": tr.rank_score,
-              "src_tokens": tr.src_tokens, "tokens": tr.tokens, "attention": attention(tr.attention)}  # fmt: skip
-    if len(tr.n_best) > 1:
-        record["n_best"] = [
-            {"text": h.text, "score": h.score, "rank_score": h.rank_score, "tokens": h.tokens} for h in tr.n_best
-        ]
-    return record
 
 
 def cmd_evaluate(args) -> int:

@@ -1,4 +1,7 @@
-"""Typed, strict configuration: YAML sections `data`, `model`, `train`, `decode`.
+"""Typed, strict configuration: a top-level `task` and the sections `data`, `model`, `train`, `decode`.
+
+`task` picks the data and model sections of that application (`TASK_SECTIONS`); train and decode
+are shared.
 
 Every field says why it exists. Unknown keys and values of the wrong type or outside their choices
 raise `AttnseqError` naming the file, the line and the valid alternatives.
@@ -29,7 +32,13 @@ SpmType = Literal["bpe", "unigram"]
 Precision = Literal["auto", "fp32", "bf16"]
 DecodePrecision = Literal["auto", "fp32", "bf16", "int8"]
 LengthPenalty = Literal["none", "avg", "gnmt"]
-ValidMetric = Literal["exact_match", "bleu", "loss"]
+TaskName = Literal["translate", "classify"]
+PoolingKind = Literal["attention", "mean", "max", "last"]
+# train.valid_metric per task: the metrics its validation reports ("" = the task's default)
+VALID_METRICS: dict[str, tuple[str, ...]] = {
+    "translate": ("exact_match", "bleu", "loss"),
+    "classify": ("accuracy", "macro_f1", "loss"),
+}
 
 
 @dataclass
@@ -95,7 +104,9 @@ class TrainConfig:
     lr_patience: int = 1  # ... after this many validations without improvement
     min_lr: float = 1e-5
     patience: int = 5  # early stopping: validations without improvement (0 = never stop early)
-    valid_metric: ValidMetric = "exact_match"  # selects the best model and drives the schedule
+    # selects the best model and drives the schedule: translate exact_match | bleu | loss, classify
+    # accuracy | macro_f1 | loss; "" = the task's first
+    valid_metric: str = ""
     valid_max_sentences: int = 0  # greedy-decode at most this many validation pairs (0 = all)
     snapshot_minutes: float = 0.0  # also keep OUT/best_at_<N>min: the model a run with max_minutes = N returns
     save_every: int = 0  # also save a resumable checkpoint every N steps (0 = each epoch only)
@@ -125,22 +136,78 @@ class DecodeConfig:
 
 
 @dataclass
+class ClassifyDataConfig:
+    """task: classify. Labelled texts: either `files` split by a seeded shuffle (`split`,
+    `split_seed`), or ready-made `train` / `valid` / `test` files. TSV lines are TEXT TAB LABEL;
+    CSV files have a header naming `text_column` and `label_column`."""
+
+    files: list[str] = field(default_factory=list)  # files pooled and split; each is one domain
+    domains: list[str] = field(default_factory=list)  # a name per file for per-domain figures (default: file stems)
+    split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train / valid / test shares of each file
+    split_seed: int = 0  # seeds the split (the same seed, the same split on every machine)
+    train: str = ""  # ready-made splits instead of `files`
+    valid: str = ""
+    test: str = ""
+    format: Literal["tsv", "csv"] = "tsv"
+    text_column: str = "text"  # csv: the header of the text column
+    label_column: str = "label"  # csv: the header of the label column
+    tokenizer: TokenizerKind = "word"  # word | char | spm (sentencepiece trained on the training texts)
+    spm_type: SpmType = "unigram"
+    spm_vocab_size: int = 4000
+    spm_model: str = ""  # an existing sentencepiece .model ("" = train one)
+    lowercase: bool = True
+    strip_punctuation: bool = False  # word tokenizer: split punctuation off words ("great!" -> "great !")
+    min_freq: int = 1
+    max_vocab: int = 0
+    max_len: int = 200  # longer texts are cut to this many tokens
+
+
+@dataclass
+class ClassifierConfig:
+    """task: classify. SPEC 5: a (bi)LSTM reads the text; attention pooling (or an ablation)
+    makes one vector; Dense(head_size, relu) -> Dropout -> Dense(1, sigmoid) or Dense(K, softmax)."""
+
+    rnn: RNNKind = "lstm"
+    emb_size: int = 128
+    hidden_size: int = 128  # RNN output size; each direction gets half if bidirectional
+    layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.3  # on the embeddings and between RNN layers
+    pooling: PoolingKind = "attention"  # SPEC 5.2 | mean | max | last (the final state, no pooling)
+    units: int = 64  # attention pooling's W1 / W2 output size (the notes' `units`)
+    head_size: int = 20  # the hidden Dense layer of the head
+    head_dropout: float = 0.5
+
+
+@dataclass
 class Config:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig | ClassifyDataConfig = field(default_factory=DataConfig)
+    model: ModelConfig | ClassifierConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    task: TaskName = "translate"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def valid_metric(self) -> str:
+        """train.valid_metric, or the task's default when it is empty."""
+        return self.train.valid_metric or VALID_METRICS[self.task][0]
 
-SECTIONS: dict[str, type] = {
-    "data": DataConfig,
-    "model": ModelConfig,
-    "train": TrainConfig,
-    "decode": DecodeConfig,
+
+# The sections of each task; train and decode are the same for all
+TASK_SECTIONS: dict[str, dict[str, type]] = {
+    "translate": {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "decode": DecodeConfig},
+    "classify": {"data": ClassifyDataConfig, "model": ClassifierConfig, "train": TrainConfig, "decode": DecodeConfig},
 }
+SECTIONS: dict[str, type] = TASK_SECTIONS["translate"]
+
+
+def for_task(task: str) -> Config:
+    """A default config of `task`."""
+    sections = TASK_SECTIONS[task]
+    return Config(data=sections["data"](), model=sections["model"](), task=task)
 
 
 def _key_lines(node: yaml.Node | None, prefix: str = "") -> dict[str, int]:
@@ -186,6 +253,11 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise AttnseqError(f"{where}: expected a number, got {value!r}")
         return float(value)
+    if typing.get_origin(annotation) is list:
+        (item,) = typing.get_args(annotation)
+        if not isinstance(value, list):
+            value = [value] if value is not None else []
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if annotation is str:
         if value is None:
             return ""
@@ -195,22 +267,33 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     raise TypeError(f"unsupported annotation {annotation!r}")  # a bug in this module, not user error
 
 
-def _apply(cfg: Config, raw: dict[str, Any], source: str, lines: dict[str, int]) -> None:
+def _apply(cfg: Config, raw: dict[str, Any], source: str, lines: dict[str, int]) -> Config:
+    """Apply a nested mapping to `cfg`; a `task` key first switches the config to that task's
+    sections (those of another task are not carried over). Returns the config."""
+
     def where(path: str) -> str:
         line = lines.get(path)
         return f"{source}:{line}: '{path}'" if line else f"{source}: '{path}'"
 
+    if "task" in raw:
+        task = _coerce(raw["task"], TaskName, where("task"))
+        if task != cfg.task:
+            cfg = dataclasses.replace(for_task(task), train=cfg.train, decode=cfg.decode)
+    sections = TASK_SECTIONS[cfg.task]
     for section, values in raw.items():
-        if section not in SECTIONS:
+        if section == "task":
+            continue
+        if section not in sections:
+            valid = [*sections, "task"]
             raise AttnseqError(
                 f"{where(section)} is not a config section; valid sections: "
-                f"{', '.join(SECTIONS)}{_suggest(section, list(SECTIONS))}"
+                f"{', '.join(sections)}, and the key task{_suggest(section, valid)}"
             )
         if values is None:
             continue
         if not isinstance(values, dict):
             raise AttnseqError(f"{where(section)} must be a mapping of keys to values")
-        cls = SECTIONS[section]
+        cls = sections[section]
         hints = typing.get_type_hints(cls)
         target = getattr(cfg, section)
         for key, value in values.items():
@@ -222,6 +305,7 @@ def _apply(cfg: Config, raw: dict[str, Any], source: str, lines: dict[str, int])
                     f"valid keys in '{section}': {', '.join(valid)}"
                 )
             setattr(target, key, _coerce(value, hints[key], where(path)))
+    return cfg
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -237,8 +321,11 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def _nest(dotted: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
-    nested: dict[str, dict[str, Any]] = {}
+    nested: dict[str, Any] = {}
     for key, value in dotted.items():
+        if key == "task":
+            nested["task"] = value
+            continue
         section, dot, name = key.partition(".")
         if not dot or not name:
             raise AttnseqError(
@@ -268,6 +355,12 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.attn_size": _NOT_NEGATIVE,
     "model.param_init": _NOT_NEGATIVE,
     "model.max_src_len": _AT_LEAST_1,
+    "model.hidden_size": _AT_LEAST_1,  # classify
+    "model.layers": _AT_LEAST_1,
+    "model.units": _AT_LEAST_1,
+    "model.head_size": _AT_LEAST_1,
+    "model.head_dropout": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+    "data.max_len": _AT_LEAST_1,
     "train.batch_size": _AT_LEAST_1,
     "train.max_epochs": _AT_LEAST_1,
     "train.max_steps": _NOT_NEGATIVE,
@@ -307,16 +400,27 @@ def validate(cfg: Config, source: str = "config", origins: dict[str, str] | None
         places = [origins[k] for k in keys if origins and k in origins]
         return "--set" if "--set" in places else next(iter(places), source)
 
-    for section, cls in SECTIONS.items():  # numbers must be finite: inf / nan only break training later
+    for section, cls in TASK_SECTIONS[cfg.task].items():  # numbers must be finite: inf / nan break training later
         for f in dataclasses.fields(cls):
             value = getattr(getattr(cfg, section), f.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise AttnseqError(f"{at(f'{section}.{f.name}')}: '{section}.{f.name}' must be a finite number")
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, float) and not math.isfinite(item):
+                    raise AttnseqError(f"{at(f'{section}.{f.name}')}: '{section}.{f.name}' must be a finite number")
     for key, (ok, allowed) in RANGES.items():
         section, name = key.split(".")
+        if not hasattr(getattr(cfg, section), name):  # a key of another task's section
+            continue
         value = getattr(getattr(cfg, section), name)
         if not ok(value):
             raise AttnseqError(f"{at(key)}: '{key}' must be {allowed} (got {value!r})")
+    metrics = VALID_METRICS[cfg.task]
+    if cfg.train.valid_metric and cfg.train.valid_metric not in metrics:
+        raise AttnseqError(
+            f"{at('train.valid_metric')}: 'train.valid_metric': {cfg.train.valid_metric!r} is not allowed with "
+            f"task {cfg.task}; choose one of {', '.join(metrics)}" + _suggest(cfg.train.valid_metric, list(metrics))
+        )
+    if cfg.task == "classify":
+        return _validate_classify(cfg, at)
     m = cfg.model
     if m.bidirectional and m.enc_hidden_size % 2:
         raise AttnseqError(
@@ -357,10 +461,36 @@ def validate(cfg: Config, source: str = "config", origins: dict[str, str] | None
     return cfg
 
 
-def config_from_dict(raw: dict[str, Any], source: str = "config", lines: dict | None = None) -> Config:
-    cfg = Config()
-    _apply(cfg, raw, source, lines or {})
+def _validate_classify(cfg: Config, at) -> Config:
+    d, m = cfg.data, cfg.model
+    if m.bidirectional and m.hidden_size % 2:
+        raise AttnseqError(
+            f"{at('model.hidden_size')}: 'model.hidden_size' = {m.hidden_size} must be even with a bidirectional "
+            "RNN (each direction gets half)"
+        )
+    if d.files and (d.train or d.valid or d.test):
+        raise AttnseqError(
+            f"{at('data.files', 'data.train')}: give either data.files (split by data.split) or "
+            "data.train / data.valid / data.test, not both"
+        )
+    if d.files:
+        if len(d.split) != 3 or any(share < 0 for share in d.split) or not 0.999 < sum(d.split) < 1.001:
+            raise AttnseqError(
+                f"{at('data.split')}: 'data.split' must be three shares (train, valid, test) that sum to 1, "
+                f"e.g. [0.8, 0.1, 0.1] (got {d.split})"
+            )
+        if min(d.split[:2]) <= 0:
+            raise AttnseqError(f"{at('data.split')}: 'data.split' needs a train and a valid share above 0")
+        if d.domains and len(d.domains) != len(d.files):
+            raise AttnseqError(
+                f"{at('data.domains')}: 'data.domains' names {len(d.domains)} domains for {len(d.files)} "
+                "data.files; give one name per file or none"
+            )
     return cfg
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config", lines: dict | None = None) -> Config:
+    return _apply(Config(), raw, source, lines or {})
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -386,11 +516,11 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         if not isinstance(raw, dict):
             raise AttnseqError(f"{path}: expected sections data / model / train / decode at top level")
         lines = _key_lines(node)
-        _apply(cfg, raw, str(path), lines)
+        cfg = _apply(cfg, raw, str(path), lines)
         origins.update({key: f"{path}:{line}" for key, line in lines.items()})
     if overrides:
         dotted = dict(parse_override(o) for o in overrides)
-        _apply(cfg, _nest(dotted, "--set"), "--set", {})
+        cfg = _apply(cfg, _nest(dotted, "--set"), "--set", {})
         origins.update({key: "--set" for key in dotted})
     return validate(cfg, str(path) if path else "config", origins)
 

@@ -107,6 +107,10 @@ class Batch:
     tgt_lengths: torch.Tensor  # (B,) target lengths including </s>
     n_tgt_tokens: int  # tokens the loss is averaged over
 
+    @property
+    def units(self) -> int:
+        return self.n_tgt_tokens
+
     def to(self, device: torch.device | str) -> Batch:
         """The tensors the model reads, on `device` (src_lengths stay on the CPU for packing)."""
         return dataclasses.replace(

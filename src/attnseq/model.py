@@ -9,21 +9,31 @@ import torch
 from torch import Tensor, nn
 
 from attnseq.config import ModelConfig
+from attnseq.data import Batch
 from attnseq.errors import AttnseqError
 from attnseq.loss import cross_entropy_sum
 from attnseq.modules.attention import build_attention
 from attnseq.modules.decoder import DECODERS, DecoderState, RNNDecoder
 from attnseq.modules.encoder import Memory, RNNEncoder
 from attnseq.modules.frozen import pack_linears
+from attnseq.runtime import autocast, resolve_device  # noqa: F401  (their home is runtime)
+from attnseq.tasks.base import LossOutput
 
 
 class Seq2Seq(nn.Module):
-    """encode() once per sentence, then init_state() and step() (search) or forward() (training)."""
+    """forward(batch) -> LossOutput for training; encode() once per sentence, then init_state()
+    and step() for search; logits() for teacher-forced outputs.
 
-    def __init__(self, encoder: RNNEncoder, decoder: RNNDecoder) -> None:
+    `label_smoothing` and `teacher_forcing` apply in training mode only (the task sets them from
+    train.*); in eval mode forward() is the plain teacher-forced cross-entropy."""
+
+    def __init__(self, encoder: RNNEncoder, decoder: RNNDecoder, *, pad_id: int = 0) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
+        self.pad_id = pad_id
+        self.label_smoothing = 0.0
+        self.teacher_forcing = 1.0
         self.attention_dtype: torch.dtype | None = None  # a decoding copy: hold the attention's memory in this
 
     def tied_keys(self) -> list[str]:
@@ -56,7 +66,16 @@ class Seq2Seq(nn.Module):
         """prev_tokens (B,) -> logits (B, V), new state, attention weights (B, S) or None."""
         return self.decoder.step(prev_tokens, state, memory)
 
-    def forward(
+    def forward(self, batch: Batch) -> LossOutput:
+        """The summed cross-entropy of a batch (`data.Batch`) over its target tokens."""
+        smoothing, forcing = (self.label_smoothing, self.teacher_forcing) if self.training else (0.0, 1.0)
+        loss_sum = self.loss(
+            batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out, pad_id=self.pad_id,
+            label_smoothing=smoothing, teacher_forcing=forcing,
+        )  # fmt: skip
+        return LossOutput(loss_sum, batch.n_tgt_tokens)
+
+    def logits(
         self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, *, teacher_forcing: float = 1.0
     ) -> tuple[Tensor, Tensor | None]:
         """Logits (B, T, V) and attention (B, T, S) for a batch.
@@ -93,7 +112,7 @@ class Seq2Seq(nn.Module):
             memory = self.encode(src, src_lengths)
             features, _ = self.decoder.features(tgt_in, self.decoder.init_state(memory), memory)
             return self.decoder.loss(features[keep], tgt_out[keep], label_smoothing)
-        logits, _ = self(src, src_lengths, tgt_in, teacher_forcing=teacher_forcing)
+        logits, _ = self.logits(src, src_lengths, tgt_in, teacher_forcing=teacher_forcing)
         return cross_entropy_sum(logits[keep], tgt_out[keep], label_smoothing)
 
 
@@ -135,7 +154,7 @@ def build_model(cfg: ModelConfig, *, src_vocab_size: int, tgt_vocab_size: int, p
         decoder = DECODERS[cfg.decoder](tgt_vocab_size, attention=attention, **extra, **common)
     if cfg.tie_embeddings:  # Press & Wolf 2017: one matrix embeds target tokens and scores them
         decoder.W_y.weight = decoder.embedding.weight
-    model = Seq2Seq(encoder, decoder)
+    model = Seq2Seq(encoder, decoder, pad_id=pad_id)
     if cfg.param_init > 0:  # every weight uniform in [-x, x]; padding embeddings stay zero
         with torch.no_grad():
             for p in model.parameters():
@@ -143,22 +162,6 @@ def build_model(cfg: ModelConfig, *, src_vocab_size: int, tgt_vocab_size: int, p
             for emb in (encoder.embedding, decoder.embedding):
                 emb.weight[emb.padding_idx].zero_()
     return model
-
-
-def resolve_device(name: str) -> torch.device:
-    """A torch device from a user's string, or an AttnseqError saying what to use instead."""
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise AttnseqError(f"device {name!r} asked for, but no CUDA GPU is visible; use cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise AttnseqError(f"{name!r} is not a device; use cpu or cuda") from None
-
-
-def autocast(device: torch.device, precision: str):
-    """The autocast context for a config's precision: bf16 runs matrix products and RNNs in
-    bfloat16 with fp32 weights; fp32 changes nothing."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def decoding_copy(model: Seq2Seq, dtype: torch.dtype = torch.bfloat16) -> Seq2Seq:
@@ -176,7 +179,3 @@ def decoding_copy(model: Seq2Seq, dtype: torch.dtype = torch.bfloat16) -> Seq2Se
     fast.attention_dtype = torch.promote_types(dtype, torch.float32)
     pack_linears(fast)
     return fast
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

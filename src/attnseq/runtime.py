@@ -204,3 +204,25 @@ def resolve_precision(requested: str, *, stage: str, device: str = "cpu", where:
         lacks = "int8 decoding runs on the CPU only" if caps.device == "cuda" else "no quantized engine runs here"
         raise AttnseqError(f"{setting} int8: {lacks}; use auto or fp32")
     return requested
+
+
+def resolve_device(name: str):
+    """A torch device from a user's string, or an AttnseqError saying what to use instead."""
+    import torch
+
+    from attnseq.errors import AttnseqError
+
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise AttnseqError(f"device {name!r} asked for, but no CUDA GPU is visible; use cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise AttnseqError(f"{name!r} is not a device; use cpu or cuda") from None
+
+
+def autocast(device, precision: str):
+    """The autocast context for a config's precision: bf16 runs matrix products and RNNs in
+    bfloat16 with fp32 weights; fp32 changes nothing."""
+    import torch
+
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")

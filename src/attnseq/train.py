@@ -1,5 +1,9 @@
-"""Training: teacher forcing, masked cross-entropy, Adam, clipping, LR on plateau, validation every
-epoch, early stopping, best and last models, exact resume, a JSONL metrics log.
+"""Training, for any task: Adam on `forward(batch)`'s loss per unit, clipping, LR on plateau,
+validation every epoch, early stopping, an optional weight average, best and last models, exact
+resume, a JSONL metrics log, budgets in epochs, steps and minutes.
+
+The trainer knows no vocabularies, metrics or decoding: the `Task` reads the data, builds the model,
+and names and computes the validation metrics (`attnseq.tasks.base`).
 
 Run directory layout:
   OUT/best/      model directory of the best validation score
@@ -24,67 +28,22 @@ from tqdm import tqdm
 
 from attnseq import runtime
 from attnseq.checkpoint import (
-    load_model_dir,
+    load_config_json,
     load_trainer_state,
-    load_vocabs,
+    load_weights,
     recover_interrupted_swap,
     replace_dir,
     save_model_dir,
 )
 from attnseq.config import Config
-from attnseq.data import Batch, PairDataset, read_pairs, tokenize_pairs
 from attnseq.errors import AttnseqError
 from attnseq.metrics import perplexity
-from attnseq.model import Seq2Seq, autocast, build_model, count_parameters, resolve_device
-from attnseq.tokenize import Tokenizer, fit_tokenizers, load_tokenizers
-from attnseq.translate import Translator
-from attnseq.vocab import Vocab
-
-HIGHER_IS_BETTER = {"exact_match": True, "bleu": True, "loss": False}
+from attnseq.runtime import autocast, resolve_device
+from attnseq.tasks.base import Task, TaskData, get_task
 
 
-@dataclass
-class Data:
-    train: PairDataset
-    valid: PairDataset
-    src_vocab: Vocab
-    tgt_vocab: Vocab
-    tokenizers: tuple[Tokenizer, Tokenizer]
-
-
-def load_data(cfg: Config, *, saved: Path | None = None) -> Data:
-    """Read and encode train / valid. Tokenizers and vocabularies come from the model directory
-    `saved` (resume), else they are built from the training pairs."""
-    d = cfg.data
-    raw_train = read_pairs(d.train, d, key="data.train")
-    raw_valid = read_pairs(d.valid, d, key="data.valid")
-    if saved is not None:
-        tokenizers = load_tokenizers(d, saved)
-    else:
-        tokenizers = fit_tokenizers(d, [s for s, _ in raw_train], [t for _, t in raw_train])
-    train_pairs = tokenize_pairs(raw_train, *tokenizers)
-    valid_pairs = tokenize_pairs(raw_valid, *tokenizers)
-    if saved is not None:
-        vocabs = load_vocabs(saved)
-    else:
-        vocabs = tuple(
-            Vocab.build(
-                (p[side] for p in train_pairs), min_freq=d.min_freq, max_size=d.max_vocab, source=d.train + suffix
-            )  # fmt: skip
-            for side, suffix in ((2, d.src_suffix), (3, d.tgt_suffix))
-        )
-    src_vocab, tgt_vocab = vocabs
-    datasets = []
-    for path, pairs in ((d.train, train_pairs), (d.valid, valid_pairs)):
-        dataset = PairDataset(pairs, src_vocab=src_vocab, tgt_vocab=tgt_vocab, max_src_len=d.max_src_len,
-                              max_tgt_len=d.max_tgt_len)  # fmt: skip
-        if not len(dataset):
-            raise AttnseqError(
-                f"{path}: no usable pair: every pair is longer than data.max_src_len / data.max_tgt_len or "
-                "tokenizes to nothing on one side; raise the limits or check the file"
-            )
-        datasets.append(dataset)
-    return Data(*datasets, src_vocab, tgt_vocab, tokenizers)
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
 
 
 def bias_corrected_ema(decay: float):
@@ -114,7 +73,7 @@ class Progress:
     best_saved: float | None = None  # score of the model in best/ (budget stops in mid-epoch count too)
     bad_validations: int = 0  # end-of-epoch validations since `best` improved
     train_seconds: float = 0.0  # time spent in training steps, over all runs
-    tgt_tokens: int = 0  # target tokens trained on, over all runs
+    tgt_tokens: int = 0  # loss units (LossOutput.units: target tokens, sentences) trained on, over all runs
     early_stopped: bool = False
     snapshot_taken: bool = False  # train.snapshot_minutes reached and best_at_<N>min written
 
@@ -153,7 +112,7 @@ class ProgressLine:
         if t.max_minutes:
             left = min(left, max(60 * t.max_minutes - p.train_seconds, 0.0))
         self.bar.set_description_str(
-            f"epoch {p.epoch + 1}  loss {self.loss:.3f}  {self.tokens / elapsed:,.0f} tok/s  "
+            f"epoch {p.epoch + 1}  loss {self.loss:.3f}  {self.tokens / elapsed:,.0f} {self.trainer.task.unit}/s  "
             f"{tqdm.format_interval(left)} left, validation aside",
             refresh=False,
         )
@@ -178,8 +137,13 @@ class FitResult:
 class Trainer:
     """Train a model described by a config into a run directory."""
 
-    def __init__(self, cfg: Config, out_dir: str | Path, *, resume: bool = False, progress_bar: bool | None = None):
+    def __init__(
+        self, cfg: Config, out_dir: str | Path, *, resume: bool = False, progress_bar: bool | None = None,
+        task: Task | None = None,
+    ):  # fmt: skip
         self.cfg, self.out = cfg, Path(out_dir)
+        self.task = task or get_task(cfg.task)
+        self.valid_metric = cfg.valid_metric
         self.progress_bar = progress_bar
         self.on_validate = None  # optional callback(record) with each validation's metrics.jsonl record
         self._line: ProgressLine | None = None  # the progress line while fit runs
@@ -201,31 +165,31 @@ class Trainer:
             recover_interrupted_swap(last)
             if not (last / "trainer_state.pt").is_file():
                 raise AttnseqError(f"{self.out}: nothing to resume (no last/trainer_state.pt); drop --resume")
-            model, saved_cfg, _, _ = load_model_dir(last)
-            if saved_cfg.model != cfg.model or saved_cfg.data != cfg.data:
+            saved_cfg = load_config_json(last / "config.json")
+            if saved_cfg.task != cfg.task or saved_cfg.model != cfg.model or saved_cfg.data != cfg.data:
                 raise AttnseqError(
                     f"{self.out}: the config's data / model sections differ from the run being resumed; "
                     "give the same config and --set overrides (only train.* and decode.* may change on --resume)"
                 )
-            if saved_cfg.train.valid_metric != t.valid_metric:
+            if saved_cfg.valid_metric != self.valid_metric:
                 raise AttnseqError(
-                    f"{self.out}: the run selects models by train.valid_metric = {saved_cfg.train.valid_metric}; "
+                    f"{self.out}: the run selects models by train.valid_metric = {saved_cfg.valid_metric}; "
                     "it cannot change on --resume (start a new run to use another)"
                 )
-            self.data = load_data(cfg, saved=last)
-            self.model = model.to(self.device).train()
+            self.data: TaskData = self.task.data(cfg, saved=last)
+            self.model = self.task.build_model(cfg, self.data.assets)
+            load_weights(self.model, last)
+            self.model.to(self.device).train()
         else:
             if any((self.out / name).exists() for name in ("last", "best", "last.old", "metrics.jsonl")):
                 raise AttnseqError(
                     f"{self.out}: already holds a training run; pass --resume to continue it or choose another --out"
                 )
-            self.data = load_data(cfg)
+            self.data = self.task.data(cfg)
             torch.manual_seed(t.seed)
-            self.model: Seq2Seq = build_model(
-                cfg.model, src_vocab_size=len(self.data.src_vocab), tgt_vocab_size=len(self.data.tgt_vocab)
-            ).to(self.device)
+            self.model = self.task.build_model(cfg, self.data.assets).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, fused=True)
-        mode = "max" if HIGHER_IS_BETTER[t.valid_metric] else "min"
+        mode = "max" if self.task.higher_is_better(self.valid_metric) else "min"
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode=mode, factor=t.lr_factor, patience=t.lr_patience, min_lr=t.min_lr
         )
@@ -233,17 +197,13 @@ class Trainer:
         self.ema = None
         if t.ema_decay:
             self.ema = AveragedModel(self.model, multi_avg_fn=bias_corrected_ema(t.ema_decay)).eval()
-        self.eval_model: Seq2Seq = self.ema.module if self.ema is not None else self.model
+        self.eval_model: nn.Module = self.ema.module if self.ema is not None else self.model
         self.progress = Progress()
         if resume:
             self._restore(load_trainer_state(last))
             self.saved_step = self.progress.step
         else:
             torch.manual_seed(t.seed)  # the same stream whether or not the model was built
-        self.translator = Translator(
-            self.eval_model, cfg, self.data.src_vocab, self.data.tgt_vocab, device=str(self.device),
-            tokenizers=self.data.tokenizers,
-        )  # fmt: skip
         if self.out.exists() and not self.out.is_dir():
             raise AttnseqError(f"{self.out}: is a file, not a directory; choose another --out")
         self.created_out = not self.out.exists()
@@ -283,9 +243,7 @@ class Trainer:
             self.out / name,
             model=self.model if with_state else self.eval_model,
             config=self.cfg,
-            src_vocab=self.data.src_vocab,
-            tgt_vocab=self.data.tgt_vocab,
-            tokenizers=self.data.tokenizers,
+            assets=self.data.assets,
             trainer_state=self._state() if with_state else None,
             resolved=self.resolved(),
         )
@@ -316,16 +274,13 @@ class Trainer:
             self._pending_log.clear()
 
     # ------------------------------------------------------------------------------ steps
-    def train_step(self, batch: Batch) -> float:
-        """One update; returns the mean loss per target token."""
+    def train_step(self, batch) -> float:
+        """One update; returns the mean loss per unit (LossOutput.units)."""
         t = self.cfg.train
         batch = batch.to(self.device)
         with autocast(self.device, self.precision):
-            loss_sum = self.model.loss(
-                batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out, pad_id=self.data.tgt_vocab.pad_id,
-                label_smoothing=t.label_smoothing, teacher_forcing=t.teacher_forcing,
-            )  # fmt: skip
-        loss = loss_sum / batch.n_tgt_tokens
+            out = self.model(batch)
+        loss = out.loss_sum / out.units
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if t.clip > 0:
@@ -337,31 +292,23 @@ class Trainer:
 
     @torch.inference_mode()
     def validate(self) -> dict:
-        """Teacher-forced loss / perplexity on all of valid; greedy exact match and BLEU."""
+        """The loss per unit (and its perplexity) on all of valid, then the task's metrics."""
         model = self.eval_model
         model.eval()
         valid = self.data.valid
-        total, n_tokens = 0.0, 0
+        total, units = 0.0, 0
         for index in valid.batch_indices(self.cfg.decode.batch_size):
-            batch = valid.collate(index).to(self.device)
             with autocast(self.device, self.precision):
-                pad_id = self.data.tgt_vocab.pad_id
-                total += float(model.loss(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out, pad_id=pad_id))
-            n_tokens += batch.n_tgt_tokens
-        limit = self.cfg.train.valid_max_sentences or len(valid)
-        self.translator.weights_changed()  # fused Adam updates weights without moving their version counters
-        scores = self.translator.score(valid.src_text[:limit], valid.tgt_text[:limit], beam_size=1)  # greedy
+                out = model(valid.collate(index).to(self.device))
+            total += float(out.loss_sum)
+            units += out.units
+        loss = total / max(units, 1)
+        metrics = {"loss": loss, "ppl": perplexity(loss)}
+        metrics.update(self.task.validate(model, self.data, self.cfg, device=str(self.device)))
         self.model.train()
         if self.ema is not None:
             model.eval()
-        loss = total / max(n_tokens, 1)
-        return {
-            "loss": loss,
-            "ppl": perplexity(loss),
-            "exact_match": scores["exact_match"],
-            "bleu": scores["bleu"],
-            "chrf": scores["chrf"],
-        }
+        return metrics
 
     # ------------------------------------------------------------------------------ loop
     def _budget_spent(self) -> str:
@@ -376,7 +323,7 @@ class Trainer:
         return ""
 
     def _better(self, score: float, than: float | None) -> bool:
-        higher = HIGHER_IS_BETTER[self.cfg.train.valid_metric]
+        higher = self.task.higher_is_better(self.valid_metric)
         return than is None or (score > than if higher else score < than)
 
     def _validate_and_save(self, result: FitResult, *, end_of_epoch: bool) -> None:
@@ -389,7 +336,7 @@ class Trainer:
         if self._line is not None:
             self._line.clear()  # the progress line gives way to what validation prints
         metrics = self.validate()
-        score = metrics[t.valid_metric]
+        score = metrics[self.valid_metric]
         if end_of_epoch:
             improved = self._better(score, p.best)
             p.best = score if improved else p.best
@@ -483,10 +430,10 @@ class Trainer:
                 p.batch_in_epoch += 1
                 p.step += 1
                 steps_since_validation += 1
-                p.tgt_tokens += batch.n_tgt_tokens
-                window_loss += loss * batch.n_tgt_tokens
-                window_tokens += batch.n_tgt_tokens
-                self._line.update(loss, batch.n_tgt_tokens)
+                p.tgt_tokens += batch.units
+                window_loss += loss * batch.units
+                window_tokens += batch.units
+                self._line.update(loss, batch.units)
                 if t.log_every and p.step % t.log_every == 0:
                     elapsed = time.perf_counter() - window_start
                     self._log(

@@ -4,34 +4,35 @@ validation and anything that serves a model."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from attnseq import runtime
-from attnseq.checkpoint import load_translation_parts
 from attnseq.config import Config
 from attnseq.data import collate_source, encode_source
 from attnseq.decoding import beam_search, greedy_search
+from attnseq.errors import AttnseqError
 from attnseq.metrics import score_translations
 from attnseq.model import Seq2Seq, decoding_copy
 from attnseq.modules.frozen import Int8Linear
+from attnseq.tasks.base import Prediction
 from attnseq.tokenize import Tokenizer, build_tokenizers
 from attnseq.vocab import EOS, Vocab
 
 
-@dataclass
-class Translation:
-    source: str
-    text: str  # detokenized output
-    src_tokens: list[str]  # what the model read, ending with </s>
-    tokens: list[str]  # what it wrote, ending with </s> when it finished
-    score: float  # sum of log-probabilities
-    attention: np.ndarray | None  # (len(tokens), len(src_tokens)); rows sum to 1
-    rank_score: float | None = None  # beam search: the score after the length penalty
-    n_best: list[Translation] = field(default_factory=list)  # beam search: all returned hypotheses, best first
+class Translation(Prediction):
+    """A `Prediction` of a seq2seq model, with the names translation code reads: `source` (input),
+    `text` (output, detokenized), `src_tokens` (what the model read, ending with </s>), `tokens`
+    (what it wrote, ending with </s> when it finished), `n_best` (alternatives: all returned
+    hypotheses, best first); attention is (len(tokens), len(src_tokens)), rows sum to 1."""
+
+    source = property(lambda self: self.input)
+    text = property(lambda self: self.output)
+    src_tokens = property(lambda self: self.input_tokens)
+    tokens = property(lambda self: self.output_tokens)
+    n_best = property(lambda self: self.alternatives)
 
 
 class Translator:
@@ -55,13 +56,21 @@ class Translator:
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
         self.device = torch.device(device)
         self.src_tok, self.tgt_tok = tokenizers or build_tokenizers(config.data)
-        self._copy: tuple[tuple, Seq2Seq] | None = None  # (precision and weight versions, decoding copy)
+        self._copies: dict[str, Seq2Seq] = {}  # decode precision -> decoding copy of the model's weights
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: str = "cpu") -> Translator:
         """Load a model directory (or a training run directory, taking its best model)."""
-        model, config, src_vocab, tgt_vocab, tokenizers = load_translation_parts(path, device=device)
-        return cls(model, config, src_vocab, tgt_vocab, device=device, tokenizers=tokenizers)
+        from attnseq.checkpoint import load
+
+        translator = load(path, device=device)
+        if not isinstance(translator, cls):
+            raise AttnseqError(f"{path}: holds a {translator.config.task} model, not a translation model")
+        return translator
+
+    def predict(self, inputs: list[str], **search) -> list[Prediction]:
+        """The `Predictor` face of `translate`."""
+        return self.translate(inputs, **search)
 
     def normalize_reference(self, text: str) -> str:
         """A reference as scored: lowercased when the model is trained lowercased, runs of
@@ -106,7 +115,7 @@ class Translator:
             if not toks:
                 empty = Translation(sentences[i], "", [EOS], [], 0.0, None if not self.model.has_attention else
                                     np.zeros((0, 1), dtype=np.float32), rank_score=0.0)  # fmt: skip
-                empty.n_best = [empty]
+                empty.alternatives = [empty]
                 results[i] = empty
         order = sorted((i for i in range(len(sentences)) if results[i] is None), key=lambda i: len(src_ids[i]))
         model = self._decoding_model()  # a copy in eval mode: the model's own mode is left alone
@@ -115,12 +124,13 @@ class Translator:
             for i, hyps in zip(index, self._search(model, index, src_ids, beam_size, n_best)):
                 shown = [self._translation(sentences[i], src_tokens[i], *h) for h in hyps]
                 results[i] = shown[0]
-                shown[0].n_best = shown
+                shown[0].alternatives = shown
         return results  # type: ignore[return-value]
 
-    def weights_changed(self) -> None:
-        """Drop the decoding copy: the next search copies the model's current weights."""
-        self._copy = None
+    def refresh(self) -> None:
+        """Drop the decoding copies: the next search copies the model's current weights (call it
+        after changing the model's weights; a predictor that training validates is built anew)."""
+        self._copies.clear()
 
     @property
     def precision(self) -> str:
@@ -133,19 +143,16 @@ class Translator:
         """The model search runs: a `decoding_copy` of the model in float32 (decode.precision fp32)
         or bfloat16 (bf16), and for int8 with its output layer W_y dynamically quantized
         (`Int8Linear`; CPU only) and the rest in bfloat16 where this CPU runs it natively, else in
-        float32. A copy is kept until a weight of the model changes: most in-place
-        updates (loading, EMA, most optimizers) move a tensor's version counter; code that changes
-        weights without moving it (torch's fused Adam) calls `weights_changed`. Search takes
+        float32. The copy of each precision is made once and kept until `refresh`. Search takes
         log-probabilities and scores in float32 either way."""
         precision = self.precision
-        weights = (precision, *((id(p), p._version) for p in self.model.parameters()))
-        if self._copy is None or self._copy[0] != weights:
+        if precision not in self._copies:
             low = precision == "bf16" or (precision == "int8" and runtime.capabilities(str(self.device)).bf16)
             model = decoding_copy(self.model, torch.bfloat16 if low else torch.float32)
             if precision == "int8":
                 model.decoder.W_y = Int8Linear(self.model.decoder.W_y)
-            self._copy = (weights, model)
-        return self._copy[1]
+            self._copies[precision] = model
+        return self._copies[precision]
 
     def _search(self, model: Seq2Seq, index: list[int], src_ids, beam_size: int, n_best: int):
         """For each sentence of the batch: a list of (ids, score, rank_score, attention (T, S) or None)."""
@@ -185,10 +192,10 @@ class Translator:
         shown = out_tokens + ([EOS] if finished else [])
         n_src = len(src_tokens) + 1
         return Translation(
-            source=source,
-            text=self.tgt_tok.detokenize(out_tokens),
-            src_tokens=[*src_tokens, EOS],
-            tokens=shown,
+            input=source,
+            output=self.tgt_tok.detokenize(out_tokens),
+            input_tokens=[*src_tokens, EOS],
+            output_tokens=shown,
             score=score,
             attention=None if attention is None else attention[: len(shown), :n_src],
             rank_score=rank_score,

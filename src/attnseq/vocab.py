@@ -70,8 +70,12 @@ class Vocab:
             out.append(self.itos[i])
         return out
 
+    def to_bytes(self) -> bytes:
+        """The vocabulary file's content: a JSON list of the tokens in id order."""
+        return (json.dumps(self.itos, ensure_ascii=False, indent=0) + "\n").encode("utf-8")
+
     def save(self, path: Path) -> None:
-        atomic_write_text(path, json.dumps(self.itos, ensure_ascii=False, indent=0) + "\n")
+        atomic_write_text(path, self.to_bytes().decode("utf-8"))
 
     @classmethod
     def load(cls, path: Path) -> Vocab:
