@@ -154,6 +154,11 @@ def load_trainer_state(directory: Path) -> dict:
         raise AttnseqError(f"{path}: unreadable ({msg}); the run cannot resume, start a new one") from None
 
 
+def model_task(path: str | Path) -> str:
+    """The task a model directory (or a run's best model) was trained for."""
+    return load_config_json(resolve_model_dir(path) / CONFIG).task
+
+
 def load(path: str | Path, *, device: str = "cpu"):
     """The predictor of a model directory (or of a training run directory's best model): a
     `Translator` for translation, a `Classifier` for classification, ... through its task."""

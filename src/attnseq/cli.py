@@ -1,4 +1,4 @@
-"""The `attnseq` command: train | translate | evaluate | ablate | plot | demo | dates."""
+"""The `attnseq` command: train | translate | classify | evaluate | ablate | plot | demo | dates."""
 
 from __future__ import annotations
 
@@ -99,6 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search(p)
     p.add_argument("--n-best", type=int, help="hypotheses per sentence (plain output: 'LINE ||| TEXT ||| SCORE')")
 
+    p = sub.add_parser("classify", help="classify lines from stdin or --input: LABEL<TAB>PROBABILITY per line")
+    p.add_argument("--model", required=True, help="model directory or training run directory of a classifier")
+    p.add_argument("--input", help="file with one text per line, plain or .gz (default: stdin)")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per line: label, probability of each class, tokens, pooling weights")  # fmt: skip
+    p.add_argument("--explain", action="store_true", help="also show each token with its pooling weight")
+    p.add_argument("--color", choices=["auto", "always", "never"], default="auto",
+                   help="--explain: shade tokens by weight (auto: on a terminal)")  # fmt: skip
+    p.add_argument("--batch-size", type=int, help="texts classified together")
+    p.add_argument("--device", default="cpu")
+
     p = sub.add_parser("evaluate", help="score a model on a TSV file or on --src / --ref files")
     p.add_argument("--model", required=True)
     p.add_argument("--data", help="TSV file (source TAB reference)")
@@ -140,7 +151,41 @@ def cmd_train(args) -> int:
     cfg = load_config(args.config, args.overrides)
     trainer = Trainer(cfg, args.out, resume=args.resume)
     _train_and_report(trainer)
+    if cfg.task == "classify":
+        _classifier_held_out(trainer.out)
     return 0
+
+
+def _classifier_held_out(run: Path) -> None:
+    """After training a classifier: its test-split figures beside the TF-IDF + logistic regression
+    baseline fitted on the same split, printed and kept in RUN/test_report.json."""
+    import attnseq
+    from attnseq.fileio import atomic_write_text
+    from attnseq.tasks.classify import held_out_report
+
+    classifier = attnseq.load(run)
+    if not classifier.config.data.test and not (classifier.config.data.files and classifier.config.data.split[2] > 0):
+        return
+    report = held_out_report(classifier, classifier.config)
+    atomic_write_text(Path(run) / "test_report.json", json.dumps(report, indent=1) + "\n")
+    for line in _classifier_lines(report, classifier.config.model.pooling):
+        print(line)
+
+
+def _classifier_lines(report: dict, pooling: str) -> list[str]:
+    base = report["baseline"]
+
+    def row(name: str, r: dict, b: dict) -> str:
+        return (f"  {name:<10} {r['n']:>6}  {100 * r['accuracy']:6.1f}%  {100 * r['macro_f1']:6.1f}   "
+                f"{100 * b['accuracy']:6.1f}%  {100 * b['macro_f1']:6.1f}")  # fmt: skip
+
+    lines = [f"held-out: {pooling}-pooling classifier | TF-IDF + logistic regression (C={base['C']:g}, "
+             f"{base['features']}, same split)",
+             f"  {'':<10} {'texts':>6}  {'acc':>7}  {'mF1':>6}   {'acc':>7}  {'mF1':>6}",
+             row("all", report, base)]  # fmt: skip
+    for domain, r in report.get("domains", {}).items():
+        lines.append(row(domain, r, base["domains"][domain]))
+    return lines
 
 
 def _train_and_report(trainer) -> None:
@@ -190,7 +235,7 @@ def _train_and_report(trainer) -> None:
 def _validation_summary(task: str, r: dict) -> str:
     if task == "translate":
         return f"ppl {r['ppl']:.2f}  exact {r['exact_match']:.1f}%  BLEU {r['bleu']:.1f}"
-    return f"accuracy {r['accuracy']:.1f}%  macro-F1 {r['macro_f1']:.1f}"
+    return f"accuracy {100 * r['accuracy']:.1f}%  macro-F1 {100 * r['macro_f1']:.1f}"
 
 
 def _read_sentences(path: str | None) -> list[str]:
@@ -216,6 +261,10 @@ def cmd_translate(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from attnseq.checkpoint import model_task
+
+    if model_task(args.model) == "classify":
+        return _evaluate_classifier(args)
     from attnseq.data import read_parallel, read_tsv
     from attnseq.fileio import atomic_write_text
 
@@ -247,6 +296,70 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _evaluate_classifier(args) -> int:
+    from attnseq.tasks.classify import Classifier, held_out_report, read_labelled
+
+    if args.src or args.ref:
+        raise AttnseqError(
+            "evaluate: a classifier is scored on --data FILE (TEXT<TAB>LABEL) or its config's test split"
+        )
+    classifier = Classifier.from_pretrained(args.model, device=args.device)
+    examples = read_labelled(args.data, classifier.config.data) if args.data else None
+    report = held_out_report(classifier, classifier.config, examples=examples)
+    if args.output:
+        from attnseq.fileio import atomic_write_text
+
+        texts = [ex.text for ex in examples] if examples else None
+        if texts is None:
+            from attnseq.tasks.classify import split_examples
+
+            texts = [ex.text for ex in split_examples(classifier.config.data)["test"]]
+        atomic_write_text(Path(args.output), "".join(p.output + "\n" for p in classifier.predict(texts)))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print("\n".join(_classifier_lines(report, classifier.config.model.pooling)))
+    return 0
+
+
+def cmd_classify(args) -> int:
+    from attnseq.tasks.classify import Classifier
+
+    classifier = Classifier.from_pretrained(args.model, device=args.device)
+    texts = _read_sentences(args.input)
+    colour = args.explain and (args.color == "always" or (args.color == "auto" and sys.stdout.isatty()))
+    for p in classifier.predict(texts, batch_size=args.batch_size):
+        if not p.input_tokens and not args.json:
+            print()  # an empty line in, an empty line out: output stays line-aligned
+        elif args.json:
+            record = p.to_dict()
+            record["probabilities"] = {a.output: round(a.score, 6) for a in p.alternatives}
+            record.pop("alternatives", None)
+            print(json.dumps(record, ensure_ascii=False))
+        elif args.explain:
+            print(f"{p.output}\t{p.score:.4f}\t{_explain(p, colour=colour)}")
+        else:
+            print(f"{p.output}\t{p.score:.4f}")
+    return 0
+
+
+def _explain(p, *, colour: bool) -> str:
+    """The tokens with their pooling weights: on a terminal each token's background is shaded by
+    its weight (relative to the text's largest), else `token(0.12)`."""
+    if p.attention is None:
+        return " ".join(p.input_tokens) + "  (this pooling has no weights)"
+    weights = p.attention[0]
+    if not colour:
+        return " ".join(f"{t}({w:.2f})" for t, w in zip(p.input_tokens, weights))
+    top = max(float(weights.max()), 1e-9)
+    shades = (236, 238, 240, 94, 130, 166, 202, 208, 214, 220)  # grey (little weight) -> amber (most)
+    cells = []
+    for t, w in zip(p.input_tokens, weights):
+        shade = shades[min(int(w / top * len(shades)), len(shades) - 1)]
+        cells.append(f"\x1b[48;5;{shade}m\x1b[38;5;231m{t}\x1b[0m")
+    return " ".join(cells)
+
+
 def cmd_ablate(args) -> int:
     from attnseq.ablate import ablate
 
@@ -259,8 +372,23 @@ def cmd_ablate(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from attnseq.plotting import plot_attention
+    from attnseq.checkpoint import model_task
+    from attnseq.plotting import plot_attention, plot_pooling
     from attnseq.translate import Translator
+
+    if model_task(args.model) == "classify":
+        from attnseq.tasks.classify import Classifier
+
+        classifier = Classifier.from_pretrained(args.model)
+        p = classifier.predict([args.sentence])[0]
+        if p.attention is None:
+            raise AttnseqError(
+                f"{args.model}: model.pooling = {classifier.config.model.pooling} has no weights to plot; "
+                "train with model.pooling: attention (or mean)"
+            )
+        path = plot_pooling(p.attention, p.input_tokens, args.out, title=f"{p.output} ({p.score:.2f}): {args.sentence}")
+        print(f"{p.output}\t{p.score:.4f}\nwrote {path}")
+        return 0
 
     translator = Translator.from_pretrained(args.model)
     if not translator.model.has_attention:
@@ -348,6 +476,7 @@ def _replacing_demo_run(out: Path, make_trainer):
 COMMANDS = {
     "train": cmd_train,
     "translate": cmd_translate,
+    "classify": cmd_classify,
     "evaluate": cmd_evaluate,
     "ablate": cmd_ablate,
     "plot": cmd_plot,

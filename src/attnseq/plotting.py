@@ -23,6 +23,24 @@ def _save(fig, path: Path) -> Path:
     return Path(path)
 
 
+def plot_pooling(weights: np.ndarray, tokens: list[str], path: str | Path, *, title: str = "") -> Path:
+    """The 1 x S weights of attention pooling (SPEC 5.2) over a text's tokens, each cell labelled
+    with its weight; the colour scale runs to the largest weight of the text."""
+    weights = np.asarray(weights, dtype=float).reshape(1, -1)
+    cols = weights.shape[1]
+    fig, ax = plt.subplots(figsize=(max(3.0, 0.55 * cols + 1.5), 1.9))
+    im = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=max(float(weights.max()), 1e-9), aspect="auto")
+    ax.set_xticks(range(cols), labels=[t.replace("\u2581", "\u2423") for t in tokens[:cols]], rotation=60, ha="right")
+    ax.set_yticks([])
+    for j, w in enumerate(weights[0]):
+        ax.text(j, 0, f"{w:.2f}", ha="center", va="center", fontsize=7,
+                color="black" if w > 0.6 * weights.max() else "white")  # fmt: skip
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="weight")
+    return _save(fig, Path(path))
+
+
 def plot_attention(
     weights: np.ndarray, src_tokens: list[str], tgt_tokens: list[str], path: str | Path, *, title: str = ""
 ) -> Path:

@@ -9,6 +9,7 @@ and saved inside every model directory (`src.spm.model`, `tgt.spm.model`).
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
@@ -30,15 +31,19 @@ class Tokenizer(Protocol):
 
 
 class WordTokenizer:
-    """Splits on runs of whitespace; joins with one space."""
+    """Splits on runs of whitespace (and with `split_punctuation`, punctuation off words:
+    "great!" -> "great !"); joins with one space."""
 
     name = "word"
+    _PUNCT = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]")
 
-    def __init__(self, *, lowercase: bool = False) -> None:
+    def __init__(self, *, lowercase: bool = False, split_punctuation: bool = False) -> None:
         self.lowercase = lowercase
+        self.split_punctuation = split_punctuation
 
     def tokenize(self, text: str) -> list[str]:
-        return (text.lower() if self.lowercase else text).split()
+        text = text.lower() if self.lowercase else text
+        return self._PUNCT.findall(text) if self.split_punctuation else text.split()
 
     def detokenize(self, tokens: list[str]) -> str:
         return " ".join(tokens)
@@ -131,13 +136,17 @@ def read_spm_model(path: str | Path, key: str) -> bytes:
     return proto
 
 
-def build_tokenizer(name: str, *, lowercase: bool = False, model_proto: bytes | None = None) -> Tokenizer:
+def build_tokenizer(
+    name: str, *, lowercase: bool = False, model_proto: bytes | None = None, split_punctuation: bool = False
+) -> Tokenizer:
     if name == "spm":
         if model_proto is None:
             raise ValueError("a sentencepiece tokenizer needs its model")
         return SentencePieceTokenizer(model_proto, lowercase=lowercase)
     if name not in TOKENIZERS:
         raise ValueError(f"unknown tokenizer {name!r}; valid: {', '.join([*TOKENIZERS, 'spm'])}")
+    if name == "word":
+        return WordTokenizer(lowercase=lowercase, split_punctuation=split_punctuation)
     return TOKENIZERS[name](lowercase=lowercase)
 
 

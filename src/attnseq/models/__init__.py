@@ -1,0 +1,1 @@
+"""Models whose forward(batch) returns a LossOutput (the only training entry)."""

@@ -1,0 +1,376 @@
+"""Text classification with the notes' attention-pooling classifier (SPEC 5): labelled texts, a
+seeded split written in the config, accuracy and macro-F1 (per domain too), a TF-IDF + logistic
+regression baseline on the same split, and the `Classifier` predictor.
+
+Data: TSV lines TEXT TAB LABEL, or CSV with a header naming `data.text_column` / `data.label_column`.
+With `data.files`, each file is a domain, split train / valid / test by `data.split` under
+`data.split_seed`; otherwise `data.train` / `data.valid` / `data.test` are the splits.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from attnseq.config import Config
+from attnseq.data import pad, read_lines
+from attnseq.errors import AttnseqError
+from attnseq.fileio import read_text_file
+from attnseq.tasks.base import Prediction, Task, TaskData
+from attnseq.tokenize import Tokenizer, build_tokenizer, read_spm_model, train_sentencepiece
+from attnseq.vocab import Vocab
+
+VOCAB, LABELS, SPM = "vocab.json", "labels.json", "spm.model"
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class Example:
+    text: str
+    label: str
+    domain: str
+    where: str  # file:line, for messages
+
+
+# ------------------------------------------------------------------------------------ reading
+def read_labelled(path: str | Path, cfg, *, domain: str = "") -> list[Example]:
+    """Read one TSV (TEXT TAB LABEL) or CSV file of labelled texts; every error names file:line."""
+    path = Path(path)
+    domain = domain or path.stem
+    examples = []
+    if cfg.format == "csv":
+        lines = [line for _, line in read_lines(path)]  # UTF-8 checked line by line
+        reader = csv.DictReader(io.StringIO("\n".join(lines)))
+        missing = [c for c in (cfg.text_column, cfg.label_column) if c not in (reader.fieldnames or [])]
+        if missing:
+            raise AttnseqError(
+                f"{path}:1: no column {', '.join(map(repr, missing))} in the header "
+                f"({', '.join(reader.fieldnames or [])}); set data.text_column / data.label_column"
+            )
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            text, label = (row[cfg.text_column] or "").strip(), (row[cfg.label_column] or "").strip()
+            _check(text, label, where)
+            examples.append(Example(text, label, domain, where))
+    else:
+        for lineno, line in read_lines(path):
+            where = f"{path}:{lineno}"
+            if not line.strip():
+                continue  # a blank line (often the last) carries nothing
+            if "\t" not in line:
+                raise AttnseqError(f"{where}: no tab in the line; write TEXT<TAB>LABEL")
+            text, label = line.rsplit("\t", 1)
+            _check(text.strip(), label.strip(), where)
+            examples.append(Example(text.strip(), label.strip(), domain, where))
+    if not examples:
+        raise AttnseqError(f"{path}: no labelled text in the file")
+    return examples
+
+
+def _check(text: str, label: str, where: str) -> None:
+    if not text:
+        raise AttnseqError(f"{where}: the text is empty; fill it or drop the line")
+    if not label:
+        raise AttnseqError(f"{where}: the label is empty; every text needs a label")
+
+
+def split_examples(cfg) -> dict[str, list[Example]]:
+    """train / valid / test examples: each of data.files shuffled under data.split_seed and cut
+    by data.split (so every domain is split in the same shares), or the ready-made files."""
+    d = cfg
+    if not d.files:
+        if not d.train or not d.valid:
+            raise AttnseqError("data.files (split by data.split) or data.train and data.valid must be set")
+        return {name: read_labelled(getattr(d, name), d) if getattr(d, name) else [] for name in SPLITS}
+    out: dict[str, list[Example]] = {name: [] for name in SPLITS}
+    names = d.domains or [Path(f).stem for f in d.files]
+    for i, (path, domain) in enumerate(zip(d.files, names)):
+        examples = read_labelled(path, d, domain=domain)
+        order = list(range(len(examples)))
+        random.Random(f"{d.split_seed}:{i}").shuffle(order)
+        n_train = round(d.split[0] * len(order))
+        n_valid = round(d.split[1] * len(order))
+        cuts = {"train": order[:n_train], "valid": order[n_train : n_train + n_valid],
+                "test": order[n_train + n_valid :]}  # fmt: skip
+        for name, index in cuts.items():
+            out[name].extend(examples[j] for j in sorted(index))
+    return out
+
+
+# ------------------------------------------------------------------------------------ assets
+@dataclass
+class ClassifyAssets:
+    vocab: Vocab
+    labels: list[str]  # class id -> label as written in the data
+    tokenizer: Tokenizer
+
+    def files(self) -> dict[str, bytes]:
+        files = {VOCAB: self.vocab.to_bytes(), LABELS: (json.dumps(self.labels, ensure_ascii=False) + "\n").encode()}
+        if getattr(self.tokenizer, "model_proto", None) is not None:
+            files[SPM] = self.tokenizer.model_proto
+        return files
+
+    def describe(self) -> str:
+        return f"vocab {len(self.vocab):,}, {len(self.labels)} classes ({', '.join(self.labels)})"
+
+
+def sort_labels(labels) -> list[str]:
+    """Class order: numerically when every label is a number ("0" < "1" < "10"), else by text."""
+    labels = sorted(set(labels))
+    try:
+        return sorted(labels, key=float)
+    except ValueError:
+        return labels
+
+
+def make_tokenizer(cfg, proto: bytes | None = None) -> Tokenizer:
+    return build_tokenizer(cfg.tokenizer, lowercase=cfg.lowercase, model_proto=proto,
+                           split_punctuation=cfg.strip_punctuation)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------ dataset
+class LabelledDataset:
+    """Id-encoded texts and class ids; `collate` pads a batch on demand."""
+
+    def __init__(self, examples: list[Example], assets: ClassifyAssets, *, max_len: int) -> None:
+        index = {label: i for i, label in enumerate(assets.labels)}
+        self.examples: list[Example] = []
+        self.ids: list[list[int]] = []
+        self.label_ids: list[int] = []
+        self.skipped = 0  # texts that tokenize to nothing
+        for ex in examples:
+            tokens = assets.tokenizer.tokenize(ex.text)[:max_len]
+            if not tokens:
+                self.skipped += 1
+                continue
+            if ex.label not in index:
+                raise AttnseqError(
+                    f"{ex.where}: label {ex.label!r} is not one of the training labels "
+                    f"({', '.join(assets.labels)}); fix the label or add training examples of it"
+                )
+            self.examples.append(ex)
+            self.ids.append(assets.vocab.encode(tokens))
+            self.label_ids.append(index[ex.label])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def collate(self, index: list[int]):
+        from attnseq.models.classifier import LabelBatch
+
+        seqs = [self.ids[i] for i in index]
+        return LabelBatch(pad(seqs, Vocab.pad_id), torch.tensor([len(s) for s in seqs]),
+                          torch.tensor([self.label_ids[i] for i in index]), list(index))  # fmt: skip
+
+    def batch_indices(self, batch_size: int, *, seed: int | None = None) -> list[list[int]]:
+        """Batches of similar length; with a seed shuffled (ties and batch order), else in order."""
+        order = list(range(len(self)))
+        gen = None
+        if seed is not None:
+            gen = torch.Generator().manual_seed(seed)
+            order = [order[i] for i in torch.randperm(len(order), generator=gen).tolist()]
+        order.sort(key=lambda i: len(self.ids[i]))
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        if gen is not None:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
+        return batches
+
+
+# ------------------------------------------------------------------------------------ metrics
+def classification_scores(predicted: list[str], gold: list[str], labels: list[str]) -> dict[str, float]:
+    """accuracy and macro-F1 (the unweighted mean of each class's F1), both in [0, 1]."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    if not gold:
+        return {"accuracy": float("nan"), "macro_f1": float("nan"), "n": 0}
+    return {"accuracy": float(accuracy_score(gold, predicted)),
+            "macro_f1": float(f1_score(gold, predicted, labels=labels, average="macro", zero_division=0)),
+            "n": len(gold)}  # fmt: skip
+
+
+def report(predicted: list[str], examples: list[Example], labels: list[str]) -> dict:
+    """Scores on all `examples`, and under `domains` per domain when there are several."""
+    gold = [ex.label for ex in examples]
+    out = classification_scores(predicted, gold, labels)
+    domains = sorted({ex.domain for ex in examples})
+    if len(domains) > 1:
+        out["domains"] = {
+            d: classification_scores(
+                [p for p, ex in zip(predicted, examples) if ex.domain == d],
+                [ex.label for ex in examples if ex.domain == d],
+                labels,
+            )  # fmt: skip
+            for d in domains
+        }
+    return out
+
+
+def tfidf_baseline(train: list[Example], valid: list[Example], cfg) -> tuple[object, dict]:
+    """TF-IDF (word uni- and bigrams, or character 1-4-grams for the char / spm tokenizers) +
+    logistic regression, its C chosen on valid by accuracy. Returns (fitted pipeline, settings)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    if cfg.tokenizer == "word":
+        tokenizer = make_tokenizer(cfg)
+        vectorizer = dict(tokenizer=tokenizer.tokenize, lowercase=False, token_pattern=None, ngram_range=(1, 2))
+    else:  # texts without spaces between words (Korean) or subword models: character n-grams
+        vectorizer = dict(analyzer="char_wb", ngram_range=(1, 4), lowercase=cfg.lowercase)
+    texts, labels = [ex.text for ex in train], [ex.label for ex in train]
+    best = None
+    for c in (0.3, 1.0, 3.0, 10.0, 30.0):
+        model = make_pipeline(TfidfVectorizer(sublinear_tf=True, **vectorizer), LogisticRegression(C=c, max_iter=2000))
+        model.fit(texts, labels)
+        accuracy = float(np.mean(model.predict([ex.text for ex in valid]) == np.array([ex.label for ex in valid])))
+        if best is None or accuracy > best[0]:
+            best = (accuracy, c, model)
+    return best[2], {"C": best[1], "valid_accuracy": best[0], "features": "word 1-2-grams" if cfg.tokenizer == "word"
+                     else "character 1-4-grams"}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------ predictor
+class Classifier:
+    """A trained classifier with its tokenizer, vocabulary and labels: texts in, `Prediction`s out
+    (output = the label, score = its probability, alternatives = every class by probability,
+    attention = (1, tokens) pooling weights, or None for max / last pooling)."""
+
+    def __init__(self, model, config: Config, assets: ClassifyAssets, *, device: str = "cpu") -> None:
+        self.model, self.config, self.assets = model.eval(), config, assets
+        self.device = torch.device(device)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, device: str = "cpu") -> Classifier:
+        from attnseq.checkpoint import load
+
+        predictor = load(path, device=device)
+        if not isinstance(predictor, cls):
+            raise AttnseqError(f"{path}: holds a {predictor.config.task} model, not a classifier")
+        return predictor
+
+    @property
+    def labels(self) -> list[str]:
+        return self.assets.labels
+
+    @torch.inference_mode()
+    def predict(self, inputs: list[str], *, batch_size: int | None = None) -> list[Prediction]:
+        if isinstance(inputs, str):
+            raise TypeError("predict takes a list of texts, not one string")
+        batch_size = batch_size or self.config.decode.batch_size
+        a, max_len = self.assets, self.config.data.max_len
+        tokens = [a.tokenizer.tokenize(t)[:max_len] for t in inputs]
+        results: list[Prediction | None] = [None] * len(inputs)
+        order = sorted((i for i, t in enumerate(tokens) if t), key=lambda i: len(tokens[i]))
+        for i, t in enumerate(tokens):
+            if not t:  # nothing to read (an empty line): no label, so output stays line-aligned
+                results[i] = Prediction(inputs[i], "", 0.0, [], [], None)
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
+            seqs = [a.vocab.encode(tokens[i]) for i in index]
+            lengths = torch.tensor([len(s) for s in seqs])
+            probs, weights = self.model.probabilities(pad(seqs, Vocab.pad_id).to(self.device), lengths)
+            probs = probs.float().cpu().numpy()
+            weights = None if weights is None else weights.float().cpu().numpy()
+            for row, i in enumerate(index):
+                ranked = np.argsort(-probs[row], kind="stable")
+                attention = None if weights is None else weights[row : row + 1, : len(tokens[i])]
+                alternatives = [Prediction(inputs[i], a.labels[k], float(probs[row, k]), tokens[i], [a.labels[k]],
+                                           None) for k in ranked]  # fmt: skip
+                best = alternatives[0]
+                best.attention, best.alternatives = attention, alternatives
+                results[i] = best
+        return results  # type: ignore[return-value]
+
+    def evaluate(self, examples: list[Example]) -> dict:
+        predicted = [p.output for p in self.predict([ex.text for ex in examples])]
+        return report(predicted, examples, self.labels)
+
+
+# ------------------------------------------------------------------------------------ the task
+class ClassifyTask(Task):
+    name = "classify"
+    metrics = {"accuracy": True, "macro_f1": True, "loss": False}
+    default_metric = "accuracy"
+    unit = "text"
+
+    def data(self, cfg: Config, *, saved: Path | None = None) -> TaskData:
+        d = cfg.data
+        splits = split_examples(d)
+        if saved is not None:
+            assets = self.load_assets(cfg, saved)
+        else:
+            proto = None
+            if d.tokenizer == "spm":
+                proto = read_spm_model(d.spm_model, "data.spm_model") if d.spm_model else train_sentencepiece(
+                    [ex.text for ex in splits["train"]], vocab_size=d.spm_vocab_size, model_type=d.spm_type,
+                    lowercase=d.lowercase)  # fmt: skip
+            tokenizer = make_tokenizer(d, proto)
+            labels = sort_labels(ex.label for ex in splits["train"])
+            if len(labels) < 2:
+                raise AttnseqError(
+                    f"{d.train or d.files[0]}: the training split has one label ({labels[0]}); a classifier needs two or more"
+                )
+            vocab = Vocab.build((tokenizer.tokenize(ex.text)[: d.max_len] for ex in splits["train"]),
+                                min_freq=d.min_freq, max_size=d.max_vocab, source=d.train or ", ".join(d.files))  # fmt: skip
+            assets = ClassifyAssets(vocab, labels, tokenizer)
+        train = LabelledDataset(splits["train"], assets, max_len=d.max_len)
+        valid = LabelledDataset(splits["valid"], assets, max_len=d.max_len)
+        for name, dataset in (("train", train), ("valid", valid)):
+            if not len(dataset):
+                raise AttnseqError(f"data: the {name} split has no text with tokens; check data.files / data.{name}")
+        return TaskData(train, valid, assets)
+
+    def load_assets(self, cfg: Config, directory: Path) -> ClassifyAssets:
+        directory = Path(directory)
+        path = directory / LABELS
+        if not path.is_file():
+            raise AttnseqError(f"{path}: missing; the model directory is incomplete (copy it whole)")
+        try:
+            labels = json.loads(read_text_file(path))
+        except json.JSONDecodeError as exc:
+            raise AttnseqError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+        if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) for x in labels):
+            raise AttnseqError(f"{path}: expected a JSON list of two or more label strings")
+        proto = None
+        if cfg.data.tokenizer == "spm":
+            if not (directory / SPM).is_file():
+                raise AttnseqError(f"{directory / SPM}: missing; the model directory is incomplete (copy it whole)")
+            proto = read_spm_model(directory / SPM, "model directory")
+        return ClassifyAssets(Vocab.load(directory / VOCAB), labels, make_tokenizer(cfg.data, proto))
+
+    def build_model(self, cfg: Config, assets: ClassifyAssets):
+        from attnseq.models.classifier import AttentionClassifier
+
+        return AttentionClassifier(cfg.model, vocab_size=len(assets.vocab), num_classes=len(assets.labels),
+                                   pad_id=assets.vocab.pad_id)  # fmt: skip
+
+    def validate(self, model, data: TaskData, cfg: Config, *, device: str) -> dict[str, float]:
+        valid = data.valid
+        predicted = [p.output for p in self.predictor(model, cfg, data.assets, device=device).predict(
+            [ex.text for ex in valid.examples])]  # fmt: skip
+        scores = classification_scores(predicted, [ex.label for ex in valid.examples], data.assets.labels)
+        return {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]}
+
+    def predictor(self, model, cfg: Config, assets: ClassifyAssets, *, device: str = "cpu") -> Classifier:
+        return Classifier(model, cfg, assets, device=device)
+
+
+def held_out_report(classifier: Classifier, cfg: Config, *, examples: list[Example] | None = None) -> dict:
+    """The classifier on the test split (or `examples`), and beside it the TF-IDF + logistic
+    regression baseline fitted on the same config's train split (C chosen on valid), under `baseline`."""
+    splits = split_examples(cfg.data)
+    test = examples if examples is not None else splits["test"]
+    if not test:
+        raise AttnseqError("no test examples: set data.test, or a test share in data.split, or give --data FILE")
+    out = classifier.evaluate(test)
+    baseline, settings = tfidf_baseline(splits["train"], splits["valid"], cfg.data)
+    out["baseline"] = {"name": "tfidf_logreg", **settings,
+                       **report(list(baseline.predict([ex.text for ex in test])), test, classifier.labels)}  # fmt: skip
+    return out
