@@ -266,3 +266,16 @@ def test_the_chatbot_topic_recipe_reads_three_clean_labels():
     splits = split_examples(load_config(ROOT / "configs" / "chatbot_topic.yaml").data)
     assert sorted({e.label for e in splits["train"]}) == ["0", "1", "2"]  # "2   " stripped
     assert sum(len(v) for v in splits.values()) == 11823
+
+
+def test_ablate_trains_every_pooling_beside_the_baseline(synthetic, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("task: classify\n")
+    sets = [f"data.{k}={v}" for k, v in synthetic.items()] + ["model.emb_size=16", "model.hidden_size=16",
+                                                               "train.max_epochs=3", "train.lr=0.01"]  # fmt: skip
+    assert main(["ablate", str(config), "--out", str(tmp_path / "abl"), *[a for s in sets for a in ("--set", s)]]) == 0
+    rows = json.loads((tmp_path / "abl" / "ablation.json").read_text())
+    assert [r["variant"] for r in rows] == ["attention", "mean", "max", "last", "tfidf-logreg"]
+    assert rows[0]["accuracy"] >= 0.9 and all(0 <= r["accuracy"] <= 1 for r in rows)
+    assert "| attention |" in (tmp_path / "abl" / "ablation.md").read_text()
+    assert (tmp_path / "abl" / "ablation.png").read_bytes()[:4] == b"\x89PNG"

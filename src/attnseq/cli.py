@@ -361,10 +361,12 @@ def _explain(p, *, colour: bool) -> str:
 
 
 def cmd_ablate(args) -> int:
-    from attnseq.ablate import ablate
+    from attnseq.ablate import ablate, ablate_classifier
+    from attnseq.config import load_config
 
     only = [v.strip() for v in args.only.split(",") if v.strip()] if args.only else None
-    ablate(args.config, args.out, args.overrides, only=only, log=lambda m: print(m, flush=True))
+    run = ablate_classifier if load_config(args.config, args.overrides).task == "classify" else ablate
+    run(args.config, args.out, args.overrides, only=only, log=lambda m: print(m, flush=True))
     out = Path(args.out)
     print((out / "ablation.md").read_text(encoding="utf-8"))
     print(f"wrote {out / 'ablation.md'}, {out / 'ablation.png'}, {out / 'ablation.json'}")

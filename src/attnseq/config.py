@@ -96,6 +96,7 @@ class TrainConfig:
     max_steps: int = 0  # stop after this many updates (0 = no limit); a stopped run can --resume
     max_minutes: float = 0.0  # wall-clock budget for training (0 = no limit)
     lr: float = 1e-3  # Adam learning rate
+    weight_decay: float = 0.0  # > 0: AdamW's decoupled weight decay (0: Adam)
     clip: float = 1.0  # max global gradient norm (0 = no clipping)
     teacher_forcing: float = 1.0  # probability of feeding the reference y_{t-1} (1 = always)
     label_smoothing: float = 0.0
@@ -173,6 +174,7 @@ class ClassifierConfig:
     layers: int = 1
     bidirectional: bool = True
     dropout: float = 0.3  # on the embeddings and between RNN layers
+    word_dropout: float = 0.0  # training: each token is read as <unk> with this probability
     pooling: PoolingKind = "attention"  # SPEC 5.2 | mean | max | last (the final state, no pooling)
     units: int = 64  # attention pooling's W1 / W2 output size (the notes' `units`)
     head_size: int = 20  # the hidden Dense layer of the head
@@ -360,6 +362,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.units": _AT_LEAST_1,
     "model.head_size": _AT_LEAST_1,
     "model.head_dropout": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+    "model.word_dropout": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+    "train.weight_decay": _NOT_NEGATIVE,
     "data.max_len": _AT_LEAST_1,
     "train.batch_size": _AT_LEAST_1,
     "train.max_epochs": _AT_LEAST_1,

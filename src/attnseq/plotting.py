@@ -85,18 +85,14 @@ def plot_training(metrics_jsonl: str | Path, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def plot_ablation(rows, path: str | Path, *, title: str = "") -> Path:
-    """Bar charts of an ablation (`attnseq.ablate.Row`s): BLEU, chrF, training and decoding speed."""
-    names = [r.variant for r in rows]
-    panels = [
-        ("BLEU", [r.bleu for r in rows]),
-        ("chrF", [r.chrf for r in rows]),
-        ("training target tokens/s", [r.train_tok_s for r in rows]),
-        ("decoding sentences/s", [r.decode_sent_s for r in rows]),
-    ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 0.38 * len(rows) + 1.6), sharey=True)
-    y = np.arange(len(rows))
-    palette = {"luong": "#1f77b4", "bahdanau": "#ff7f0e"}  # no attention: grey
+def plot_ablation(
+    names: list[str], panels: list[tuple[str, list[float]]], path: str | Path, *, title: str = ""
+) -> Path:
+    """Bar charts of an ablation: one panel (title, a value per variant) per figure."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 0.38 * len(names) + 1.6), sharey=True)
+    axes = np.atleast_1d(axes)
+    y = np.arange(len(names))
+    palette = {"luong": "#1f77b4", "bahdanau": "#ff7f0e", "attention": "#1f77b4"}  # no attention: grey
     colors = [palette.get(n.split("-")[0], "#999999") for n in names]
     for ax, (label, values) in zip(axes, panels):
         ax.barh(y, values, color=colors)

@@ -188,7 +188,10 @@ class Trainer:
             self.data = self.task.data(cfg)
             torch.manual_seed(t.seed)
             self.model = self.task.build_model(cfg, self.data.assets).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, fused=True)
+        if t.weight_decay:
+            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=True)
+        else:
+            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, fused=True)
         mode = "max" if self.task.higher_is_better(self.valid_metric) else "min"
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode=mode, factor=t.lr_factor, patience=t.lr_patience, min_lr=t.min_lr

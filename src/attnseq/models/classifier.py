@@ -40,6 +40,7 @@ class AttentionClassifier(nn.Module):
     def __init__(self, cfg: ClassifierConfig, *, vocab_size: int, num_classes: int, pad_id: int = 0) -> None:
         super().__init__()
         self.num_classes = num_classes
+        self.word_dropout, self.pad_id, self.unk_id = cfg.word_dropout, pad_id, 1  # Vocab.unk_id
         self.encoder = RNNEncoder(
             vocab_size, emb_size=cfg.emb_size, hidden_size=cfg.hidden_size, rnn=cfg.rnn, layers=cfg.layers,
             bidirectional=cfg.bidirectional, dropout=cfg.dropout, pad_id=pad_id,
@@ -69,7 +70,11 @@ class AttentionClassifier(nn.Module):
 
     def forward(self, batch: LabelBatch) -> LossOutput:
         """Summed binary (two classes) or categorical cross-entropy over the batch's texts."""
-        logits, _ = self.logits(batch.tokens, batch.lengths)
+        tokens = batch.tokens
+        if self.training and self.word_dropout > 0:
+            drop = torch.rand(tokens.shape, device=tokens.device) < self.word_dropout
+            tokens = tokens.masked_fill(drop & (tokens != self.pad_id), self.unk_id)
+        logits, _ = self.logits(tokens, batch.lengths)
         logits = logits.float()
         if self.num_classes == 2:
             loss = F.binary_cross_entropy_with_logits(logits[:, 0], batch.labels.float(), reduction="sum")
