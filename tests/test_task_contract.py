@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import pytest
 import torch
 from torch import nn
 
@@ -99,7 +98,9 @@ class FakeTask(Task):
             def predict(self, inputs: list[str], **search) -> list[Prediction]:
                 x = torch.tensor([[float(v) for v in text.split()] for text in inputs])
                 y = model.linear(x)[:, 0].tolist()
-                return [Prediction(text, f"{v:.3f}", 0.0, text.split(), [f"{v:.3f}"], None) for text, v in zip(inputs, y)]
+                return [
+                    Prediction(text, f"{v:.3f}", 0.0, text.split(), [f"{v:.3f}"], None) for text, v in zip(inputs, y)
+                ]
 
         return Predict()
 
@@ -133,4 +134,3 @@ def test_resume_of_any_task_equals_an_uninterrupted_run(tmp_path):
     rest = Trainer(fake_config("train.max_epochs=4"), tmp_path / "cut", task=FakeTask(), resume=True,
                    progress_bar=False).fit()  # fmt: skip
     assert rest.losses == whole.losses[13:]
-

@@ -138,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default="data/dates", help="where the generated corpus is written")
     _add_set(p)
 
+    p = sub.add_parser("data", help="list the public data sets the recipes use, or fetch one (checksums verified)")
+    p.add_argument("action", choices=["list", "get"])
+    p.add_argument("name", nargs="?", help="data set to fetch (see `attnseq data list`)")
+    p.add_argument("--dir", help="data directory (default: $ATTNSEQ_DATA, else ./data); the set goes to DIR/NAME")
+    p.add_argument("--mirror", default="", help="fetch each file from MIRROR/<its official file name> instead")
+
     p = sub.add_parser("dates", help="write the date-normalization corpus (train/valid/test TSV)")
     p.add_argument("--out", default="data/dates")
     p.add_argument("--seed", type=int, default=0)
@@ -404,6 +410,24 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    from attnseq import datasets
+
+    if args.action == "list":
+        for d in datasets.DATASETS.values():
+            try:
+                where = str(datasets.resolve(f"{datasets.PREFIX}{d.name}"))
+            except AttnseqError:
+                where = "not here: attnseq data get " + d.name
+            print(f"{d.name:<14} {d.title}\n{'':<14} {d.home} ({d.licence}); {where}")
+        return 0
+    if not args.name:
+        raise AttnseqError(f"data get: name a data set ({', '.join(datasets.DATASETS)})")
+    datasets.get(args.name, out=Path(args.dir) if args.dir else None, mirror=args.mirror,
+                 log=lambda m: print(m, flush=True))  # fmt: skip
+    return 0
+
+
 def cmd_dates(args) -> int:
     from attnseq.tasks.dates import write_corpus
 
@@ -484,6 +508,7 @@ COMMANDS = {
     "plot": cmd_plot,
     "demo": cmd_demo,
     "dates": cmd_dates,
+    "data": cmd_data,
 }
 
 

@@ -15,14 +15,16 @@ from pathlib import Path
 import torch
 
 from attnseq.config import DataConfig
+from attnseq.datasets import resolve
 from attnseq.errors import AttnseqError
 from attnseq.tokenize import Tokenizer
 from attnseq.vocab import Vocab
 
 
 def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """Yield (1-based line number, text without the newline) of a UTF-8 file, plain or gzip."""
-    path = Path(path)
+    """Yield (1-based line number, text without the newline) of a UTF-8 file, plain or gzip;
+    `data:NAME/FILE` paths are looked up in the data directories (`attnseq.datasets.resolve`)."""
+    path = resolve(path)
     if not path.is_file():
         raise AttnseqError(f"{path}: file not found; check the path in the config or --set")
     opener = gzip.open if path.suffix == ".gz" else open

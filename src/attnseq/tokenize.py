@@ -123,7 +123,9 @@ def _train_spm(texts, out, *, vocab_size: int, model_type: str, lowercase: bool)
 
 def read_spm_model(path: str | Path, key: str) -> bytes:
     """A sentencepiece model file named by the config, checked to load."""
-    path = Path(path)
+    from attnseq.datasets import resolve
+
+    path = resolve(path)
     if not path.is_file():
         raise AttnseqError(f"{path}: sentencepiece model not found ({key}); fix the path or set it to '' to train one")
     proto = path.read_bytes()

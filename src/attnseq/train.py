@@ -189,7 +189,9 @@ class Trainer:
             torch.manual_seed(t.seed)
             self.model = self.task.build_model(cfg, self.data.assets).to(self.device)
         if t.weight_decay:
-            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=True)
+            self.optimizer = torch.optim.AdamW(
+                self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=True
+            )
         else:
             self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, fused=True)
         mode = "max" if self.task.higher_is_better(self.valid_metric) else "min"

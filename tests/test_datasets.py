@@ -1,0 +1,112 @@
+"""`attnseq data get` against a local server that serves copies of the official files, and the
+`data:` paths recipes use."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import http.server
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from attnseq import datasets
+from attnseq.cli import main
+from attnseq.errors import AttnseqError
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def server(tmp_path):
+    """An HTTP server on a loopback port serving tmp_path/www."""
+    www = tmp_path / "www"
+    www.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield www, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture
+def fake_set(monkeypatch):
+    """A data set of one zip member and one gzip file, registered under the name 'toy'."""
+    texts = {"a.txt": b"good\t1\nbad\t0\n", "b.txt.gz": b"line one\nline two\n"}
+    sha = {name: hashlib.sha256(data).hexdigest() for name, data in texts.items()}
+    toy = datasets.DataSet("toy", "a toy set", "https://example.org/toy", "CC0", (
+        datasets.Source("https://example.org/files/toy.zip", "a.txt", sha["a.txt"], member="toy/a.txt"),
+        datasets.Source("https://example.org/files/b.txt.gz", "b.txt.gz", sha["b.txt.gz"]),
+    ))  # fmt: skip
+    monkeypatch.setitem(datasets.DATASETS, "toy", toy)
+    return texts
+
+
+def publish(www: Path, texts: dict[str, bytes]) -> None:
+    with zipfile.ZipFile(www / "toy.zip", "w") as z:
+        z.writestr("toy/a.txt", texts["a.txt"])
+    (www / "b.txt.gz").write_bytes(gzip.compress(texts["b.txt.gz"]))
+
+
+def test_get_downloads_verifies_and_keeps_intact_files(server, fake_set, tmp_path, capsys):
+    www, url = server
+    publish(www, fake_set)
+    assert main(["data", "get", "toy", "--dir", str(tmp_path / "d"), "--mirror", url]) == 0
+    assert (tmp_path / "d" / "toy" / "a.txt").read_bytes() == fake_set["a.txt"]
+    assert gzip.decompress((tmp_path / "d" / "toy" / "b.txt.gz").read_bytes()) == fake_set["b.txt.gz"]
+    assert "written, checksum ok" in capsys.readouterr().out
+    (www / "toy.zip").unlink()  # a second run needs no download
+    assert main(["data", "get", "toy", "--dir", str(tmp_path / "d"), "--mirror", url]) == 0
+    assert capsys.readouterr().out.count("present, checksum ok") == 2
+
+
+def test_a_changed_file_is_refused_and_nothing_is_written(server, fake_set, tmp_path, capsys):
+    www, url = server
+    publish(www, {**fake_set, "a.txt": b"good\t0\n"})
+    assert main(["data", "get", "toy", "--dir", str(tmp_path / "d"), "--mirror", url]) == 2
+    assert "checksum mismatch for a.txt" in capsys.readouterr().err
+    assert list((tmp_path / "d" / "toy").iterdir()) == []
+
+
+def test_an_unreachable_source_is_one_clear_line(fake_set, tmp_path, capsys):
+    assert main(["data", "get", "toy", "--dir", str(tmp_path), "--mirror", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert "download failed" in err and "Traceback" not in err
+
+
+def test_data_paths_resolve_in_order_and_say_how_to_fetch(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ATTNSEQ_DATA", str(tmp_path / "env"))
+    (tmp_path / "data" / "toy").mkdir(parents=True)
+    (tmp_path / "data" / "toy" / "x.txt").write_text("x")
+    assert datasets.resolve("data:toy/x.txt") == Path("data/toy/x.txt")
+    (tmp_path / "env" / "toy").mkdir(parents=True)
+    (tmp_path / "env" / "toy" / "x.txt").write_text("y")
+    assert datasets.resolve("data:toy/x.txt") == tmp_path / "env" / "toy" / "x.txt"
+    with pytest.raises(AttnseqError, match=r"data:multi30k/nope.gz: not found .*attnseq data get multi30k"):
+        datasets.resolve("data:multi30k/nope.gz")
+    assert datasets.resolve("plain/path.txt") == Path("plain/path.txt")
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not here")
+@pytest.mark.parametrize("name", sorted(datasets.DATASETS))
+def test_the_registered_checksums_match_the_copies_the_recipes_use(name):
+    for src in datasets.DATASETS[name].files:
+        data = (SHARED / name / src.target).read_bytes()
+        assert datasets._digest(data, src.target) == src.sha256, src.target
+
+
+@pytest.mark.skipif(not (SHARED / "sentiment-uci").is_dir(), reason="../shared/data/sentiment-uci is not here")
+def test_get_sentiment_from_a_server_holding_the_official_archive(server, tmp_path):
+    """The real registry entry: the UCI zip layout, rebuilt from the copies here, served locally."""
+    www, url = server
+    with zipfile.ZipFile(www / "sentiment+labelled+sentences.zip", "w") as z:
+        for src in datasets.DATASETS["sentiment-uci"].files:
+            z.writestr(src.member, (SHARED / "sentiment-uci" / src.target).read_bytes())
+    folder = datasets.get("sentiment-uci", out=tmp_path / "d", mirror=url, log=lambda m: None)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        s.target for s in datasets.DATASETS["sentiment-uci"].files
+    )
