@@ -102,8 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("classify", help="classify lines from stdin or --input: LABEL<TAB>PROBABILITY per line")
     p.add_argument("--model", required=True, help="model directory or training run directory of a classifier")
     p.add_argument("--input", help="file with one text per line, plain or .gz (default: stdin)")
-    p.add_argument("--json", action="store_true",
-                   help="one JSON object per line: label, probability of each class, tokens, pooling weights")  # fmt: skip
+    p.add_argument(
+        "--json", action="store_true", help="one JSON object per line: label, class probabilities, tokens, weights"
+    )
     p.add_argument("--explain", action="store_true", help="also show each token with its pooling weight")
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto",
                    help="--explain: shade tokens by weight (auto: on a terminal)")  # fmt: skip

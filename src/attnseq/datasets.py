@@ -170,7 +170,8 @@ def get(name: str, *, out: Path | None = None, mirror: str = "", timeout: float 
         if digest != src.sha256:
             raise AttnseqError(
                 f"{url}: checksum mismatch for {src.target} (sha256 {digest[:16]}..., expected "
-                f"{src.sha256[:16]}...): the file differs from the one the recipes were checked with; nothing was written"
+                f"{src.sha256[:16]}...): the file differs from the one the recipes were checked with; "
+                "nothing was written"
             )
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{src.target}.", suffix=".tmp")
         try:

@@ -314,11 +314,11 @@ class ClassifyTask(Task):
             tokenizer = make_tokenizer(d, proto)
             labels = sort_labels(ex.label for ex in splits["train"])
             if len(labels) < 2:
-                raise AttnseqError(
-                    f"{d.train or d.files[0]}: the training split has one label ({labels[0]}); a classifier needs two or more"
-                )
-            vocab = Vocab.build((tokenizer.tokenize(ex.text)[: d.max_len] for ex in splits["train"]),
-                                min_freq=d.min_freq, max_size=d.max_vocab, source=d.train or ", ".join(d.files))  # fmt: skip
+                where = d.train or d.files[0]
+                raise AttnseqError(f"{where}: the training split has one label ({labels[0]}); a classifier needs two")
+            texts = (tokenizer.tokenize(ex.text)[: d.max_len] for ex in splits["train"])
+            source = d.train or ", ".join(d.files)
+            vocab = Vocab.build(texts, min_freq=d.min_freq, max_size=d.max_vocab, source=source)
             assets = ClassifyAssets(vocab, labels, tokenizer)
         train = LabelledDataset(splits["train"], assets, max_len=d.max_len)
         valid = LabelledDataset(splits["valid"], assets, max_len=d.max_len)
