@@ -205,7 +205,7 @@ def matmul_peak(reps: int, device: str) -> dict:
     (emulated, one product can take a minute) or oneDNN cannot pack a bf16 weight."""
     import torch
 
-    from attnseq.modules.frozen import PackedLinear
+    from attnseq.fast.frozen import PackedLinear
     from attnseq.runtime import capabilities
 
     caps = capabilities(device)

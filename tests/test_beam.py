@@ -11,7 +11,7 @@ import torch
 
 from attnseq.config import ModelConfig
 from attnseq.decoding import beam_search, greedy_search, length_penalty
-from attnseq.model import build_model
+from attnseq.models.seq2seq import build_model
 
 PAD, UNK, BOS, EOS, A, B = 0, 1, 2, 3, 4, 5
 V = 6

@@ -13,7 +13,7 @@ import torch
 
 from attnseq import Translator
 from attnseq.checkpoint import load_model_dir, save_model_dir
-from attnseq.model import build_model
+from attnseq.models.seq2seq import build_model
 from attnseq.tasks.translation import TranslationAssets
 from attnseq.tokenize import build_tokenizers
 from attnseq.vocab import Vocab

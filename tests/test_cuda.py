@@ -18,7 +18,7 @@ from attnseq.checkpoint import load_model_dir
 from attnseq.cli import main
 from attnseq.decoding import beam_search, greedy_search
 from attnseq.errors import AttnseqError
-from attnseq.model import decoding_copy
+from attnseq.fast.decoding import decoding_copy
 from attnseq.train import Trainer
 from attnseq.translate import Translator
 from tests.test_models import V_TGT, batch, targets, tiny
@@ -39,7 +39,7 @@ def _no_tf32():
 
 
 def cpu_and_cuda(decoder: str, attention: str, input_feeding: bool):
-    from attnseq.model import build_model
+    from attnseq.models.seq2seq import build_model
 
     torch.manual_seed(3)
     cfg = tiny(decoder, attention, input_feeding=input_feeding, emb_size=16, enc_hidden_size=24, dec_hidden_size=24)

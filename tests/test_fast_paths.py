@@ -1,6 +1,6 @@
 """The fast training paths compute exactly what plain autograd computes.
 
-- Luong with input feeding (LSTM) runs as one hand-differentiated node (modules/fused.py): its
+- Luong with input feeding (LSTM) runs as one hand-differentiated node (fast/fused.py): its
   outputs and every parameter's gradient equal autograd through the loop of `step`.
 - The loss: `cross_entropy_sum` and `linear_cross_entropy_sum` equal torch's cross-entropy with
   label smoothing, value and gradient; `Seq2Seq.loss` equals the cross-entropy of `forward`'s
@@ -19,9 +19,9 @@ import copy
 import pytest
 import torch
 
-from attnseq.loss import cross_entropy_sum, linear_cross_entropy_sum
-from attnseq.model import decoding_copy
-from attnseq.modules.frozen import PackedLinear
+from attnseq.fast.decoding import decoding_copy
+from attnseq.fast.frozen import PackedLinear
+from attnseq.fast.loss import cross_entropy_sum, linear_cross_entropy_sum
 from attnseq.modules.pointwise import tanh
 from tests.conftest import needs_native_bf16
 from tests.test_models import V_TGT, batch, loop_of_steps, make_model, targets, tiny

@@ -9,7 +9,7 @@ import torch
 from attnseq.config import Config, ModelConfig, validate
 from attnseq.data import pad
 from attnseq.errors import AttnseqError
-from attnseq.model import build_model
+from attnseq.models.seq2seq import build_model
 
 V_SRC, V_TGT = 13, 11
 COMBINATIONS = [("init", "general"), ("every-step", "general")] + [

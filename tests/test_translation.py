@@ -12,8 +12,8 @@ from attnseq.checkpoint import load_model_dir
 from attnseq.cli import main
 from attnseq.config import load_config
 from attnseq.errors import AttnseqError
+from attnseq.fast.frozen import Int8Linear
 from attnseq.metrics import score_translations
-from attnseq.modules.frozen import Int8Linear
 from attnseq.tokenize import SentencePieceTokenizer, train_sentencepiece
 from attnseq.train import Trainer
 from attnseq.translate import Translator

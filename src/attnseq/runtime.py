@@ -122,7 +122,7 @@ def _packed_linear(dtype) -> None:
 def _int8_linear(engine: str) -> None:
     import torch
 
-    from attnseq.modules.frozen import quantize_dynamic_linear
+    from attnseq.fast.frozen import quantize_dynamic_linear
 
     quantize_dynamic_linear(torch.nn.Linear(8, 4), engine=engine)(torch.randn(2, 8))
 
@@ -161,7 +161,7 @@ def capabilities(device: str = "cpu") -> Capabilities:
         else:
             failed = _runs(lambda: _bf16_rnn_and_matmul("cpu"))
             missing = f"the bf16 LSTM kernel failed here: {failed}" if failed else ""
-        from attnseq.modules.frozen import PACKED_DTYPES
+        from attnseq.fast.frozen import PACKED_DTYPES
 
         packed = tuple(
             name

@@ -14,9 +14,10 @@ from attnseq.config import Config
 from attnseq.data import collate_source, encode_source
 from attnseq.decoding import beam_search, greedy_search
 from attnseq.errors import AttnseqError
+from attnseq.fast.decoding import decoding_copy
+from attnseq.fast.frozen import Int8Linear
 from attnseq.metrics import score_translations
-from attnseq.model import Seq2Seq, decoding_copy
-from attnseq.modules.frozen import Int8Linear
+from attnseq.models.seq2seq import Seq2Seq
 from attnseq.tasks.base import Prediction
 from attnseq.tokenize import Tokenizer, build_tokenizers
 from attnseq.vocab import EOS, Vocab

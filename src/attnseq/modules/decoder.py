@@ -7,7 +7,7 @@ Every decoder offers the same calls, so search and training never need to know w
   features(tgt_in, state, memory) -> (o_t for all steps (B, T, H_o), attn_weights (B, T, S) or None)
 `forward` and `features` are teacher-forced. Where the wiring allows (no feedback from one step's
 output into the next step's input) they run the fused library RNN over all steps at once; Luong
-with input feeding and an LSTM runs as one hand-differentiated node (modules/fused.py); otherwise
+with input feeding and an LSTM runs as one hand-differentiated node (fast/fused.py); otherwise
 they loop the same step function. The output layer W_y runs once over all steps (training runs it
 only where the target is not padding). A test proves `forward` equal to a loop of `step` for
 every decoder.
@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from attnseq.loss import linear_cross_entropy_sum
+from attnseq.fast.fused import LuongLSTMFeed
+from attnseq.fast.loss import linear_cross_entropy_sum
 from attnseq.modules.attention import (
     Attention,
     ConcatAttention,
@@ -29,7 +30,6 @@ from attnseq.modules.attention import (
     ScaledDotAttention,
 )
 from attnseq.modules.encoder import RNN_CLASSES, Memory, RNNState, map_state
-from attnseq.modules.fused import LuongLSTMFeed
 from attnseq.modules.pointwise import tanh, working_dtype
 
 

@@ -77,7 +77,7 @@ class TranslationTask(Task):
         return TranslationAssets(*load_vocabs(directory), load_tokenizers(cfg.data, directory))
 
     def build_model(self, cfg: Config, assets: TranslationAssets):
-        from attnseq.model import build_model
+        from attnseq.models.seq2seq import build_model
 
         model = build_model(cfg.model, src_vocab_size=len(assets.src_vocab), tgt_vocab_size=len(assets.tgt_vocab),
                             pad_id=assets.tgt_vocab.pad_id)  # fmt: skip

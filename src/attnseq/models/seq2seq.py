@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import replace
 
 import torch
@@ -11,11 +10,10 @@ from torch import Tensor, nn
 from attnseq.config import ModelConfig
 from attnseq.data import Batch
 from attnseq.errors import AttnseqError
-from attnseq.loss import cross_entropy_sum
+from attnseq.fast.loss import cross_entropy_sum
 from attnseq.modules.attention import build_attention
 from attnseq.modules.decoder import DECODERS, DecoderState, RNNDecoder
 from attnseq.modules.encoder import Memory, RNNEncoder
-from attnseq.modules.frozen import pack_linears
 from attnseq.runtime import autocast, resolve_device  # noqa: F401  (their home is runtime)
 from attnseq.tasks.base import LossOutput
 
@@ -162,20 +160,3 @@ def build_model(cfg: ModelConfig, *, src_vocab_size: int, tgt_vocab_size: int, p
             for emb in (encoder.embedding, decoder.embedding):
                 emb.weight[emb.padding_idx].zero_()
     return model
-
-
-def decoding_copy(model: Seq2Seq, dtype: torch.dtype = torch.bfloat16) -> Seq2Seq:
-    """A copy of `model` for search only, in eval mode: weights cast to `dtype` once (not at every
-    step, as autocast would cast them), the word part of the decoder's first-layer gates tabulated
-    (`RNNDecoder.tabulate_word_gates`), the attention's keys and values held in float32
-    (`attention_dtype`; its batched products are too small to gain from bf16 on a CPU), and on a
-    CPU every linear layer's weight reordered once for oneDNN (`modules.frozen.PackedLinear`). It
-    computes what the model computes, in `dtype`; it must not be trained."""
-    fast = copy.deepcopy(model).to(dtype).eval()
-    for module in fast.modules():
-        if isinstance(module, nn.RNNBase):
-            module.flatten_parameters()  # a copied library RNN's weights in one block again (cuDNN wants it)
-    fast.decoder.tabulate_word_gates()
-    fast.attention_dtype = torch.promote_types(dtype, torch.float32)
-    pack_linears(fast)
-    return fast

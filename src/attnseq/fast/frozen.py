@@ -1,10 +1,11 @@
-"""Linear layers for a decoding copy, whose weights no longer change (`model.decoding_copy`).
+"""Linear layers for a decoding copy, whose weights no longer change (`fast.decoding`): the output
+layer W_y and the other linear maps of SPEC 1.4 / 2.5 / 3, computed as `nn.Linear` computes them.
 
 On a CPU, a step's products are small (a few hundred rows) and run once per generated token, so
-how a weight is laid out matters as much as the arithmetic. Measured here (2-core AMD EPYC, torch
-2.13), 320 x 256 against a 9,762 x 256 weight: torch's linear 9.7 ms in float32 and 2.7 ms in
-bfloat16; the same product with the weight reordered once into oneDNN's blocked layout 3.7 ms and
-1.8 ms (see docs/performance.md).
+how a weight is laid out matters as much as the arithmetic: `PackedLinear` reorders a weight once
+into oneDNN's blocked layout, `Int8Linear` quantizes the output layer dynamically (figures in
+docs/performance.md). Held equal by tests/test_fast_paths.py::test_packed_linear_equals_linear and
+tests/test_translation.py::test_int8_decoding_quantizes_the_output_layer.
 """
 
 from __future__ import annotations
