@@ -132,6 +132,8 @@ def test_a_tiny_classifier_learns_the_deciding_word(run, synthetic):
     classifier = attnseq.load(run)
     report = classifier.evaluate(read_labelled(synthetic["test"], classifier.config.data))
     assert report["accuracy"] >= 0.95, report
+    top = report["most_attended"]  # what the model looks at most, per class: the deciding words
+    assert {t for t, _ in top["pos"][:3]} <= set(POSITIVE) and {t for t, _ in top["neg"][:3]} <= set(NEGATIVE)
     # the pooling looks at the word that decides: the largest weight falls on a sentiment word
     preds = classifier.predict(["the food was really awful and the staff so so", "quite a lovely phone it is"])
     assert [p.output for p in preds] == ["neg", "pos"]

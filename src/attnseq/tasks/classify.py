@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import random
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -212,6 +213,16 @@ def report(predicted: list[str], examples: list[Example], labels: list[str]) -> 
     return out
 
 
+def most_attended(predictions: list[Prediction], labels: list[str], *, top: int = 10) -> dict[str, list]:
+    """For each class: the tokens that most often held the largest pooling weight of a text
+    predicted as that class, as [token, count] pairs, most frequent first."""
+    counts: dict[str, Counter] = {label: Counter() for label in labels}
+    for p in predictions:
+        if p.attention is not None and p.input_tokens:
+            counts[p.output][p.input_tokens[int(np.argmax(p.attention[0]))]] += 1
+    return {label: [[tok, n] for tok, n in c.most_common(top)] for label, c in counts.items()}
+
+
 def tfidf_baseline(train: list[Example], valid: list[Example], cfg) -> tuple[object, dict]:
     """TF-IDF (word uni- and bigrams, or character 1-4-grams for the char / spm tokenizers) +
     logistic regression, its C chosen on valid by accuracy. Returns (fitted pipeline, settings)."""
@@ -288,9 +299,14 @@ class Classifier:
                 results[i] = best
         return results  # type: ignore[return-value]
 
-    def evaluate(self, examples: list[Example]) -> dict:
-        predicted = [p.output for p in self.predict([ex.text for ex in examples])]
-        return report(predicted, examples, self.labels)
+    def evaluate(self, examples: list[Example], *, top: int = 10) -> dict:
+        """Scores on `examples` (`report`), and under `most_attended` for each predicted class the
+        tokens that most often got a text's largest pooling weight, with their counts."""
+        predictions = self.predict([ex.text for ex in examples])
+        out = report([p.output for p in predictions], examples, self.labels)
+        if any(p.attention is not None for p in predictions):
+            out["most_attended"] = most_attended(predictions, self.labels, top=top)
+        return out
 
 
 # ------------------------------------------------------------------------------------ the task
