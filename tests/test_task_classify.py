@@ -281,3 +281,22 @@ def test_ablate_trains_every_pooling_beside_the_baseline(synthetic, tmp_path, ca
     assert rows[0]["accuracy"] >= 0.9 and all(0 <= r["accuracy"] <= 1 for r in rows)
     assert "| attention |" in (tmp_path / "abl" / "ablation.md").read_text()
     assert (tmp_path / "abl" / "ablation.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_without_the_training_data_scores_the_model_alone(run, synthetic, tmp_path, capsys):
+    import shutil
+
+    moved = tmp_path / "moved"
+    shutil.copytree(run / "best", moved)
+    cfg = json.loads((moved / "config.json").read_text())
+    cfg["data"]["train"] = str(tmp_path / "gone.tsv")  # the model travelled; its training data did not
+    (moved / "config.json").write_text(json.dumps(cfg))
+    assert main(["evaluate", "--model", str(moved), "--data", str(synthetic["test"]), "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["accuracy"] >= 0.95 and "gone.tsv" in scores["baseline"]["skipped"]
+
+
+def test_training_curves_of_a_classifier(run, tmp_path):
+    from attnseq.plotting import plot_training
+
+    assert plot_training(run / "metrics.jsonl", tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"

@@ -4,7 +4,7 @@ from attnseq.errors import AttnseqError
 
 __version__ = "0.1.0"
 
-__all__ = ["AttnseqError", "Translator", "__version__", "load"]
+__all__ = ["AttnseqError", "Translator", "__version__", "load", "tune_process"]
 
 
 def load(path, *, device: str = "cpu"):
@@ -13,6 +13,14 @@ def load(path, *, device: str = "cpu"):
     from attnseq.checkpoint import load as _load
 
     return _load(path, device=device)
+
+
+def tune_process() -> dict[str, bool]:
+    """Apply the process-wide settings the `attnseq` command runs with (see attnseq.runtime);
+    a library call never changes them on its own."""
+    from attnseq.runtime import tune_process as _tune
+
+    return _tune()
 
 
 def __getattr__(name: str):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from attnseq.config import DecodePrecision
 from attnseq.errors import AttnseqError
-from attnseq.runtime import keep_freed_memory
+from attnseq.runtime import tune_process
 
 DEMO_MARKER = ".attnseq-demo"  # marks a run directory that `attnseq demo` may replace
 
@@ -181,6 +181,10 @@ def _classifier_held_out(run: Path) -> None:
 
 def _classifier_lines(report: dict, pooling: str) -> list[str]:
     base = report["baseline"]
+    if "skipped" in base:
+        return [f"held-out: {pooling}-pooling classifier, {report['n']} texts: accuracy "
+                f"{100 * report['accuracy']:.1f}%, macro-F1 {100 * report['macro_f1']:.1f}",
+                f"TF-IDF baseline skipped: {base['skipped']}"]  # fmt: skip
 
     def row(name: str, r: dict, b: dict) -> str:
         return (f"  {name:<10} {r['n']:>6}  {100 * r['accuracy']:6.1f}%  {100 * r['macro_f1']:6.1f}   "
@@ -515,7 +519,7 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    keep_freed_memory()  # see attnseq.runtime: large per-step temporaries reuse memory
+    tune_process()  # the process-wide settings, in one place (attnseq.runtime)
     try:
         return COMMANDS[args.command](args)
     except AttnseqError as exc:

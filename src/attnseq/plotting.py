@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from attnseq.config import VALID_METRICS  # noqa: E402
 from attnseq.fileio import atomic_write_bytes  # noqa: E402
 
 
@@ -62,11 +63,14 @@ def plot_attention(
 def plot_training(metrics_jsonl: str | Path, path: str | Path) -> Path:
     """Training loss and validation scores from a run's metrics.jsonl."""
     train, valid = [], []
-    metric = "exact_match"  # the right panel shows the metric the run selected models by (loss: exact match)
+    metric = "exact_match"  # the right panel: the metric the run selects models by (for loss: the task's first)
     for line in Path(metrics_jsonl).read_text(encoding="utf-8").splitlines():
         rec = json.loads(line)
         if rec.get("event") == "start":
-            metric = "bleu" if rec["config"]["train"]["valid_metric"] == "bleu" else "exact_match"
+            cfg = rec["config"]
+            task_metrics = VALID_METRICS[cfg.get("task", "translate")]
+            metric = cfg["train"]["valid_metric"] or task_metrics[0]
+            metric = task_metrics[0] if metric == "loss" else metric
         elif rec.get("event") == "train":
             train.append((rec["step"], rec["loss"]))
         elif rec.get("event") == "valid":
@@ -78,10 +82,11 @@ def plot_training(metrics_jsonl: str | Path, path: str | Path) -> Path:
         steps, vloss, em = zip(*valid)
         ax1.plot(steps, vloss, "o-", label="valid")
         ax2.plot(steps, em, "o-", color="tab:green")
-    ax1.set(xlabel="step", ylabel="loss per token", yscale="log")
+    ax1.set(xlabel="step", ylabel="loss per unit", yscale="log")
     ax1.legend()
-    label = "valid BLEU (greedy)" if metric == "bleu" else "valid exact match (%)"
-    ax2.set(xlabel="step", ylabel=label, ylim=(0, 100 if metric == "exact_match" else None))
+    label, top = {"bleu": ("valid BLEU (greedy)", None), "exact_match": ("valid exact match (%)", 100),
+                  "accuracy": ("valid accuracy", 1), "macro_f1": ("valid macro-F1", 1)}[metric]  # fmt: skip
+    ax2.set(xlabel="step", ylabel=label, ylim=(0, top))
     return _save(fig, path)
 
 

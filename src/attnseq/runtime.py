@@ -25,6 +25,13 @@ _M_MMAP_THRESHOLD = -3
 _KEEP = 1 << 30  # bytes: blocks below this come from the heap, and the heap is trimmed only above it
 
 
+def tune_process() -> dict[str, bool]:
+    """The process-wide settings the `attnseq` command applies before it works, in one call, for
+    Python users who want the command's speed (`attnseq.tune_process()`): today glibc's malloc
+    keeping freed memory (`keep_freed_memory`). Returns what took effect."""
+    return {"keep_freed_memory": keep_freed_memory()}
+
+
 @functools.cache
 def keep_freed_memory() -> bool:
     """Make glibc's malloc reuse freed memory instead of returning it to the system (see the module
