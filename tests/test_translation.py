@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from attnseq.checkpoint import load_model_dir
+from attnseq.checkpoint import load_model_dir, tied_keys
 from attnseq.cli import main
 from attnseq.config import load_config
 from attnseq.errors import AttnseqError
@@ -78,7 +78,7 @@ def test_tied_embeddings_are_one_tensor_after_loading(spm_run):
     model, cfg, _ = load_model_dir(spm_run / "best")
     assert cfg.model.tie_embeddings
     assert model.decoder.W_y.weight.data_ptr() == model.decoder.embedding.weight.data_ptr()
-    assert model.tied_keys() == ["decoder.W_y.weight"]
+    assert tied_keys(model) == ["decoder.W_y.weight"]
 
 
 def test_snapshot_keeps_the_best_model_at_that_time(spm_run):

@@ -159,8 +159,13 @@ def model_task(path: str | Path) -> str:
     return load_config_json(resolve_model_dir(path) / CONFIG).task
 
 
-def load(path: str | Path, *, device: str = "cpu"):
+def load(path: str | Path, *, device: str = "cpu", expect: type | None = None, what: str = ""):
     """The predictor of a model directory (or of a training run directory's best model): a
-    `Translator` for translation, a `Classifier` for classification, ... through its task."""
+    `Translator` for translation, a `Classifier` for classification, ... through its task. With
+    `expect`, a predictor of another kind is an AttnseqError saying the directory holds `what`'s
+    opposite (e.g. "holds a classify model, not a translation model")."""
     model, config, assets = load_model_dir(path, device=device)
-    return get_task(config.task).predictor(model, config, assets, device=device)
+    predictor = get_task(config.task).predictor(model, config, assets, device=device)
+    if expect is not None and not isinstance(predictor, expect):
+        raise AttnseqError(f"{path}: holds a {config.task} model, not {what or expect.__name__}")
+    return predictor

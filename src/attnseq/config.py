@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 
 from attnseq.errors import AttnseqError
-from attnseq.fileio import atomic_write_text, read_text_file
+from attnseq.fileio import atomic_write_text, read_json_file, read_text_file
 
 RNNKind = Literal["rnn", "gru", "lstm"]
 DecoderKind = Literal["init", "every-step", "luong", "bahdanau"]
@@ -544,10 +544,7 @@ def save_config_json(cfg: Config, path: Path, *, resolved: dict[str, str] | None
 def load_config_json(path: Path) -> Config:
     if not path.is_file():
         raise AttnseqError(f"{path}: not found; a model directory holds config.json")
-    try:
-        raw = json.loads(read_text_file(path))
-    except json.JSONDecodeError as exc:
-        raise AttnseqError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    raw = read_json_file(path)
     if isinstance(raw, dict):
         raw.pop(RESOLVED, None)
     return validate(config_from_dict(raw, str(path)), str(path))

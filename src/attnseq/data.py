@@ -192,18 +192,24 @@ class PairDataset:
         )
 
     def batch_indices(self, batch_size: int, *, seed: int | None = None) -> list[list[int]]:
-        """Group examples of similar length to minimise padding.
+        """Batches of similar (source, target) length (`bucketed_batches`)."""
+        return bucketed_batches(len(self), lambda i: (len(self.src_ids[i]), len(self.tgt_ids[i])), batch_size,
+                                seed=seed)  # fmt: skip
 
-        With a seed: shuffle, sort by (source, target) length (stable, so ties stay shuffled),
-        cut into batches, shuffle the batch order. Without: sorted, in order (for decoding).
-        """
-        order = list(range(len(self)))
-        gen = None
-        if seed is not None:
-            gen = torch.Generator().manual_seed(seed)
-            order = [order[i] for i in torch.randperm(len(order), generator=gen).tolist()]
-        order.sort(key=lambda i: (len(self.src_ids[i]), len(self.tgt_ids[i])))
-        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        if gen is not None:
-            batches = [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
-        return batches
+
+def bucketed_batches(n: int, length, batch_size: int, *, seed: int | None = None) -> list[list[int]]:
+    """Group examples 0..n-1 of similar `length(i)` to minimise padding.
+
+    With a seed: shuffle, sort by length (stable, so ties stay shuffled), cut into batches,
+    shuffle the batch order. Without: sorted, in order (for decoding).
+    """
+    order = list(range(n))
+    gen = None
+    if seed is not None:
+        gen = torch.Generator().manual_seed(seed)
+        order = [order[i] for i in torch.randperm(len(order), generator=gen).tolist()]
+    order.sort(key=length)
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if gen is not None:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
+    return batches

@@ -50,6 +50,16 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def read_json_file(path: Path):
+    """A JSON file's value; invalid JSON is an AttnseqError naming the file and line."""
+    import json
+
+    try:
+        return json.loads(read_text_file(path))
+    except json.JSONDecodeError as exc:
+        raise AttnseqError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+
+
 def read_text_file(path: Path) -> str:
     """A whole UTF-8 text file (a leading byte-order mark is dropped).
 

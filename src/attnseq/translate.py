@@ -13,7 +13,6 @@ from attnseq import runtime
 from attnseq.config import Config
 from attnseq.data import collate_source, encode_source
 from attnseq.decoding import beam_search, greedy_search
-from attnseq.errors import AttnseqError
 from attnseq.fast.decoding import decoding_copy
 from attnseq.fast.frozen import Int8Linear
 from attnseq.metrics import score_translations
@@ -64,10 +63,7 @@ class Translator:
         """Load a model directory (or a training run directory, taking its best model)."""
         from attnseq.checkpoint import load
 
-        translator = load(path, device=device)
-        if not isinstance(translator, cls):
-            raise AttnseqError(f"{path}: holds a {translator.config.task} model, not a translation model")
-        return translator
+        return load(path, device=device, expect=cls, what="a translation model")
 
     def predict(self, inputs: list[str], **search) -> list[Prediction]:
         """The `Predictor` face of `translate`."""

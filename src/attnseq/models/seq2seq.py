@@ -34,15 +34,6 @@ class Seq2Seq(nn.Module):
         self.teacher_forcing = 1.0
         self.attention_dtype: torch.dtype | None = None  # a decoding copy: hold the attention's memory in this
 
-    def tied_keys(self) -> list[str]:
-        """state_dict keys that are the same tensor as an earlier key (saved once)."""
-        seen, tied = {}, []
-        for key, value in self.state_dict(keep_vars=True).items():
-            if id(value) in seen:
-                tied.append(key)
-            seen.setdefault(id(value), key)
-        return tied
-
     @property
     def has_attention(self) -> bool:
         return self.decoder.attention is not None

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from attnseq.config import Config
-from attnseq.data import pad, read_lines
+from attnseq.data import bucketed_batches, pad, read_lines
 from attnseq.errors import AttnseqError
-from attnseq.fileio import read_text_file
+from attnseq.fileio import read_json_file
 from attnseq.tasks.base import Prediction, Task, TaskData
 from attnseq.tokenize import Tokenizer, build_tokenizer, read_spm_model, train_sentencepiece
 from attnseq.vocab import Vocab
@@ -171,17 +171,8 @@ class LabelledDataset:
                           torch.tensor([self.label_ids[i] for i in index]), list(index))  # fmt: skip
 
     def batch_indices(self, batch_size: int, *, seed: int | None = None) -> list[list[int]]:
-        """Batches of similar length; with a seed shuffled (ties and batch order), else in order."""
-        order = list(range(len(self)))
-        gen = None
-        if seed is not None:
-            gen = torch.Generator().manual_seed(seed)
-            order = [order[i] for i in torch.randperm(len(order), generator=gen).tolist()]
-        order.sort(key=lambda i: len(self.ids[i]))
-        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        if gen is not None:
-            batches = [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
-        return batches
+        """Batches of similar length (`data.bucketed_batches`)."""
+        return bucketed_batches(len(self), lambda i: len(self.ids[i]), batch_size, seed=seed)
 
 
 # ------------------------------------------------------------------------------------ metrics
@@ -261,10 +252,7 @@ class Classifier:
     def from_pretrained(cls, path: str | Path, *, device: str = "cpu") -> Classifier:
         from attnseq.checkpoint import load
 
-        predictor = load(path, device=device)
-        if not isinstance(predictor, cls):
-            raise AttnseqError(f"{path}: holds a {predictor.config.task} model, not a classifier")
-        return predictor
+        return load(path, device=device, expect=cls, what="a classifier")
 
     @property
     def labels(self) -> list[str]:
@@ -348,10 +336,7 @@ class ClassifyTask(Task):
         path = directory / LABELS
         if not path.is_file():
             raise AttnseqError(f"{path}: missing; the model directory is incomplete (copy it whole)")
-        try:
-            labels = json.loads(read_text_file(path))
-        except json.JSONDecodeError as exc:
-            raise AttnseqError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+        labels = read_json_file(path)
         if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) for x in labels):
             raise AttnseqError(f"{path}: expected a JSON list of two or more label strings")
         proto = None
