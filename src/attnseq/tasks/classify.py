@@ -215,27 +215,32 @@ def most_attended(predictions: list[Prediction], labels: list[str], *, top: int 
 
 
 def tfidf_baseline(train: list[Example], valid: list[Example], cfg) -> tuple[object, dict]:
-    """TF-IDF (word uni- and bigrams, or character 1-4-grams for the char / spm tokenizers) +
-    logistic regression, its C chosen on valid by accuracy. Returns (fitted pipeline, settings)."""
+    """TF-IDF + logistic regression: word uni- and bigrams (the data section's word tokenizer) or
+    character 1-4-grams within words, and C, chosen together by validation accuracy (texts
+    without spaces between words, such as Korean, usually pick characters). Returns (the fitted
+    pipeline, its settings)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    if cfg.tokenizer == "word":
-        tokenizer = make_tokenizer(cfg)
-        vectorizer = dict(tokenizer=tokenizer.tokenize, lowercase=False, token_pattern=None, ngram_range=(1, 2))
-    else:  # texts without spaces between words (Korean) or subword models: character n-grams
-        vectorizer = dict(analyzer="char_wb", ngram_range=(1, 4), lowercase=cfg.lowercase)
+    words = build_tokenizer("word", lowercase=cfg.lowercase, split_punctuation=True)
+    features = {
+        "word 1-2-grams": dict(tokenizer=words.tokenize, lowercase=False, token_pattern=None, ngram_range=(1, 2)),
+        "character 1-4-grams": dict(analyzer="char_wb", ngram_range=(1, 4), lowercase=cfg.lowercase),
+    }
     texts, labels = [ex.text for ex in train], [ex.label for ex in train]
+    gold = np.array([ex.label for ex in valid])
     best = None
-    for c in (0.3, 1.0, 3.0, 10.0, 30.0):
-        model = make_pipeline(TfidfVectorizer(sublinear_tf=True, **vectorizer), LogisticRegression(C=c, max_iter=2000))
-        model.fit(texts, labels)
-        accuracy = float(np.mean(model.predict([ex.text for ex in valid]) == np.array([ex.label for ex in valid])))
-        if best is None or accuracy > best[0]:
-            best = (accuracy, c, model)
-    return best[2], {"C": best[1], "valid_accuracy": best[0], "features": "word 1-2-grams" if cfg.tokenizer == "word"
-                     else "character 1-4-grams"}  # fmt: skip
+    for name, vectorizer in features.items():
+        for c in (0.3, 1.0, 3.0, 10.0, 30.0):
+            model = make_pipeline(
+                TfidfVectorizer(sublinear_tf=True, **vectorizer), LogisticRegression(C=c, max_iter=2000)
+            )
+            model.fit(texts, labels)
+            accuracy = float(np.mean(model.predict([ex.text for ex in valid]) == gold))
+            if best is None or accuracy > best[0]:
+                best = (accuracy, c, name, model)
+    return best[3], {"C": best[1], "features": best[2], "valid_accuracy": best[0]}
 
 
 # ------------------------------------------------------------------------------------ predictor
