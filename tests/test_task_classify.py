@@ -300,3 +300,13 @@ def test_training_curves_of_a_classifier(run, tmp_path):
     from attnseq.plotting import plot_training
 
     assert plot_training(run / "metrics.jsonl", tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_output_writes_the_labels_it_scored(run, synthetic, tmp_path, capsys):
+    out = tmp_path / "labels.txt"
+    assert main(["evaluate", "--model", str(run), "--data", str(synthetic["test"]), "--output", str(out)]) == 0
+    labels = out.read_text().splitlines()
+    assert len(labels) == 200 and set(labels) <= {"neg", "pos"}
+    gold = [line.rsplit("\t", 1)[1] for line in synthetic["test"].read_text().splitlines()]
+    accuracy = sum(a == b for a, b in zip(labels, gold)) / len(gold)
+    assert f"{100 * accuracy:6.1f}%" in capsys.readouterr().out

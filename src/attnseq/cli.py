@@ -316,16 +316,12 @@ def _evaluate_classifier(args) -> int:
         )
     classifier = Classifier.from_pretrained(args.model, device=args.device)
     examples = read_labelled(args.data, classifier.config.data) if args.data else None
-    report = held_out_report(classifier, classifier.config, examples=examples)
+    predicted: list[str] = []
+    report = held_out_report(classifier, classifier.config, examples=examples, predicted=predicted)
     if args.output:
         from attnseq.fileio import atomic_write_text
 
-        texts = [ex.text for ex in examples] if examples else None
-        if texts is None:
-            from attnseq.tasks.classify import split_examples
-
-            texts = [ex.text for ex in split_examples(classifier.config.data)["test"]]
-        atomic_write_text(Path(args.output), "".join(p.output + "\n" for p in classifier.predict(texts)))
+        atomic_write_text(Path(args.output), "".join(label + "\n" for label in predicted))
     if args.json:
         print(json.dumps(report))
     else:

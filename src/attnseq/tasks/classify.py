@@ -24,6 +24,7 @@ from attnseq.config import Config
 from attnseq.data import bucketed_batches, pad, read_lines
 from attnseq.errors import AttnseqError
 from attnseq.fileio import read_json_file
+from attnseq.models.classifier import LabelBatch
 from attnseq.tasks.base import Prediction, Task, TaskData
 from attnseq.tokenize import Tokenizer, build_tokenizer, read_spm_model, train_sentencepiece
 from attnseq.vocab import Vocab
@@ -164,8 +165,6 @@ class LabelledDataset:
         return len(self.ids)
 
     def collate(self, index: list[int]):
-        from attnseq.models.classifier import LabelBatch
-
         seqs = [self.ids[i] for i in index]
         return LabelBatch(pad(seqs, Vocab.pad_id), torch.tensor([len(s) for s in seqs]),
                           torch.tensor([self.label_ids[i] for i in index]), list(index))  # fmt: skip
@@ -292,10 +291,13 @@ class Classifier:
                 results[i] = best
         return results  # type: ignore[return-value]
 
-    def evaluate(self, examples: list[Example], *, top: int = 10) -> dict:
+    def evaluate(self, examples: list[Example], *, top: int = 10, predicted: list[str] | None = None) -> dict:
         """Scores on `examples` (`report`), and under `most_attended` for each predicted class the
-        tokens that most often got a text's largest pooling weight, with their counts."""
+        tokens that most often got a text's largest pooling weight, with their counts. The
+        predicted labels are appended to `predicted` when it is given."""
         predictions = self.predict([ex.text for ex in examples])
+        if predicted is not None:
+            predicted.extend(p.output for p in predictions)
         out = report([p.output for p in predictions], examples, self.labels)
         if any(p.attention is not None for p in predictions):
             out["most_attended"] = most_attended(predictions, self.labels, top=top)
@@ -368,7 +370,9 @@ class ClassifyTask(Task):
         return Classifier(model, cfg, assets, device=device)
 
 
-def held_out_report(classifier: Classifier, cfg: Config, *, examples: list[Example] | None = None) -> dict:
+def held_out_report(
+    classifier: Classifier, cfg: Config, *, examples: list[Example] | None = None, predicted: list[str] | None = None
+) -> dict:
     """The classifier on the test split (or `examples`), and beside it the TF-IDF + logistic
     regression baseline fitted on the same config's train split (C chosen on valid), under `baseline`."""
     try:
@@ -376,13 +380,13 @@ def held_out_report(classifier: Classifier, cfg: Config, *, examples: list[Examp
     except AttnseqError as exc:  # the training data is not on this machine: the model alone, when it can
         if examples is None:
             raise
-        out = classifier.evaluate(examples)
+        out = classifier.evaluate(examples, predicted=predicted)
         out["baseline"] = {"name": "tfidf_logreg", "skipped": f"its training data is not here ({exc})"}
         return out
     test = examples if examples is not None else splits["test"]
     if not test:
         raise AttnseqError("no test examples: set data.test, or a test share in data.split, or give --data FILE")
-    out = classifier.evaluate(test)
+    out = classifier.evaluate(test, predicted=predicted)
     baseline, settings = tfidf_baseline(splits["train"], splits["valid"], cfg.data)
     predicted = list(baseline.predict([ex.text for ex in test]))
     out["baseline"] = {"name": "tfidf_logreg", **settings, **report(predicted, test, classifier.labels)}
