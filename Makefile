@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.attnseq-installed
 
-.PHONY: setup demo test test-avx2 lint bench clean
+.PHONY: setup browser demo test test-avx2 lint bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,16 +17,20 @@ $(STAMP): pyproject.toml Makefile
 
 setup: $(STAMP)
 
+# Debian's chromium for the page's browser test (skips with the reason where it cannot be installed)
+browser:
+	@bash scripts/install-chromium.sh
+
 demo: setup
 	$(BIN)/attnseq demo configs/dates.yaml --out runs/demo
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest
 
 # The suite again as a CPU without AVX-512 answers (no native bf16): ATen, oneDNN, MKL and FBGEMM are
 # capped at AVX2, so the capability checks answer as on such a CPU (tests/test_precision.py checks it)
 AVX2_ONLY := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2
-test-avx2: setup
+test-avx2: setup browser
 	$(AVX2_ONLY) $(BIN)/python -m pytest
 
 lint: setup

@@ -54,3 +54,7 @@ def tiny_config(dates_dir):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+# The server's fixtures (two small trained models, a live server); imported here so tests can ask for them.
+from tests.serving import model_dirs, served, server  # noqa: E402, F401

@@ -14,6 +14,7 @@ one, never a mixture.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import shutil
@@ -32,6 +33,7 @@ from attnseq.runtime import resolve_device
 from attnseq.tasks.base import Task, get_task
 
 CONFIG, WEIGHTS, TRAINER_STATE = "config.json", "model.safetensors", "trainer_state.pt"
+METRICS = "metrics.json"  # the validation scores of these weights, where training wrote them
 
 
 def _old(target: Path) -> Path:
@@ -76,10 +78,12 @@ def save_model_dir(
     assets,
     trainer_state: dict | None = None,
     resolved: dict[str, str] | None = None,
+    metrics: dict | None = None,
 ) -> None:
     """Write a complete model directory atomically: config.json, the task's `assets.files()` and
     the weights (optionally with resumable trainer state); `resolved` goes into config.json as a
-    record of what `auto` settings ran as."""
+    record of what `auto` settings ran as, `metrics` (the validation of these weights) into
+    metrics.json."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
@@ -88,6 +92,8 @@ def save_model_dir(
         save_config_json(config, tmp / CONFIG, resolved=resolved)
         for name, data in assets.files().items():
             (tmp / name).write_bytes(data)
+        if metrics is not None:
+            (tmp / METRICS).write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
         tied = set(tied_keys(model))  # safetensors stores each tensor once; tying is rebuilt from config
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k not in tied}
         save_file(weights, str(tmp / WEIGHTS), metadata={"format": "pt", "library": "attnseq"})
@@ -141,6 +147,15 @@ def load_model_dir(path: str | Path, *, device: str | torch.device = "cpu", task
     model = task.build_model(config, assets)
     load_weights(model, directory)
     return model.to(device).eval(), config, assets
+
+
+def load_metrics(path: str | Path) -> dict:
+    """The validation scores saved with a model directory's weights ({} when training wrote none)."""
+    try:
+        data = json.loads((resolve_model_dir(path) / METRICS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def load_trainer_state(directory: Path) -> dict:

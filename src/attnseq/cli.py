@@ -145,6 +145,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", help="data directory (default: $ATTNSEQ_DATA, else ./data); the set goes to DIR/NAME")
     p.add_argument("--mirror", default="", help="fetch each file from MIRROR/<its official file name> instead")
 
+    p = sub.add_parser("serve", help="serve models over HTTP (JSON API with micro-batching, attention page at /)")
+    p.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="[NAME=]DIR",
+        help="model or run directory to serve, as NAME=DIR or DIR (repeatable; the first is the default)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-batching", action="store_true", help="decode each request on its own")
+    p.add_argument("--max-batch", type=int, default=64, help="most inputs decoded as one batch (default 64)")
+    p.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=5.0,
+        help="how long a request waits for others to batch with (default 5; no wait when none is coming)",
+    )
+    p.add_argument("--max-chars", type=int, default=1000, help="characters per input (default 1000)")
+    p.add_argument("--max-inputs", type=int, default=64, help="inputs per request (default 64)")
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="request body size (default 1 MiB)")
+    p.add_argument("--max-queue", type=int, default=4096, help="inputs waiting per model before 429 (default 4096)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds a request may take, queueing included")
+    p.add_argument("--no-access-log", action="store_true", help="do not log each request")
+
     p = sub.add_parser("dates", help="write the date-normalization corpus (train/valid/test TSV)")
     p.add_argument("--out", default="data/dates")
     p.add_argument("--seed", type=int, default=0)
@@ -429,6 +455,25 @@ def cmd_data(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from attnseq.serve import Batching, Limits, load_models, run
+
+    for flag in ("port", "max_batch", "max_chars", "max_inputs", "max_body_bytes", "max_queue"):
+        low = 0 if flag == "port" else 1
+        if getattr(args, flag) < low:
+            raise AttnseqError(f"--{flag.replace('_', '-')} must be at least {low}")
+    if args.max_wait_ms < 0 or args.timeout <= 0:
+        raise AttnseqError("--max-wait-ms must be at least 0 and --timeout more than 0")
+    limits = Limits(max_chars=args.max_chars, max_inputs=args.max_inputs, max_body_bytes=args.max_body_bytes,
+                    timeout_s=args.timeout, max_queue=args.max_queue)  # fmt: skip
+    batching = Batching(enabled=not args.no_batching, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
+    models = load_models(args.model, device=args.device)
+    for name, served in models.items():
+        print(f"attnseq serve: model {name!r} ({served.task}) from {served.directory}", file=sys.stderr)
+    run(models, host=args.host, port=args.port, access_log=not args.no_access_log, limits=limits, batching=batching)
+    return 0
+
+
 def cmd_dates(args) -> int:
     from attnseq.tasks.dates import write_corpus
 
@@ -506,6 +551,7 @@ COMMANDS = {
     "classify": cmd_classify,
     "evaluate": cmd_evaluate,
     "ablate": cmd_ablate,
+    "serve": cmd_serve,
     "plot": cmd_plot,
     "demo": cmd_demo,
     "dates": cmd_dates,

@@ -241,7 +241,7 @@ class Trainer:
         if self.ema is not None and "ema" in state:
             self.ema.load_state_dict(state["ema"])
 
-    def _save(self, name: str, *, with_state: bool) -> None:
+    def _save(self, name: str, *, with_state: bool, metrics: dict | None = None) -> None:
         """best/ gets the weights validation saw (the average with train.ema_decay); last/ the
         trained weights, which --resume continues from, with the average in trainer_state.pt."""
         save_model_dir(
@@ -251,6 +251,7 @@ class Trainer:
             assets=self.data.assets,
             trainer_state=self._state() if with_state else None,
             resolved=self.resolved(),
+            metrics=metrics,
         )
         if with_state:
             self.saved_step = self.progress.step
@@ -351,9 +352,10 @@ class Trainer:
                 p.early_stopped = True
                 result.stopped_because = f"no improvement in {t.patience} validations (train.patience)"
         new_best = self._better(score, p.best_saved)
+        scores = {"step": p.step, "valid_metric": self.valid_metric, **metrics}
         if new_best:
             p.best_saved = score
-            self._save("best", with_state=False)
+            self._save("best", with_state=False, metrics=scores)
         record = {
             "event": "valid",
             "step": p.step,
@@ -365,7 +367,7 @@ class Trainer:
             **metrics,
         }
         self._log(record)
-        self._save("last", with_state=True)
+        self._save("last", with_state=True, metrics=scores)
         self._flush_log()
         if self.on_validate is not None:
             self.on_validate(record)

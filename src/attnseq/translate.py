@@ -17,7 +17,7 @@ from attnseq.fast.decoding import decoding_copy
 from attnseq.fast.frozen import Int8Linear
 from attnseq.metrics import score_translations
 from attnseq.models.seq2seq import Seq2Seq
-from attnseq.tasks.base import Prediction
+from attnseq.tasks.base import Prediction, SearchOption
 from attnseq.tokenize import Tokenizer, build_tokenizers
 from attnseq.vocab import EOS, Vocab
 
@@ -41,6 +41,11 @@ class Translator:
     A source that tokenizes to nothing (an empty line) is translated as an empty line without
     running the model, so output stays line-aligned with input.
     """
+
+    search_options = (
+        SearchOption("beam_size", int, 1, 64, "beam width; 1 is greedy search"),
+        SearchOption("n_best", int, 1, 64, "hypotheses returned, best first; at most beam_size"),
+    )
 
     def __init__(
         self,
@@ -68,6 +73,13 @@ class Translator:
     def predict(self, inputs: list[str], **search) -> list[Prediction]:
         """The `Predictor` face of `translate`."""
         return self.translate(inputs, **search)
+
+    def info(self) -> dict:
+        return {"vocab": {"source": len(self.src_vocab), "target": len(self.tgt_vocab)}}
+
+    def search_defaults(self) -> dict:
+        dec = self.config.decode
+        return {"beam_size": dec.beam_size, "n_best": min(dec.n_best, dec.beam_size)}
 
     def normalize_reference(self, text: str) -> str:
         """A reference as scored: lowercased when the model is trained lowercased, runs of
@@ -110,8 +122,9 @@ class Translator:
         results: list[Translation | None] = [None] * len(sentences)
         for i, toks in enumerate(src_tokens):
             if not toks:
-                empty = Translation(sentences[i], "", [EOS], [], 0.0, None if not self.model.has_attention else
-                                    np.zeros((0, 1), dtype=np.float32), rank_score=0.0)  # fmt: skip
+                attention = np.zeros((0, 1), dtype=np.float32) if self.model.has_attention else None
+                empty = Translation(input=sentences[i], output="", score=0.0, input_tokens=[EOS], output_tokens=[],
+                                    attention=attention, rank_score=0.0)  # fmt: skip
                 empty.alternatives = [empty]
                 results[i] = empty
         order = sorted((i for i in range(len(sentences)) if results[i] is None), key=lambda i: len(src_ids[i]))

@@ -84,18 +84,37 @@ class Prediction:
         record = {"input": self.input, "output": self.output, "score": self.score,
                   "rank_score": self.rank_score, "input_tokens": self.input_tokens,
                   "output_tokens": self.output_tokens, "attention": attention}  # fmt: skip
-        if len(self.alternatives) > 1:
-            record["alternatives"] = [
-                {"output": a.output, "score": a.score, "rank_score": a.rank_score, "output_tokens": a.output_tokens}
-                for a in self.alternatives
-            ]
+        record["alternatives"] = [
+            {"output": a.output, "score": a.score, "rank_score": a.rank_score, "output_tokens": a.output_tokens}
+            for a in self.alternatives
+        ]
         return record
+
+
+@dataclass(frozen=True)
+class SearchOption:
+    """A keyword that a predictor's `predict` takes beside the inputs (the server builds its
+    request schema from these, so a new task's options need no change there)."""
+
+    name: str
+    type: type  # int, float or bool
+    minimum: float | None = None
+    maximum: float | None = None
+    help: str = ""
 
 
 class Predictor(Protocol):
     """Inputs in, `Prediction`s out, in input order; search settings per call."""
 
+    search_options: ClassVar[tuple[SearchOption, ...]]  # what predict(**search) takes
+
     def predict(self, inputs: list[str], **search) -> list[Prediction]: ...
+
+    def info(self) -> dict:  # what a user of the model needs to know: vocabulary sizes, labels, ...
+        ...
+
+    def search_defaults(self) -> dict:  # the value each search option takes when a call leaves it out
+        ...
 
 
 class Task:

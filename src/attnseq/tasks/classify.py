@@ -248,6 +248,8 @@ class Classifier:
     (output = the label, score = its probability, alternatives = every class by probability,
     attention = (1, tokens) pooling weights, or None for max / last pooling)."""
 
+    search_options = ()  # one forward pass: nothing to search
+
     def __init__(self, model, config: Config, assets: ClassifyAssets, *, device: str = "cpu") -> None:
         self.model, self.config, self.assets = model.eval(), config, assets
         self.device = torch.device(device)
@@ -261,6 +263,12 @@ class Classifier:
     @property
     def labels(self) -> list[str]:
         return self.assets.labels
+
+    def info(self) -> dict:
+        return {"vocab": {"input": len(self.assets.vocab)}, "labels": self.labels}
+
+    def search_defaults(self) -> dict:
+        return {}
 
     @torch.inference_mode()
     def predict(self, inputs: list[str], *, batch_size: int | None = None) -> list[Prediction]:
