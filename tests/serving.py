@@ -15,8 +15,9 @@ from attnseq.config import load_config
 from attnseq.serve import Batching, Limits, create_app, load_models
 from attnseq.tasks.dates import write_corpus
 from attnseq.train import Trainer
-from tests.conftest import DATES_CONFIG
-from tests.test_task_classify import tiny_classify_config, write_synthetic
+from tests.test_task_classify import ROOT, tiny_classify_config, write_synthetic
+
+DATES_CONFIG = ROOT / "configs" / "dates.yaml"
 
 
 @pytest.fixture(scope="session")

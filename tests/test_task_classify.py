@@ -156,8 +156,9 @@ def test_save_and_load_give_identical_predictions(run, synthetic):
     a, b = loaded.predict(texts), direct.predict(texts)
     assert [(p.output, p.score) for p in a] == [(p.output, p.score) for p in b]
     assert all(np.array_equal(x.attention, y.attention) for x, y in zip(a, b))
-    assert sorted(p.name for p in (run / "best").iterdir()) == ["config.json", "labels.json", "model.safetensors",
-                                                                  "vocab.json"]  # fmt: skip
+    assert sorted(p.name for p in (run / "best").iterdir()) == ["config.json", "labels.json", "metrics.json",
+                                                                  "model.safetensors", "vocab.json"]  # fmt: skip
+    assert set(json.loads((run / "best" / "metrics.json").read_text())) >= {"accuracy", "macro_f1", "loss", "step"}
 
 
 def test_the_translator_refuses_a_classifier_directory(run):
