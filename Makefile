@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.attnseq-installed
 
-.PHONY: setup browser demo test test-avx2 lint bench clean
+.PHONY: setup browser demo test test-avx2 lint bench bench-serve clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ setup: $(STAMP)
 
 # Debian's chromium for the page's browser test (skips with the reason where it cannot be installed)
 browser:
-	@bash scripts/install-chromium.sh
+	@bash scripts/debian-package.sh chromium "$${ATTNSEQ_CHROMIUM:-}" chromium chromium-browser
 
 demo: setup
 	$(BIN)/attnseq demo configs/dates.yaml --out runs/demo
@@ -41,6 +41,11 @@ lint: setup
 # the 2-core bench machine, estimated; installs OpenNMT-py into .venv-onmt). Part of it: bench/speed.py --part ...
 bench: setup
 	$(BIN)/python bench/speed.py
+
+# the server under load (bench/serve.py; wrk from Debian is its load generator)
+bench-serve: setup
+	@bash scripts/debian-package.sh wrk wrk
+	$(BIN)/python bench/serve.py
 
 clean:
 	rm -rf runs data/dates .pytest_cache

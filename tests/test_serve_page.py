@@ -1,6 +1,6 @@
 """The attention page in a real browser: Debian's Chromium, headless, driven by Playwright.
 
-`make test` installs Chromium first (scripts/install-chromium.sh); where it cannot be installed
+`make test` installs Chromium first (scripts/debian-package.sh); where it cannot be installed
 these tests skip with that reason. Screenshots go to the test's output directory."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def chromium_path() -> str | None:
 
 CHROMIUM = chromium_path()
 pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium (scripts/install-chromium.sh could not install it; or set ATTNSEQ_CHROMIUM)"
+    CHROMIUM is None, reason="no Chromium (scripts/debian-package.sh could not install it; or set ATTNSEQ_CHROMIUM)"
 )
 
 

@@ -156,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads per model (default: the machine's cores shared out among the models)",
+    )
     p.add_argument("--no-batching", action="store_true", help="decode each request on its own")
     p.add_argument("--max-batch", type=int, default=64, help="most inputs decoded as one batch (default 64)")
     p.add_argument(
@@ -458,8 +464,8 @@ def cmd_data(args) -> int:
 def cmd_serve(args) -> int:
     from attnseq.serve import Batching, Limits, load_models, run
 
-    for flag in ("port", "max_batch", "max_chars", "max_inputs", "max_body_bytes", "max_queue"):
-        low = 0 if flag == "port" else 1
+    for flag in ("port", "threads", "max_batch", "max_chars", "max_inputs", "max_body_bytes", "max_queue"):
+        low = 0 if flag in ("port", "threads") else 1
         if getattr(args, flag) < low:
             raise AttnseqError(f"--{flag.replace('_', '-')} must be at least {low}")
     if args.max_wait_ms < 0 or args.timeout <= 0:
@@ -467,7 +473,7 @@ def cmd_serve(args) -> int:
     limits = Limits(max_chars=args.max_chars, max_inputs=args.max_inputs, max_body_bytes=args.max_body_bytes,
                     timeout_s=args.timeout, max_queue=args.max_queue)  # fmt: skip
     batching = Batching(enabled=not args.no_batching, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
-    models = load_models(args.model, device=args.device)
+    models = load_models(args.model, device=args.device, threads=args.threads)
     for name, served in models.items():
         print(f"attnseq serve: model {name!r} ({served.task}) from {served.directory}", file=sys.stderr)
     run(models, host=args.host, port=args.port, access_log=not args.no_access_log, limits=limits, batching=batching)

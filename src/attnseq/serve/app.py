@@ -18,8 +18,10 @@ import asyncio
 import logging
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Request
@@ -30,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_mod
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from attnseq.errors import AttnseqError
-from attnseq.serve.batching import Inbound, MicroBatcher, QueueFull
+from attnseq.serve.batching import Inbound, MicroBatcher, QueueFull, inference_thread, threads_per_model
 
 log = logging.getLogger("attnseq.serve")
 STATIC = resources.files("attnseq.serve") / "static"
@@ -61,6 +63,7 @@ class ServedModel:
     task: str
     directory: str = ""
     metrics: dict = field(default_factory=dict)
+    executor: ThreadPoolExecutor | None = None  # the thread the predictor was loaded in and runs in
 
     def describe(self) -> dict:
         defaults = self.predictor.search_defaults()
@@ -277,6 +280,7 @@ def create_app(models: dict[str, ServedModel], *, limits: Limits | None = None, 
             max_queue=limits.max_queue,
             enabled=batching.enabled,
             inbound=inbound,
+            executor=served.executor,
         )  # fmt: skip
         for name, served in models.items()
     }
@@ -316,7 +320,7 @@ def create_app(models: dict[str, ServedModel], *, limits: Limits | None = None, 
     PredictRequest = _request_model(models, limits)  # noqa: N806
 
     @app.post("/v1/predict", response_model=PredictResponse, responses=ERRORS)
-    async def predict(body: PredictRequest, request: Request) -> PredictResponse:  # type: ignore[valid-type]
+    async def predict(body: PredictRequest, request: Request):  # type: ignore[valid-type]
         start = time.perf_counter()
         served = models[body.model or next(iter(models))]
         batcher = batchers[served.name]
@@ -335,13 +339,14 @@ def create_app(models: dict[str, ServedModel], *, limits: Limits | None = None, 
                            limits.timeout_s) from None  # fmt: skip
         except (AttnseqError, ValueError) as exc:
             raise ApiError(400, "bad_input", str(exc)) from None
-        return PredictResponse(
-            model=served.name,
-            task=served.task,
-            search={**served.predictor.search_defaults(), **search},
-            predictions=[_finite(p.to_dict()) for p in predictions],
-            seconds=time.perf_counter() - start,
-        )
+        # the dict as it stands (PredictResponse documents it; validating it again per request costs time)
+        return JSONResponse({
+            "model": served.name,
+            "task": served.task,
+            "search": {**served.predictor.search_defaults(), **search},
+            "predictions": [_finite(p.to_dict()) for p in predictions],
+            "seconds": time.perf_counter() - start,
+        })  # fmt: skip
 
     @app.get("/v1/models")
     async def list_models() -> dict:
@@ -361,12 +366,13 @@ def create_app(models: dict[str, ServedModel], *, limits: Limits | None = None, 
     return app
 
 
-def load_models(specs: list[str], *, device: str = "cpu") -> dict[str, ServedModel]:
-    """`serve --model` values, DIR or NAME=DIR, loaded through their tasks (names default to the
-    directory's name, or its parent's for a run's best/)."""
+def load_models(specs: list[str], *, device: str = "cpu", threads: int = 0) -> dict[str, ServedModel]:
+    """`serve --model` values, DIR or NAME=DIR, each loaded through its task in its own inference
+    thread with `threads` torch threads (0: the machine's cores shared out among the models).
+    Names default to the directory's name, or its parent's for a run's best/."""
     from attnseq.checkpoint import load, load_metrics, model_task, resolve_model_dir
 
-    models: dict[str, ServedModel] = {}
+    named: dict[str, Path] = {}
     for spec in specs:
         name, sep, path = spec.partition("=")
         if not sep:
@@ -374,10 +380,20 @@ def load_models(specs: list[str], *, device: str = "cpu") -> dict[str, ServedMod
         directory = resolve_model_dir(path)
         if not name:
             name = directory.parent.name if directory.name in ("best", "last") else directory.name
-        if name in models:
+        if name in named:
             raise AttnseqError(f"--model {spec}: the name {name!r} is taken; give NAME=DIR")
-        models[name] = ServedModel(name=name, predictor=load(directory, device=device), task=model_task(directory),
-                                   directory=str(directory), metrics=load_metrics(directory))  # fmt: skip
+        named[name] = directory
+    threads = threads or threads_per_model(len(named))
+    models: dict[str, ServedModel] = {}
+    for name, directory in named.items():
+        executor = inference_thread(threads, name)
+        try:
+            predictor = executor.submit(load, directory, device=device).result()
+        except BaseException:
+            executor.shutdown()
+            raise
+        models[name] = ServedModel(name=name, predictor=predictor, task=model_task(directory), directory=str(directory),
+                                   metrics=load_metrics(directory), executor=executor)  # fmt: skip
     return models
 
 

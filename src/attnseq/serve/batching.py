@@ -7,8 +7,12 @@ the jobs that share search options as one `predict` call; each caller gets its o
 back, in its input order. It stops waiting early when no other request is on its way into the
 server (`Inbound`), so a lone client never waits for company that is not coming.
 
-Nothing is locked across models: each has its own worker, and the event loop stays free to read
-and answer requests while a batch decodes.
+Nothing is locked across models: each has its own inference thread, and the event loop stays free
+to read and answer requests while a batch decodes. A model is loaded in its inference thread and
+only ever run there, with its share of the CPU cores as torch threads (`inference_thread`): OpenMP
+keeps one pool of threads per thread that calls it, and once the pools together outnumber the
+cores it stops spinning between parallel regions, which made decoding from a second thread 2.7x
+slower than from the main thread here (docs/serving.md).
 """
 
 from __future__ import annotations
@@ -21,6 +25,27 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from attnseq.errors import AttnseqError
+
+
+def inference_thread(torch_threads: int, name: str) -> ThreadPoolExecutor:
+    """One worker thread that runs all of a model's torch work with `torch_threads` intra-op threads
+    (0: torch's default)."""
+
+    def setup() -> None:
+        import torch
+
+        if torch_threads > 0 and torch.get_num_threads() != torch_threads:  # setting it anew costs time
+            torch.set_num_threads(torch_threads)
+
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"attnseq-{name}", initializer=setup)
+
+
+def threads_per_model(models: int) -> int:
+    """Each of `models` models' share of this machine's cores (at least 1)."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, models))
 
 
 class QueueFull(Exception):
@@ -74,6 +99,7 @@ class MicroBatcher:
         max_queue: int = 1024,
         enabled: bool = True,
         inbound: Inbound | None = None,
+        executor: ThreadPoolExecutor | None = None,
     ) -> None:
         if max_batch < 1 or max_wait_ms < 0 or max_queue < 1:
             raise ValueError("max_batch and max_queue must be at least 1, max_wait_ms at least 0")
@@ -86,7 +112,8 @@ class MicroBatcher:
         self._queued_inputs = 0
         self._arrived: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"attnseq-{name}")
+        self._owns_executor = executor is None  # a model's inference thread outlives one app
+        self._executor = executor or inference_thread(0, name)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -104,7 +131,8 @@ class MicroBatcher:
             if not job.future.done():
                 job.future.set_exception(AttnseqError("the server is shutting down"))
         self._jobs.clear()
-        self._executor.shutdown(wait=True)
+        if self._owns_executor:
+            self._executor.shutdown(wait=True)
 
     # ------------------------------------------------------------------ callers
     def submit(self, inputs: list[str], search: dict) -> asyncio.Future:
