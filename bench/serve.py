@@ -133,7 +133,10 @@ def load(url: str, script: Path, clients: int, seconds: float, warmup: float) ->
     base = ["wrk", "-t1", f"-c{clients}", "--timeout", "60s", "-s", str(script), url]
     if warmup > 0:
         subprocess.run([*base[:1], f"-d{warmup:g}s", *base[1:]], capture_output=True, check=True)
+    before = batch_stats(url)
     out = subprocess.run([*base[:1], f"-d{seconds:g}s", *base[1:]], capture_output=True, text=True, check=True).stdout
+    after = batch_stats(url)
+    batches = after["batches"] - before["batches"]
     line = next(line for line in out.splitlines() if line.startswith("WRK_JSON "))
     r = json.loads(line[len("WRK_JSON ") :])
     return {
@@ -143,7 +146,14 @@ def load(url: str, script: Path, clients: int, seconds: float, warmup: float) ->
         "p50_ms": r["p50_us"] / 1000,
         "p99_ms": r["p99_us"] / 1000,
         "errors": r["errors"],
+        "mean_batch": (after["inputs"] - before["inputs"]) / batches if batches else 0.0,
     }
+
+
+def batch_stats(url: str) -> dict:
+    """The server's batch counters, summed over its models."""
+    stats = httpx.get(f"{url}/health", timeout=30).json()["batches"].values()
+    return {key: sum(s[key] for s in stats) for key in ("batches", "inputs")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,23 +189,21 @@ def main(argv: list[str] | None = None) -> int:
             runs["on" if batching else "off"] = [
                 load(f"http://127.0.0.1:{port}", script, c, args.duration, args.warmup) for c in levels
             ]
-            stats = httpx.get(f"http://127.0.0.1:{port}/health").json()["batches"]
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-        runs[("on" if batching else "off") + "_batches"] = stats
 
     command = " ".join(["python bench/serve.py", *(argv if argv is not None else sys.argv[1:])])
     print(f"\n`{command}` on {cpu_name()} ({os.cpu_count()} CPUs), {args.duration:g} s per row\n")
-    print("| batching | clients | requests/s | p50 ms | p99 ms | errors |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| batching | clients | requests/s | p50 ms | p99 ms | errors | inputs per batch |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for mode in ("on", "off"):
         for r in runs[mode]:
-            print(
-                f"| {mode} | {r['clients']} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |"
-            )
+            cells = [mode, r["clients"], f"{r['rps']:.1f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", r["errors"],
+                     f"{r['mean_batch']:.1f}"]  # fmt: skip
+            print("| " + " | ".join(str(c) for c in cells) + " |")
     print(f"| predictor called directly | 1 | {1000 / direct['p50_ms']:.1f} | {direct['p50_ms']:.1f} | "
-          f"{direct['p99_ms']:.1f} | - |")  # fmt: skip
+          f"{direct['p99_ms']:.1f} | - | 1 |")  # fmt: skip
     on, off = {r["clients"]: r for r in runs["on"]}, {r["clients"]: r for r in runs["off"]}
     top = max(levels)
     summary = {

@@ -5,7 +5,9 @@ options) and one worker thread that runs the predictor. The gatherer takes the f
 then keeps taking jobs for up to `max_wait_ms` or until `max_batch` inputs are gathered, and runs
 the jobs that share search options as one `predict` call; each caller gets its own predictions
 back, in its input order. It stops waiting early when no other request is on its way into the
-server (`Inbound`), so a lone client never waits for company that is not coming.
+server (`Inbound`) and the last batch served a single caller, so a lone client never waits for
+company that is not coming, while callers that came together (and come back together) are
+gathered again.
 
 Nothing is locked across models: each has its own inference thread, and the event loop stays free
 to read and answer requests while a batch decodes. A model is loaded in its inference thread and
@@ -18,6 +20,7 @@ slower than from the main thread here (docs/serving.md).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -42,8 +45,6 @@ def inference_thread(torch_threads: int, name: str) -> ThreadPoolExecutor:
 
 def threads_per_model(models: int) -> int:
     """Each of `models` models' share of this machine's cores (at least 1)."""
-    import os
-
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cores // max(1, models))
 
@@ -110,6 +111,7 @@ class MicroBatcher:
         self.stats = BatchStats()
         self._jobs: deque[Job] = deque()
         self._queued_inputs = 0
+        self._last_requests = 0
         self._arrived: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._owns_executor = executor is None  # a model's inference thread outlives one app
@@ -171,8 +173,8 @@ class MicroBatcher:
             job = self._take()
             if job is None:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self.inbound.pending == 0:
-                    break  # waited long enough, or no other request is on its way in
+                if remaining <= 0 or (self.inbound.pending == 0 and self._last_requests <= 1):
+                    break  # waited long enough, or no request is on its way in and none came with the last
                 self._arrived.clear()
                 try:
                     await asyncio.wait_for(self._arrived.wait(), remaining)
@@ -187,6 +189,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             jobs = await self._gather()
+            self._last_requests = len(jobs)  # under load (several callers at once), the next batch waits for them
             groups: dict[tuple, list[Job]] = {}
             for job in jobs:
                 groups.setdefault(job.key, []).append(job)
