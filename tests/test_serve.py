@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -349,3 +350,32 @@ def test_cores_are_shared_out_among_models(monkeypatch):
 
     monkeypatch.setattr(batching.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     assert [batching.threads_per_model(n) for n in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
+
+
+# ------------------------------------------------------------------ the predictors' own checks, below the server
+@pytest.mark.parametrize(
+    ("call", "needle"),
+    [
+        (lambda p: p.predict("one sentence"), "not one str"),
+        (lambda p: p.predict(["ok", 3]), "[1]: a text (str), not int"),
+        (lambda p: p.predict(None), "not NoneType"),
+        (lambda p: p.predict(["ok"], batch_size=-1), "batch_size = -1"),
+        (lambda p: p.predict(["ok"], beam_size=0), "beam_size = 0"),
+        (lambda p: p.predict(["ok"], n_best=0), "n_best = 0"),
+        (lambda p: p.predict(["ok"], beam_size=2.5), "beam_size = 2.5"),
+    ],
+)
+def test_a_translator_checks_its_arguments_as_the_cli_does(served, call, needle):
+    with pytest.raises(AttnseqError) as caught:
+        call(served["dates"].predictor)
+    assert needle in str(caught.value)
+
+
+def test_a_classifier_checks_its_arguments_too(served):
+    classifier = served["sentiment"].predictor
+    for bad, needle in (("text", "not one str"), ([b"x"], "not bytes"), (["a", None], "[1]")):
+        with pytest.raises(AttnseqError, match=re.escape(needle)):
+            classifier.predict(bad)
+    with pytest.raises(AttnseqError, match="batch_size = 0"):
+        classifier.predict(["fine"], batch_size=0)
+    assert len(classifier.predict(("a tuple", "works"))) == 2

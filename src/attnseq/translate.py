@@ -17,7 +17,7 @@ from attnseq.fast.decoding import decoding_copy
 from attnseq.fast.frozen import Int8Linear
 from attnseq.metrics import score_translations
 from attnseq.models.seq2seq import Seq2Seq
-from attnseq.tasks.base import Prediction, SearchOption
+from attnseq.tasks.base import Prediction, SearchOption, check_count, check_inputs
 from attnseq.tokenize import Tokenizer, build_tokenizers
 from attnseq.vocab import EOS, Vocab
 
@@ -114,9 +114,10 @@ class Translator:
         With beam search, each Translation is the best hypothesis and `n_best` lists the rest too.
         """
         dec = self.config.decode
-        batch_size = batch_size or dec.batch_size
-        beam_size = beam_size or dec.beam_size
-        n_best = min(n_best or dec.n_best, beam_size)
+        sentences = check_inputs(sentences, what="sentences")
+        batch_size = check_count("batch_size", batch_size) or dec.batch_size
+        beam_size = check_count("beam_size", beam_size) or dec.beam_size
+        n_best = min(check_count("n_best", n_best) or dec.n_best, beam_size)
         src_tokens = [self.src_tok.tokenize(s) for s in sentences]
         src_ids = [encode_source(toks, self.src_vocab) for toks in src_tokens]
         results: list[Translation | None] = [None] * len(sentences)

@@ -117,6 +117,34 @@ class Predictor(Protocol):
         ...
 
 
+def check_inputs(inputs, *, what: str = "inputs") -> list[str]:
+    """A predictor's inputs as the CLI would give them: a list (or other sequence) of str; one str
+    on its own, or an item of another type, is an AttnseqError saying so."""
+    from attnseq.errors import AttnseqError
+
+    if isinstance(inputs, (str, bytes)):
+        raise AttnseqError(f"{what}: a list of texts, not one {type(inputs).__name__}; wrap it: [text]")
+    try:
+        items = list(inputs)
+    except TypeError:
+        raise AttnseqError(f"{what}: a list of texts, not {type(inputs).__name__}") from None
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise AttnseqError(f"{what}[{i}]: a text (str), not {type(item).__name__}")
+    return items
+
+
+def check_count(name: str, value, *, minimum: int = 1) -> int | None:
+    """A search or batching setting given to a predictor: None (the config's) or an int >= minimum."""
+    from attnseq.errors import AttnseqError
+
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise AttnseqError(f"{name} = {value!r}: must be a whole number of at least {minimum}")
+    return value
+
+
 class Task:
     """Base of every application. Subclasses set `name`, `metrics` and `default_metric` and
     implement the methods below."""

@@ -25,7 +25,7 @@ from attnseq.data import bucketed_batches, pad, read_lines
 from attnseq.errors import AttnseqError
 from attnseq.fileio import read_json_file
 from attnseq.models.classifier import LabelBatch
-from attnseq.tasks.base import Prediction, Task, TaskData
+from attnseq.tasks.base import Prediction, Task, TaskData, check_count, check_inputs
 from attnseq.tokenize import Tokenizer, build_tokenizer, read_spm_model, train_sentencepiece
 from attnseq.vocab import Vocab
 
@@ -272,9 +272,8 @@ class Classifier:
 
     @torch.inference_mode()
     def predict(self, inputs: list[str], *, batch_size: int | None = None) -> list[Prediction]:
-        if isinstance(inputs, str):
-            raise TypeError("predict takes a list of texts, not one string")
-        batch_size = batch_size or self.config.decode.batch_size
+        inputs = check_inputs(inputs)
+        batch_size = check_count("batch_size", batch_size) or self.config.decode.batch_size
         a, max_len = self.assets, self.config.data.max_len
         tokens = [a.tokenizer.tokenize(t)[:max_len] for t in inputs]
         results: list[Prediction | None] = [None] * len(inputs)
