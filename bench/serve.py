@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,26 +25,13 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
+from speed import cpu_model_name, machine_info  # bench/speed.py: what the bench runs on
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def read_inputs(path: str | None, model_dir: Path) -> list[str]:
+def read_inputs(path: str | None) -> list[str]:
     from attnseq.data import read_lines
 
     if path is None:  # the demo: its held-out dates
@@ -79,7 +64,8 @@ def direct_latency(model_dir: Path, inputs: list[str], search: dict, seconds: fl
         predictor.predict([inputs[i % len(inputs)]], **search)
         times.append(time.perf_counter() - start)
         i += 1
-    return {"calls": len(times), "p50_ms": 1000 * statistics.median(times), "p99_ms": 1000 * percentile(times, 0.99)}
+    ms = 1000 * np.array(times)
+    return {"calls": len(times), "p50_ms": float(np.median(ms)), "p99_ms": float(np.percentile(ms, 99))}
 
 
 def free_port() -> int:
@@ -169,11 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     model_dir = ensure_demo_model(args.model)
-    inputs = read_inputs(args.inputs, model_dir)
+    inputs = read_inputs(args.inputs)
     search = {"beam_size": args.beam_size, "n_best": 1} if args.beam_size else {}
     levels = [int(c) for c in args.clients.split(",")]
     print(f"bench/serve.py: {model_dir}, {len(inputs)} inputs, search {search or 'as the model config'}; "
-          f"{cpu_name()}, {os.cpu_count()} CPUs", file=sys.stderr)  # fmt: skip
+          f"{cpu_model_name()}, {os.cpu_count()} CPUs", file=sys.stderr)  # fmt: skip
 
     if shutil.which("wrk") is None:
         subprocess.run(["bash", str(ROOT / "scripts" / "debian-package.sh"), "wrk", "wrk"], check=False)
@@ -194,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait(timeout=30)
 
     command = " ".join(["python bench/serve.py", *(argv if argv is not None else sys.argv[1:])])
-    print(f"\n`{command}` on {cpu_name()} ({os.cpu_count()} CPUs), {args.duration:g} s per row\n")
+    print(f"\n`{command}` on {cpu_model_name()} ({os.cpu_count()} CPUs), {args.duration:g} s per row\n")
     print("| batching | clients | requests/s | p50 ms | p99 ms | errors | inputs per batch |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for mode in ("on", "off"):
@@ -215,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
           f"batching off; p50 at 1 client / direct call: {summary['p50_at_1_over_direct']:.3f}; "
           f"errors: {summary['errors']}")  # fmt: skip
     if args.json:
-        record = {"cpu": cpu_name(), "model": str(model_dir), "search": search, "duration_s": args.duration,
-                  "direct": direct, **runs, "summary": summary}  # fmt: skip
+        record = {"machine": machine_info("cpu"), "model": str(model_dir), "search": search,
+                  "duration_s": args.duration, "direct": direct, **runs, "summary": summary}  # fmt: skip
         Path(args.json).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     return 0
 

@@ -7,7 +7,6 @@ headless Chromium, hover a cell, and save the screenshot.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -25,11 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from playwright.sync_api import sync_playwright
-    from tests.serving import live_server
+    from tests.serving import chromium_path, live_server
 
     from attnseq.serve import create_app, load_models
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromium = chromium_path()
     if chromium is None:
         sys.exit("bench/serve_picture.py: needs Chromium (scripts/debian-package.sh chromium chromium)")
     models = load_models([args.model])

@@ -4,6 +4,8 @@ and a real uvicorn server on a free loopback port, run in a thread of the test p
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import socket
 import threading
 import time
@@ -36,6 +38,14 @@ def model_dirs(tmp_path_factory):
              for i, (name, n) in enumerate((("train", 400), ("valid", 60), ("test", 60)))}  # fmt: skip
     Trainer(tiny_classify_config(texts, "train.max_epochs=2"), base / "sentiment-run", progress_bar=False).fit()
     return {"dates": base / "dates-run", "sentiment": base / "sentiment-run"}
+
+
+def chromium_path() -> str | None:
+    """Debian's Chromium (or $ATTNSEQ_CHROMIUM), for Playwright's executable_path; None when absent."""
+    for exe in (os.environ.get("ATTNSEQ_CHROMIUM", ""), "chromium", "chromium-browser"):
+        if exe and shutil.which(exe):
+            return shutil.which(exe)
+    return None
 
 
 @contextlib.contextmanager

@@ -379,3 +379,13 @@ def test_a_classifier_checks_its_arguments_too(served):
     with pytest.raises(AttnseqError, match="batch_size = 0"):
         classifier.predict(["fine"], batch_size=0)
     assert len(classifier.predict(("a tuple", "works"))) == 2
+
+
+def test_a_lone_http_request_is_not_held_for_the_batch_window(served):
+    """The server tells the batcher when no other request is on its way in: with a 2 s window a
+    lone request still comes back at once (the gate's count reaches the handler)."""
+    with live_server(create_app({"dates": served["dates"]}, batching=Batching(max_wait_ms=2000))) as url:
+        post(url, {"inputs": ["1 May 2020"]})
+        start = time.perf_counter()
+        assert post(url, {"inputs": ["2 May 2020"]}).status_code == 200
+        assert time.perf_counter() - start < 1.0

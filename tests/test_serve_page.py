@@ -5,19 +5,10 @@ these tests skip with that reason. Screenshots go to the test's output directory
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import httpx
 import pytest
 
-
-def chromium_path() -> str | None:
-    for exe in (os.environ.get("ATTNSEQ_CHROMIUM", ""), "chromium", "chromium-browser"):
-        if exe and shutil.which(exe):
-            return shutil.which(exe)
-    return None
-
+from tests.serving import chromium_path
 
 CHROMIUM = chromium_path()
 pytestmark = pytest.mark.skipif(

@@ -13,6 +13,7 @@ from pathlib import Path
 from attnseq.config import DecodePrecision
 from attnseq.errors import AttnseqError
 from attnseq.runtime import tune_process
+from attnseq.serve.settings import Batching, Limits
 
 DEMO_MARKER = ".attnseq-demo"  # marks a run directory that `attnseq demo` may replace
 
@@ -163,18 +164,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch threads per model (default: the machine's cores shared out among the models)",
     )
     p.add_argument("--no-batching", action="store_true", help="decode each request on its own")
-    p.add_argument("--max-batch", type=int, default=64, help="most inputs decoded as one batch (default 64)")
+    p.add_argument(
+        "--max-batch",
+        type=int,
+        default=Batching.max_batch,
+        help="most inputs decoded as one batch (default %(default)s)",
+    )
     p.add_argument(
         "--max-wait-ms",
         type=float,
-        default=5.0,
-        help="how long a request waits for others to batch with (default 5; no wait when none is coming)",
+        default=Batching.max_wait_ms,
+        help="how long a request waits for others to batch with (default %(default)s; no wait when none is coming)",
     )
-    p.add_argument("--max-chars", type=int, default=1000, help="characters per input (default 1000)")
-    p.add_argument("--max-inputs", type=int, default=64, help="inputs per request (default 64)")
-    p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="request body size (default 1 MiB)")
-    p.add_argument("--max-queue", type=int, default=4096, help="inputs waiting per model before 429 (default 4096)")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds a request may take, queueing included")
+    p.add_argument("--max-chars", type=int, default=Limits.max_chars, help="characters per input (default %(default)s)")
+    p.add_argument("--max-inputs", type=int, default=Limits.max_inputs, help="inputs per request (default %(default)s)")
+    p.add_argument("--max-body-bytes", type=int, default=Limits.max_body_bytes,
+                   help="request body size in bytes (default %(default)s)")  # fmt: skip
+    p.add_argument("--max-queue", type=int, default=Limits.max_queue,
+                   help="inputs waiting per model before 429 (default %(default)s)")  # fmt: skip
+    p.add_argument("--timeout", type=float, default=Limits.timeout_s,
+                   help="seconds a request may take, queueing included (default %(default)s)")  # fmt: skip
     p.add_argument("--no-access-log", action="store_true", help="do not log each request")
 
     p = sub.add_parser("dates", help="write the date-normalization corpus (train/valid/test TSV)")
@@ -462,7 +471,7 @@ def cmd_data(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from attnseq.serve import Batching, Limits, load_models, run
+    from attnseq.serve import load_models, run
 
     for flag in ("port", "threads", "max_batch", "max_chars", "max_inputs", "max_body_bytes", "max_queue"):
         low = 0 if flag in ("port", "threads") else 1

@@ -33,27 +33,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from attnseq.errors import AttnseqError
 from attnseq.serve.batching import Inbound, MicroBatcher, QueueFull, inference_thread, threads_per_model
+from attnseq.serve.settings import Batching, Limits
 
 log = logging.getLogger("attnseq.serve")
 STATIC = resources.files("attnseq.serve") / "static"
-
-
-@dataclass
-class Limits:
-    """What one request may ask; each breach is a 4xx naming the limit and the flag that sets it."""
-
-    max_chars: int = 1000  # characters per input
-    max_inputs: int = 64  # inputs per request
-    max_body_bytes: int = 1 << 20  # request body
-    timeout_s: float = 30.0  # queueing and decoding, per request
-    max_queue: int = 4096  # inputs waiting per model
-
-
-@dataclass
-class Batching:
-    enabled: bool = True
-    max_batch: int = 64  # inputs decoded together
-    max_wait_ms: float = 5.0  # how long the first request of a batch waits for others
 
 
 @dataclass

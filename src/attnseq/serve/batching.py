@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from attnseq.errors import AttnseqError
+from attnseq.serve.settings import Batching, Limits
 
 
 def inference_thread(torch_threads: int, name: str) -> ThreadPoolExecutor:
@@ -95,9 +96,9 @@ class MicroBatcher:
         predict: Callable[..., list],
         *,
         name: str = "model",
-        max_batch: int = 64,
-        max_wait_ms: float = 5.0,
-        max_queue: int = 1024,
+        max_batch: int = Batching.max_batch,
+        max_wait_ms: float = Batching.max_wait_ms,
+        max_queue: int = Limits.max_queue,
         enabled: bool = True,
         inbound: Inbound | None = None,
         executor: ThreadPoolExecutor | None = None,
@@ -202,14 +203,15 @@ class MicroBatcher:
         try:
             results = await loop.run_in_executor(self._executor, self._call, inputs, group[0].search)
         except Exception as exc:
-            if len(group) > 1:  # one request's fault must not fail the others: run each alone
+            results, error = None, exc
+        self.stats.busy_seconds += time.perf_counter() - start
+        if results is None:
+            if len(group) == 1:
+                _settle(group[0].future, exc=error)
+            else:  # one request's fault must not fail the others: run each alone
                 for job in group:
                     await self._run_group(loop, [job])
-                return
-            _settle(group[0].future, exc=exc)
             return
-        finally:
-            self.stats.busy_seconds += time.perf_counter() - start
         self.stats.batches += 1
         self.stats.requests += len(group)
         self.stats.inputs += len(inputs)
