@@ -1,4 +1,4 @@
-"""The `attnseq` command: train | translate | classify | evaluate | ablate | plot | demo | dates."""
+"""The `attnseq` command: train | translate | classify | transcribe | evaluate | ablate | plot | demo | dates."""
 
 from __future__ import annotations
 
@@ -51,13 +51,13 @@ def _add_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu")
 
 
-def _load_translator(args):
-    """A Translator from --model with the command line's search options applied to its config
-    (checked like the config itself)."""
+def _load_translator(args, cls=None):
+    """A Translator (or another `Seq2SeqPredictor` class `cls`) from --model with the command line's
+    search options applied to its config (checked like the config itself)."""
     from attnseq.config import validate
     from attnseq.translate import Translator
 
-    translator = Translator.from_pretrained(args.model, device=args.device)
+    translator = (cls or Translator).from_pretrained(args.model, device=args.device)
     dec = translator.config.decode
     for option, key in (("beam_size", "beam_size"), ("length_penalty", "length_penalty"), ("alpha", "alpha"),
                         ("batch_size", "batch_size"), ("precision", "precision"), ("n_best", "n_best")):  # fmt: skip
@@ -112,9 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="texts classified together")
     p.add_argument("--device", default="cpu")
 
-    p = sub.add_parser("evaluate", help="score a model on a TSV file or on --src / --ref files")
+    p = sub.add_parser("transcribe", help="transcribe audio files with a speech model: FILE<TAB>TEXT per file")
+    p.add_argument("--model", required=True, help="model directory or training run directory of a speech model")
+    p.add_argument("audio", nargs="+", help="audio files (wav, flac, ...; resampled to the model's rate)")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per file: text, tokens, scores, attention over listener positions")  # fmt: skip
+    _add_search(p)
+    p.add_argument("--n-best", type=int, help="hypotheses per file (in --json's alternatives)")
+
+    p = sub.add_parser("evaluate", help="score a model on its config's test split, a TSV file or --src / --ref files")
     p.add_argument("--model", required=True)
-    p.add_argument("--data", help="TSV file (source TAB reference)")
+    p.add_argument("--data", help="TSV file (source TAB reference; speech: a manifest with file and text columns)")
     p.add_argument("--src", help="source file, one sentence per line (plain or .gz)")
     p.add_argument("--ref", help="reference file, line-aligned with --src")
     p.add_argument("--json", action="store_true", help="print one JSON line (keys bleu, chrf, bleu_lc_tok, ...)")
@@ -129,9 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", help="comma-separated variants, e.g. luong-general,bahdanau-concat,init")
     _add_set(p)
 
-    p = sub.add_parser("plot", help="write an attention heatmap (PNG) of one sentence")
+    p = sub.add_parser("plot", help="write an attention heatmap (PNG) of one sentence (speech: of one audio file)")
     p.add_argument("--model", required=True)
-    p.add_argument("sentence")
+    p.add_argument("sentence", help="the sentence; for a speech model the audio file")
     p.add_argument("--out", default="attention.png", help="PNG path (default: attention.png)")
 
     p = sub.add_parser("demo", help="generate the dates corpus, train on it, report held-out accuracy")
@@ -201,7 +209,23 @@ def cmd_train(args) -> int:
     _train_and_report(trainer)
     if cfg.task == "classify":
         _classifier_held_out(trainer.out)
+    if cfg.task == "speech":
+        _speech_held_out(trainer.out)
     return 0
+
+
+def _speech_held_out(run: Path) -> None:
+    """After training a speech model: its test-split figures, printed and kept in RUN/test_report.json."""
+    from attnseq.fileio import atomic_write_text
+    from attnseq.tasks.speech import Transcriber, held_out_report
+
+    transcriber = Transcriber.from_pretrained(run)
+    d = transcriber.config.data
+    if d.corpus == "tsv" and not d.test:
+        return
+    report = held_out_report(transcriber)
+    atomic_write_text(Path(run) / "test_report.json", json.dumps(report, indent=1) + "\n")
+    print("held-out: " + "\n".join(_speech_lines(report)))
 
 
 def _classifier_held_out(run: Path) -> None:
@@ -243,11 +267,10 @@ def _classifier_lines(report: dict, pooling: str) -> list[str]:
 def _train_and_report(trainer) -> None:
     from attnseq.train import count_parameters
 
-    data, m = trainer.data, trainer.cfg.model
-    what = f"{m.decoder}/{m.attention}" if trainer.cfg.task == "translate" else f"{m.pooling}-pooling classifier"
-    examples = "pairs" if trainer.cfg.task == "translate" else "examples"
+    data, task = trainer.data, trainer.task
     print(
-        f"training {what} model, {count_parameters(trainer.model):,} parameters, {len(data.train):,} {examples}"
+        f"training {task.describe_model(trainer.cfg)} model, {count_parameters(trainer.model):,} parameters, "
+        f"{len(data.train):,} {task.examples}"
         + (f" ({data.train.skipped:,} skipped: too long or empty after tokenizing)" if data.train.skipped else "")
         + f", {data.assets.describe()} -> {trainer.out}",
         flush=True,
@@ -260,7 +283,7 @@ def _train_and_report(trainer) -> None:
     )
     trainer.on_validate = lambda r: print(
         f"epoch {r['epoch']:5.2f}  step {r['step']:>6}  valid loss {r['loss']:.4f}  "
-        + _validation_summary(trainer.cfg.task, r)
+        + task.summary(r)
         + f"  ({r['train_minutes']:.1f} min)"
         + ("  *" if r["improved"] else ""),
         flush=True,
@@ -282,12 +305,6 @@ def _train_and_report(trainer) -> None:
         f"(marked *); model in {trainer.out / 'best'}",
         flush=True,
     )
-
-
-def _validation_summary(task: str, r: dict) -> str:
-    if task == "translate":
-        return f"ppl {r['ppl']:.2f}  exact {r['exact_match']:.1f}%  BLEU {r['bleu']:.1f}"
-    return f"accuracy {100 * r['accuracy']:.1f}%  macro-F1 {100 * r['macro_f1']:.1f}"
 
 
 def _read_sentences(path: str | None) -> list[str]:
@@ -315,8 +332,11 @@ def cmd_translate(args) -> int:
 def cmd_evaluate(args) -> int:
     from attnseq.checkpoint import model_task
 
-    if model_task(args.model) == "classify":
+    task = model_task(args.model)
+    if task == "classify":
         return _evaluate_classifier(args)
+    if task == "speech":
+        return _evaluate_speech(args)
     from attnseq.data import read_parallel, read_tsv
     from attnseq.fileio import atomic_write_text
 
@@ -367,6 +387,52 @@ def _evaluate_classifier(args) -> int:
         print(json.dumps(report))
     else:
         print("\n".join(_classifier_lines(report, classifier.config.model.pooling)))
+    return 0
+
+
+def _evaluate_speech(args) -> int:
+    from attnseq.tasks.speech import Transcriber, held_out_report, tsv_corpus
+
+    if args.src or args.ref:
+        raise AttnseqError("evaluate: a speech model is scored on its config's test split or --data MANIFEST")
+    transcriber = _load_translator(args, Transcriber)
+    utterances = None
+    if args.data:
+        import dataclasses
+
+        d = dataclasses.replace(transcriber.config.data, test=args.data, audio_dir="")
+        utterances = tsv_corpus(d, "test")
+    found: list = []
+    report = held_out_report(transcriber, utterances=utterances, predictions=found)
+    report["beam_size"] = transcriber.config.decode.beam_size
+    report["precision"] = transcriber.precision
+    if args.output:
+        from attnseq.fileio import atomic_write_text
+
+        atomic_write_text(Path(args.output), "".join(f"{p.input}\t{p.output}\n" for p in found))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print("\n".join(_speech_lines(report)))
+    return 0
+
+
+def _speech_lines(report: dict) -> list[str]:
+    lines = [f"WER {100 * report['wer']:.2f}% ({report['errors']} errors in {report['words']} words)  "
+             f"CER {100 * report['cer']:.2f}%  exact {100 * report['exact']:.1f}% of {report['n']} recordings"]  # fmt: skip
+    if "isolated" in report:
+        iso = report["isolated"]
+        lines.append(f"isolated test clips: accuracy {100 * iso['accuracy']:.1f}% of {iso['n']} "
+                     f"(speakers: {report['speaker']})")  # fmt: skip
+    return lines
+
+
+def cmd_transcribe(args) -> int:
+    from attnseq.tasks.speech import Transcriber
+
+    transcriber = _load_translator(args, Transcriber)
+    for p in transcriber.transcribe(args.audio):
+        print(json.dumps(p.to_dict(), ensure_ascii=False) if args.json else f"{p.input}\t{p.output}")
     return 0
 
 
@@ -440,6 +506,19 @@ def cmd_plot(args) -> int:
         print(f"{p.output}\t{p.score:.4f}\nwrote {path}")
         return 0
 
+    if model_task(args.model) == "speech":
+        from attnseq.plotting import plot_speech
+        from attnseq.tasks.speech import Transcriber
+
+        transcriber = Transcriber.from_pretrained(args.model)
+        p = transcriber.transcribe([args.sentence])[0]
+        frames = transcriber.featurizer.raw(_wave(transcriber, args.sentence))
+        path = plot_speech(frames.numpy(), p.attention, p.output_tokens, args.out,
+                           seconds_per_frame=transcriber.featurizer.frontend.seconds_per_frame,
+                           seconds_per_position=transcriber.seconds_per_position,
+                           title=f"{Path(args.sentence).name} -> {p.output}")  # fmt: skip
+        print(f"{p.output}\nwrote {path}")
+        return 0
     translator = Translator.from_pretrained(args.model)
     if not translator.model.has_attention:
         raise AttnseqError(
@@ -450,6 +529,12 @@ def cmd_plot(args) -> int:
     path = plot_attention(tr.attention, tr.src_tokens, tr.tokens, args.out, title=f"{tr.source} -> {tr.text}")
     print(f"{tr.text}\nwrote {path}")
     return 0
+
+
+def _wave(transcriber, path: str):
+    from attnseq.audio import read_wav
+
+    return read_wav(path, transcriber.config.data.sample_rate)
 
 
 def cmd_data(args) -> int:
@@ -564,6 +649,7 @@ COMMANDS = {
     "train": cmd_train,
     "translate": cmd_translate,
     "classify": cmd_classify,
+    "transcribe": cmd_transcribe,
     "evaluate": cmd_evaluate,
     "ablate": cmd_ablate,
     "serve": cmd_serve,

@@ -32,12 +32,14 @@ SpmType = Literal["bpe", "unigram"]
 Precision = Literal["auto", "fp32", "bf16"]
 DecodePrecision = Literal["auto", "fp32", "bf16", "int8"]
 LengthPenalty = Literal["none", "avg", "gnmt"]
-TaskName = Literal["translate", "classify"]
+TaskName = Literal["translate", "classify", "speech"]
+SpeechCorpus = Literal["tsv", "fsdd", "yesno"]
 PoolingKind = Literal["attention", "mean", "max", "last"]
 # train.valid_metric per task: the metrics its validation reports ("" = the task's default)
 VALID_METRICS: dict[str, tuple[str, ...]] = {
     "translate": ("exact_match", "bleu", "loss"),
     "classify": ("accuracy", "macro_f1", "loss"),
+    "speech": ("wer", "cer", "exact", "loss"),
 }
 
 
@@ -182,9 +184,69 @@ class ClassifierConfig:
 
 
 @dataclass
+class SpeechDataConfig:
+    """task: speech. Recordings and their transcripts, and how recordings become log-mel frames.
+
+    corpus tsv: `train` / `valid` / `test` are manifests with a header naming `file_column` and
+    `text_column` (audio paths relative to the manifest's folder, or to `audio_dir` there).
+    corpus fsdd: `manifest` is the Free Spoken Digit Dataset's transcripts.tsv; its official test
+    clips (index 0-4) are held out, index 5-9 validate, the rest train, and every utterance is a
+    string of `min_digits`-`max_digits` clips of one split joined by short silences (made from
+    `split_seed`, the same on every machine). corpus yesno: `manifest` lists the 60 yes/no
+    recordings; the first `train_count` (by file name) train, the last `valid_count` of those
+    validate, the rest test."""
+
+    corpus: SpeechCorpus = "tsv"
+    manifest: str = ""  # fsdd / yesno: the corpus's transcripts.tsv (e.g. data:fsdd/transcripts.tsv)
+    audio_dir: str = ""  # audio files' folder, relative to the manifest's ("" = the manifest's own)
+    train: str = ""  # corpus tsv: manifest files
+    valid: str = ""
+    test: str = ""
+    file_column: str = "file"
+    text_column: str = "text"
+    tokenizer: TokenizerKind = "word"  # how transcripts become output tokens (word | char | spm)
+    spm_vocab_size: int = 200
+    lowercase: bool = False
+    sample_rate: int = 16000  # audio is resampled to this rate (Hz)
+    n_mels: int = 40  # mel bands per frame
+    win_ms: float = 25.0  # analysis window
+    hop_ms: float = 10.0  # frame step
+    normalize: Literal["global", "utterance"] = "global"  # per-bin statistics of the training set, or of each utterance
+    max_seconds: float = 30.0  # longer recordings are skipped in training and refused when transcribing
+    # SpecAugment (training only): frequency bands of up to freq_width bins, time spans of up to
+    # time_width of the utterance, each set to the (normalized) mean
+    freq_masks: int = 0
+    freq_width: int = 8
+    time_masks: int = 0
+    time_width: float = 0.05
+    split_seed: int = 0  # seeds generated strings and splits
+    train_strings: int = 6000  # fsdd: generated training utterances
+    valid_strings: int = 300
+    test_strings: int = 500
+    min_digits: int = 1
+    max_digits: int = 7
+    silence_ms: list[float] = field(default_factory=lambda: [50.0, 300.0])  # fsdd: silence between clips, [min, max]
+    held_out_speaker: str = ""  # fsdd: train without this speaker, test on that speaker only
+    train_count: int = 31  # yesno: recordings (sorted by name) that train ...
+    valid_count: int = 4  # ... of which the last this many validate
+
+
+@dataclass
+class SpeechModelConfig(ModelConfig):
+    """task: speech. Listen, Attend and Spell (SPEC 6.4): a pyramidal bidirectional listener of
+    `enc_layers` layers, each after the first joining neighbouring frames (halving the time axis),
+    then the attention decoder of SPEC 2 or 4 spelling the transcript's tokens."""
+
+    frame_stack: int = 1  # join this many frames (and keep every this-many-th) before the first layer
+    emb_size: int = 64
+    enc_layers: int = 3
+    max_src_len: int = 1024  # location attention: listener positions it can score
+
+
+@dataclass
 class Config:
-    data: DataConfig | ClassifyDataConfig = field(default_factory=DataConfig)
-    model: ModelConfig | ClassifierConfig = field(default_factory=ModelConfig)
+    data: DataConfig | ClassifyDataConfig | SpeechDataConfig = field(default_factory=DataConfig)
+    model: ModelConfig | ClassifierConfig | SpeechModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     task: TaskName = "translate"
@@ -202,6 +264,7 @@ class Config:
 TASK_SECTIONS: dict[str, dict[str, type]] = {
     "translate": {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "decode": DecodeConfig},
     "classify": {"data": ClassifyDataConfig, "model": ClassifierConfig, "train": TrainConfig, "decode": DecodeConfig},
+    "speech": {"data": SpeechDataConfig, "model": SpeechModelConfig, "train": TrainConfig, "decode": DecodeConfig},
 }
 SECTIONS: dict[str, type] = TASK_SECTIONS["translate"]
 
@@ -365,6 +428,23 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.word_dropout": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
     "train.weight_decay": _NOT_NEGATIVE,
     "data.max_len": _AT_LEAST_1,
+    "data.sample_rate": (lambda v: 1000 <= v <= 192000, "in [1000, 192000]"),
+    "data.n_mels": _AT_LEAST_1,
+    "data.win_ms": _POSITIVE,
+    "data.hop_ms": _POSITIVE,
+    "data.max_seconds": _POSITIVE,
+    "data.freq_masks": _NOT_NEGATIVE,
+    "data.freq_width": _NOT_NEGATIVE,
+    "data.time_masks": _NOT_NEGATIVE,
+    "data.time_width": (lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
+    "data.train_strings": _AT_LEAST_1,
+    "data.valid_strings": _AT_LEAST_1,
+    "data.test_strings": _NOT_NEGATIVE,
+    "data.min_digits": _AT_LEAST_1,
+    "data.max_digits": _AT_LEAST_1,
+    "data.train_count": _AT_LEAST_1,
+    "data.valid_count": _AT_LEAST_1,
+    "model.frame_stack": _AT_LEAST_1,
     "train.batch_size": _AT_LEAST_1,
     "train.max_epochs": _AT_LEAST_1,
     "train.max_steps": _NOT_NEGATIVE,
@@ -425,6 +505,8 @@ def validate(cfg: Config, source: str = "config", origins: dict[str, str] | None
         )
     if cfg.task == "classify":
         return _validate_classify(cfg, at)
+    if cfg.task == "speech":
+        _validate_speech(cfg, at)
     m = cfg.model
     if m.bidirectional and m.enc_hidden_size % 2:
         raise AttnseqError(
@@ -439,7 +521,7 @@ def validate(cfg: Config, source: str = "config", origins: dict[str, str] | None
             f"model.dec_hidden_size ({m.dec_hidden_size}) must equal model.enc_hidden_size "
             f"({m.enc_hidden_size}); make them equal or use attention 'general' or 'concat'"
         )
-    if attends and m.attention == "location" and m.max_src_len < cfg.data.max_src_len + 1:
+    if attends and m.attention == "location" and cfg.task == "translate" and m.max_src_len < cfg.data.max_src_len + 1:
         raise AttnseqError(
             f"{at('model.attention', 'model.max_src_len', 'data.max_src_len')}: location attention scores "
             f"at most model.max_src_len = {m.max_src_len} positions, but "
@@ -457,12 +539,31 @@ def validate(cfg: Config, source: str = "config", origins: dict[str, str] | None
             f"{at('decode.n_best', 'decode.beam_size')}: decode.n_best = {cfg.decode.n_best} is more than "
             f"decode.beam_size = {cfg.decode.beam_size}; beam search keeps only beam_size hypotheses"
         )
-    if bool(cfg.data.src_suffix) != bool(cfg.data.tgt_suffix):
+    if cfg.task == "translate" and bool(cfg.data.src_suffix) != bool(cfg.data.tgt_suffix):
         raise AttnseqError(
             f"{at('data.src_suffix', 'data.tgt_suffix')}: set both 'data.src_suffix' and 'data.tgt_suffix' "
             "(parallel files) or neither (TSV files)"
         )
     return cfg
+
+
+def _validate_speech(cfg: Config, at) -> None:
+    d = cfg.data
+    if d.corpus == "tsv" and not (d.train and d.valid) or d.corpus != "tsv" and not d.manifest:
+        need = "data.train and data.valid (manifests)" if d.corpus == "tsv" else "data.manifest"
+        raise AttnseqError(f"{at('data.corpus')}: data.corpus = {d.corpus} needs {need}")
+    if d.min_digits > d.max_digits:
+        raise AttnseqError(f"{at('data.min_digits', 'data.max_digits')}: data.min_digits ({d.min_digits}) is more "
+                           f"than data.max_digits ({d.max_digits})")  # fmt: skip
+    if len(d.silence_ms) != 2 or not 0 <= d.silence_ms[0] <= d.silence_ms[1]:
+        raise AttnseqError(f"{at('data.silence_ms')}: 'data.silence_ms' must be [min, max] with 0 <= min <= max "
+                           f"(got {d.silence_ms})")  # fmt: skip
+    if d.valid_count >= d.train_count:
+        raise AttnseqError(f"{at('data.valid_count', 'data.train_count')}: data.valid_count ({d.valid_count}) must "
+                           f"be less than data.train_count ({d.train_count})")  # fmt: skip
+    if round(d.sample_rate * d.win_ms / 1000) < 2 or round(d.sample_rate * d.hop_ms / 1000) < 1:
+        raise AttnseqError(f"{at('data.win_ms', 'data.hop_ms')}: the analysis window must span at least 2 samples "
+                           "and the hop at least 1 at data.sample_rate")  # fmt: skip
 
 
 def _validate_classify(cfg: Config, at) -> Config:

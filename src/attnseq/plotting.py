@@ -60,6 +60,33 @@ def plot_attention(
     return _save(fig, path)
 
 
+def plot_speech(
+    frames: np.ndarray, weights: np.ndarray | None, tokens: list[str], path: str | Path, *,
+    seconds_per_frame: float, seconds_per_position: float, title: str = "",
+) -> Path:  # fmt: skip
+    """A recording's log-mel spectrogram (frames, mels) above the alignment of the output tokens to
+    time: row t is token t's attention over the listener positions, each position drawn over the
+    span of frames it covers, so both panels share the time axis (seconds)."""
+    frames = np.asarray(frames, dtype=float)
+    seconds = frames.shape[0] * seconds_per_frame
+    rows = 0 if weights is None else weights.shape[0]
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(max(5.0, 2.2 * seconds + 2), 2.4 + 0.3 * rows + 1),
+                                      gridspec_kw={"height_ratios": [2.4, max(1.0, 0.3 * rows)]})  # fmt: skip
+    top.imshow(frames.T, origin="lower", aspect="auto", cmap="magma", extent=(0, seconds, 0, frames.shape[1]))
+    top.set_ylabel("mel band")
+    if title:
+        top.set_title(title, fontsize=9)
+    if weights is not None and rows:
+        weights = np.asarray(weights, dtype=float)
+        extent = (0, weights.shape[1] * seconds_per_position, rows - 0.5, -0.5)
+        bottom.imshow(weights, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, extent=extent, interpolation="nearest")
+        bottom.set_yticks(range(rows), labels=tokens[:rows])
+        bottom.set_xlim(0, seconds)
+    bottom.set_ylabel("output")
+    bottom.set_xlabel("time (s)")
+    return _save(fig, Path(path))
+
+
 def plot_training(metrics_jsonl: str | Path, path: str | Path) -> Path:
     """Training loss and validation scores from a run's metrics.jsonl."""
     train, valid = [], []
@@ -85,7 +112,8 @@ def plot_training(metrics_jsonl: str | Path, path: str | Path) -> Path:
     ax1.set(xlabel="step", ylabel="loss per unit", yscale="log")
     ax1.legend()
     label, top = {"bleu": ("valid BLEU (greedy)", None), "exact_match": ("valid exact match (%)", 100),
-                  "accuracy": ("valid accuracy", 1), "macro_f1": ("valid macro-F1", 1)}[metric]  # fmt: skip
+                  "accuracy": ("valid accuracy", 1), "macro_f1": ("valid macro-F1", 1),
+                  "wer": ("valid WER", None), "cer": ("valid CER", None), "exact": ("valid exact", 1)}[metric]  # fmt: skip
     ax2.set(xlabel="step", ylabel=label, ylim=(0, top))
     return _save(fig, path)
 

@@ -35,17 +35,100 @@ class Translation(Prediction):
     n_best = property(lambda self: self.alternatives)
 
 
-class Translator:
-    """Wraps a trained model with its tokenizers and vocabularies.
-
-    A source that tokenizes to nothing (an empty line) is translated as an empty line without
-    running the model, so output stays line-aligned with input.
-    """
+class Seq2SeqPredictor:
+    """What every predictor over a `Seq2Seq` model shares: the search settings, the decoding copy of
+    each precision and the batched search. Subclasses set model, config, tgt_vocab, device and
+    _copies, and turn their inputs into (src, src_lengths) batches."""
 
     search_options = (
         SearchOption("beam_size", int, 1, 64, "beam width; 1 is greedy search"),
         SearchOption("n_best", int, 1, 64, "hypotheses returned, best first; at most beam_size"),
     )
+    model: Seq2Seq
+    config: Config
+    tgt_vocab: Vocab
+    device: torch.device
+    _copies: dict[str, Seq2Seq]
+
+    def search_defaults(self) -> dict:
+        dec = self.config.decode
+        return {"beam_size": dec.beam_size, "n_best": min(dec.n_best, dec.beam_size)}
+
+    def search_settings(self, batch_size, beam_size, n_best) -> tuple[int, int, int]:
+        """The batch size, beam size and n-best of a call (checked; None = the config's)."""
+        dec = self.config.decode
+        batch_size = check_count("batch_size", batch_size) or dec.batch_size
+        beam_size = check_count("beam_size", beam_size) or dec.beam_size
+        return batch_size, beam_size, min(check_count("n_best", n_best) or dec.n_best, beam_size)
+
+    def refresh(self) -> None:
+        """Drop the decoding copies: the next search copies the model's current weights (call it
+        after changing the model's weights; a predictor that training validates is built anew)."""
+        self._copies.clear()
+
+    @property
+    def precision(self) -> str:
+        """decode.precision as it runs on this device (`auto` resolved); raises AttnseqError for a
+        precision the device cannot run natively."""
+        requested, device = self.config.decode.precision, str(self.device)
+        return runtime.resolve_precision(requested, stage="decode", device=device, where="decode.precision")
+
+    def _decoding_model(self) -> Seq2Seq:
+        """The model search runs: a `decoding_copy` of the model in float32 (decode.precision fp32)
+        or bfloat16 (bf16), and for int8 with its output layer W_y dynamically quantized
+        (`Int8Linear`; CPU only) and the rest in bfloat16 where this CPU runs it natively, else in
+        float32. The copy of each precision is made once and kept until `refresh`. Search takes
+        log-probabilities and scores in float32 either way."""
+        precision = self.precision
+        if precision not in self._copies:
+            low = precision == "bf16" or (precision == "int8" and runtime.capabilities(str(self.device)).bf16)
+            model = decoding_copy(self.model, torch.bfloat16 if low else torch.float32)
+            if precision == "int8":
+                model.decoder.W_y = Int8Linear(self.model.decoder.W_y)
+            self._copies[precision] = model
+        return self._copies[precision]
+
+    def limit_basis(self, src_lengths):
+        """What decode.max_len_a multiplies: the source lengths (source tokens for text)."""
+        return src_lengths
+
+    def _search(self, model: Seq2Seq, src, src_lengths, beam_size: int, n_best: int):
+        """For each input of the batch: a list of (ids, score, rank_score, attention (T, S) or None)."""
+        v, dec = self.tgt_vocab, self.config.decode
+        max_len = (self.limit_basis(src_lengths).float() * dec.max_len_a + dec.max_len_b).long().clamp(min=1).to(self.device)
+        specials = dict(bos_id=v.bos_id, eos_id=v.eos_id, pad_id=v.pad_id, max_len=max_len)
+        if beam_size > 1:
+            found = beam_search(model, src.to(self.device), src_lengths, beam_size=beam_size,
+                                n_best=n_best, penalty=dec.length_penalty, alpha=dec.alpha, **specials)  # fmt: skip
+            return [
+                [
+                    (h.tokens, h.score, h.rank_score, None if h.attention is None else h.attention.cpu().numpy())
+                    for h in hyps
+                ]  # fmt: skip
+                for hyps in found
+            ]
+        hyp = greedy_search(model, src.to(self.device), src_lengths, **specials)
+        tokens, lengths, scores = hyp.tokens.cpu(), hyp.lengths.cpu(), hyp.scores.cpu()
+        attn = None if hyp.attn_weights is None else hyp.attn_weights.float().cpu().numpy()
+        return [
+            [
+                (
+                    tokens[row, : lengths[row]].tolist(),
+                    float(scores[row]),
+                    float(scores[row]),
+                    None if attn is None else attn[row, : lengths[row]],
+                )
+            ]  # fmt: skip
+            for row in range(src.size(0))
+        ]
+
+
+class Translator(Seq2SeqPredictor):
+    """Wraps a trained model with its tokenizers and vocabularies.
+
+    A source that tokenizes to nothing (an empty line) is translated as an empty line without
+    running the model, so output stays line-aligned with input.
+    """
 
     def __init__(
         self,
@@ -76,10 +159,6 @@ class Translator:
 
     def info(self) -> dict:
         return {"vocab": {"source": len(self.src_vocab), "target": len(self.tgt_vocab)}}
-
-    def search_defaults(self) -> dict:
-        dec = self.config.decode
-        return {"beam_size": dec.beam_size, "n_best": min(dec.n_best, dec.beam_size)}
 
     def normalize_reference(self, text: str) -> str:
         """A reference as scored: lowercased when the model is trained lowercased, runs of
@@ -113,11 +192,8 @@ class Translator:
         Search settings default to the config's `decode` section; beam_size 1 is greedy search.
         With beam search, each Translation is the best hypothesis and `n_best` lists the rest too.
         """
-        dec = self.config.decode
         sentences = check_inputs(sentences, what="sentences")
-        batch_size = check_count("batch_size", batch_size) or dec.batch_size
-        beam_size = check_count("beam_size", beam_size) or dec.beam_size
-        n_best = min(check_count("n_best", n_best) or dec.n_best, beam_size)
+        batch_size, beam_size, n_best = self.search_settings(batch_size, beam_size, n_best)
         src_tokens = [self.src_tok.tokenize(s) for s in sentences]
         src_ids = [encode_source(toks, self.src_vocab) for toks in src_tokens]
         results: list[Translation | None] = [None] * len(sentences)
@@ -132,69 +208,12 @@ class Translator:
         model = self._decoding_model()  # a copy in eval mode: the model's own mode is left alone
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
-            for i, hyps in zip(index, self._search(model, index, src_ids, beam_size, n_best)):
+            src, src_lengths = collate_source([src_ids[i] for i in index], self.src_vocab.pad_id)
+            for i, hyps in zip(index, self._search(model, src, src_lengths, beam_size, n_best)):
                 shown = [self._translation(sentences[i], src_tokens[i], *h) for h in hyps]
                 results[i] = shown[0]
                 shown[0].alternatives = shown
         return results  # type: ignore[return-value]
-
-    def refresh(self) -> None:
-        """Drop the decoding copies: the next search copies the model's current weights (call it
-        after changing the model's weights; a predictor that training validates is built anew)."""
-        self._copies.clear()
-
-    @property
-    def precision(self) -> str:
-        """decode.precision as it runs on this device (`auto` resolved); raises AttnseqError for a
-        precision the device cannot run natively."""
-        requested, device = self.config.decode.precision, str(self.device)
-        return runtime.resolve_precision(requested, stage="decode", device=device, where="decode.precision")
-
-    def _decoding_model(self) -> Seq2Seq:
-        """The model search runs: a `decoding_copy` of the model in float32 (decode.precision fp32)
-        or bfloat16 (bf16), and for int8 with its output layer W_y dynamically quantized
-        (`Int8Linear`; CPU only) and the rest in bfloat16 where this CPU runs it natively, else in
-        float32. The copy of each precision is made once and kept until `refresh`. Search takes
-        log-probabilities and scores in float32 either way."""
-        precision = self.precision
-        if precision not in self._copies:
-            low = precision == "bf16" or (precision == "int8" and runtime.capabilities(str(self.device)).bf16)
-            model = decoding_copy(self.model, torch.bfloat16 if low else torch.float32)
-            if precision == "int8":
-                model.decoder.W_y = Int8Linear(self.model.decoder.W_y)
-            self._copies[precision] = model
-        return self._copies[precision]
-
-    def _search(self, model: Seq2Seq, index: list[int], src_ids, beam_size: int, n_best: int):
-        """For each sentence of the batch: a list of (ids, score, rank_score, attention (T, S) or None)."""
-        v, dec = self.tgt_vocab, self.config.decode
-        src, src_lengths = collate_source([src_ids[i] for i in index], self.src_vocab.pad_id)
-        max_len = (src_lengths.float() * dec.max_len_a + dec.max_len_b).long().clamp(min=1).to(self.device)
-        specials = dict(bos_id=v.bos_id, eos_id=v.eos_id, pad_id=v.pad_id, max_len=max_len)
-        if beam_size > 1:
-            found = beam_search(model, src.to(self.device), src_lengths, beam_size=beam_size,
-                                n_best=n_best, penalty=dec.length_penalty, alpha=dec.alpha, **specials)  # fmt: skip
-            return [
-                [
-                    (h.tokens, h.score, h.rank_score, None if h.attention is None else h.attention.cpu().numpy())
-                    for h in hyps
-                ]  # fmt: skip
-                for hyps in found
-            ]
-        hyp = greedy_search(model, src.to(self.device), src_lengths, **specials)
-        tokens, lengths, scores = hyp.tokens.cpu(), hyp.lengths.cpu(), hyp.scores.cpu()
-        attn = None if hyp.attn_weights is None else hyp.attn_weights.float().cpu().numpy()
-        return [
-            [
-                (
-                    tokens[row, : lengths[row]].tolist(),
-                    float(scores[row]),
-                    float(scores[row]),
-                    None if attn is None else attn[row, : lengths[row]],
-                )
-            ]  # fmt: skip
-            for row in range(len(index))
-        ]
 
     def _translation(self, source: str, src_tokens: list[str], ids, score, rank_score, attention) -> Translation:
         v = self.tgt_vocab

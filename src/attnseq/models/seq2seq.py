@@ -117,6 +117,12 @@ def build_model(cfg: ModelConfig, *, src_vocab_size: int, tgt_vocab_size: int, p
         dropout=cfg.dropout,
         pad_id=pad_id,
     )
+    return assemble(cfg, encoder, tgt_vocab_size=tgt_vocab_size, pad_id=pad_id)
+
+
+def assemble(cfg: ModelConfig, encoder: nn.Module, *, tgt_vocab_size: int, pad_id: int = 0) -> Seq2Seq:
+    """A Seq2Seq of `encoder` (anything whose forward(src, src_lengths) returns a `Memory` of
+    cfg.enc_hidden_size states) and the decoder the config describes."""
     common = dict(
         emb_size=cfg.emb_size,
         hidden_size=cfg.dec_hidden_size,
@@ -148,6 +154,7 @@ def build_model(cfg: ModelConfig, *, src_vocab_size: int, tgt_vocab_size: int, p
         with torch.no_grad():
             for p in model.parameters():
                 p.uniform_(-cfg.param_init, cfg.param_init)
-            for emb in (encoder.embedding, decoder.embedding):
-                emb.weight[emb.padding_idx].zero_()
+            for emb in (getattr(encoder, "embedding", None), decoder.embedding):
+                if emb is not None:
+                    emb.weight[emb.padding_idx].zero_()
     return model

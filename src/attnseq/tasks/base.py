@@ -154,6 +154,15 @@ class Task:
     metrics: ClassVar[dict[str, bool]]
     default_metric: ClassVar[str]
     unit: ClassVar[str] = "tok"  # what LossOutput.units counts, for the progress line
+    examples: ClassVar[str] = "examples"  # what the training set holds, for the banner
+
+    def describe_model(self, cfg) -> str:
+        """The model in a few words for the training banner ("luong/general")."""
+        raise NotImplementedError
+
+    def summary(self, record: dict) -> str:
+        """A validation record's metrics in one line for the training log."""
+        raise NotImplementedError
 
     def data(self, cfg, *, saved: Path | None = None) -> TaskData:
         """Read train / valid; assets come from the model directory `saved` (resume), else are
@@ -189,4 +198,8 @@ def get_task(name: str) -> Task:
         from attnseq.tasks.classify import ClassifyTask
 
         return ClassifyTask()
+    if name == "speech":
+        from attnseq.tasks.speech import SpeechTask
+
+        return SpeechTask()
     raise ValueError(f"unknown task {name!r}")  # config validation names the choices first

@@ -318,6 +318,12 @@ class ClassifyTask(Task):
     default_metric = "accuracy"
     unit = "text"
 
+    def describe_model(self, cfg: Config) -> str:
+        return f"{cfg.model.pooling}-pooling classifier"
+
+    def summary(self, r: dict) -> str:
+        return f"accuracy {100 * r['accuracy']:.1f}%  macro-F1 {100 * r['macro_f1']:.1f}"
+
     def data(self, cfg: Config, *, saved: Path | None = None) -> TaskData:
         d = cfg.data
         splits = split_examples(d)

@@ -39,6 +39,13 @@ class TranslationTask(Task):
     metrics = {"exact_match": True, "bleu": True, "chrf": True, "loss": False}
     default_metric = "exact_match"
     unit = "tok"
+    examples = "pairs"
+
+    def describe_model(self, cfg: Config) -> str:
+        return f"{cfg.model.decoder}/{cfg.model.attention}"
+
+    def summary(self, r: dict) -> str:
+        return f"ppl {r['ppl']:.2f}  exact {r['exact_match']:.1f}%  BLEU {r['bleu']:.1f}"
 
     def data(self, cfg: Config, *, saved: Path | None = None) -> TaskData:
         """Read and encode train / valid. Tokenizers and vocabularies come from the model directory

@@ -1,0 +1,274 @@
+"""Speech-to-text (SPEC 6.4): the audio front end against librosa, the pyramidal listener's lengths,
+masks and padding invariance, and a tiny Listen-Attend-Spell run on generated tones spelling
+their pitch names."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from attnseq.audio import FeatureStats, Frontend, read_wav, spec_augment
+from attnseq.audio.features import mel_filterbank
+from attnseq.errors import AttnseqError
+from attnseq.modules.listener import PyramidalListener, stack_frames
+
+RATE = 8000
+PITCHES = {"C": 261.63, "D": 293.66, "E": 329.63, "F": 349.23, "G": 392.00, "A": 440.00, "B": 493.88}
+SHARED_FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd" / "transcripts.tsv"
+
+
+def tone(freq: float, seconds: float, rate: int = RATE) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.4 * np.sin(2 * np.pi * freq * t) * np.hanning(len(t))).astype(np.float32)
+
+
+def write_tone_corpus(root: Path, *, n_train: int = 240, n_test: int = 40, seed: int = 0) -> dict[str, Path]:
+    """Recordings of 1-3 notes (0.12-0.2 s each, short silences between) and manifests whose
+    transcripts are the pitch names ("C E G")."""
+    rng = np.random.default_rng(seed)
+    names = list(PITCHES)
+    root.mkdir(parents=True, exist_ok=True)
+    manifests = {}
+    for split, count in (("train", n_train), ("valid", n_test), ("test", n_test)):
+        rows = ["file\ttext"]
+        for i in range(count):
+            notes = [names[k] for k in rng.integers(0, len(names), size=int(rng.integers(1, 4)))]
+            parts = [np.zeros(int(rng.uniform(0.02, 0.08) * RATE), np.float32)]
+            for note in notes:
+                parts += [tone(PITCHES[note], rng.uniform(0.12, 0.2)), np.zeros(int(rng.uniform(0.03, 0.1) * RATE), np.float32)]
+            wave = np.concatenate(parts) + rng.normal(0, 0.003, size=sum(len(p) for p in parts)).astype(np.float32)
+            name = f"{split}_{i:03d}.wav"
+            soundfile.write(root / name, wave, RATE, subtype="PCM_16")
+            rows.append(f"{name}\t{' '.join(notes)}")
+        manifests[split] = root / f"{split}.tsv"
+        manifests[split].write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return manifests
+
+
+# ------------------------------------------------------------------------------------ front end
+def test_mel_filterbank_equals_librosa():
+    librosa = pytest.importorskip("librosa")
+    for rate, n_fft, n_mels in ((8000, 256, 40), (16000, 512, 80)):
+        ours = mel_filterbank(rate, n_fft, n_mels).numpy()
+        theirs = librosa.filters.mel(sr=rate, n_fft=n_fft, n_mels=n_mels)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-7)
+
+
+def test_log_mel_matches_librosa_melspectrogram_on_a_tone():
+    librosa = pytest.importorskip("librosa")
+    front = Frontend(sample_rate=RATE, n_mels=40, win_ms=25, hop_ms=10)
+    wave = tone(440.0, 0.5) + tone(1250.0, 0.5)
+    ours = front.mel_power(wave).numpy()  # (frames, mels)
+    theirs = librosa.feature.melspectrogram(
+        y=wave, sr=RATE, n_fft=front.n_fft, hop_length=front.hop_length, win_length=front.win_length,
+        window="hann", center=True, pad_mode="constant", power=2.0, n_mels=40,
+    ).T  # fmt: skip
+    assert ours.shape == theirs.shape == (51, 40)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-6 * theirs.max())
+    # the band holding 440 Hz is the loudest of the log-mel frame in the middle of the tone
+    log_mel = front.log_mel(tone(440.0, 0.5)).numpy()
+    centres = librosa.mel_frequencies(n_mels=42, fmax=RATE / 2)[1:-1]
+    assert abs(centres[log_mel[25].argmax()] - 440.0) < 60
+
+
+def test_read_wav_mixes_to_mono_resamples_and_names_bad_files(tmp_path):
+    stereo = np.stack([tone(440.0, 0.5, 16000), tone(440.0, 0.5, 16000)], axis=1)
+    soundfile.write(tmp_path / "s.wav", stereo, 16000)
+    wave = read_wav(tmp_path / "s.wav", RATE)
+    assert wave.dtype == np.float32 and wave.ndim == 1 and abs(len(wave) - 4000) <= 2
+    assert read_wav((tmp_path / "s.wav").read_bytes(), RATE).shape == wave.shape  # the bytes of a file
+    (tmp_path / "bad.wav").write_text("not audio")
+    with pytest.raises(AttnseqError, match=r"bad\.wav: not a readable audio file"):
+        read_wav(tmp_path / "bad.wav", RATE)
+    with pytest.raises(AttnseqError, match=r"missing\.wav: audio file not found"):
+        read_wav(tmp_path / "missing.wav", RATE)
+
+
+def test_spec_augment_masks_within_bounds_and_is_seeded():
+    x = torch.randn(3, 50, 20) + 5
+    lengths = torch.tensor([50, 30, 10])
+    kw = dict(freq_masks=2, freq_width=4, time_masks=2, time_width=0.2)
+    a = spec_augment(x, lengths, **kw, generator=torch.Generator().manual_seed(0))
+    b = spec_augment(x, lengths, **kw, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and not torch.equal(a, x)
+    for row, length in enumerate(lengths.tolist()):
+        zero_bins = (a[row] == 0).all(0).sum().item()
+        zero_frames = (a[row, :length] == 0).all(1).sum().item()
+        assert zero_bins <= 2 * 4 and zero_frames <= 2 * int(0.2 * length)
+    assert torch.equal(a[1, 30:][a[1, 30:] != 0], x[1, 30:][a[1, 30:] != 0])  # nothing but zeros is written
+
+
+def test_feature_stats_round_trip_and_bad_file():
+    stats = FeatureStats.fit([torch.randn(20, 4), torch.randn(5, 4)])
+    again = FeatureStats.from_bytes(stats.to_bytes(), "features.json")
+    assert again == stats
+    with pytest.raises(AttnseqError, match="features.json: not a feature statistics file"):
+        FeatureStats.from_bytes(b"[1, 2]", "features.json")
+
+
+# ------------------------------------------------------------------------------------ listener
+@pytest.mark.parametrize("frame_stack", [1, 3])
+def test_pyramid_lengths_and_masks_for_odd_lengths(frame_stack):
+    torch.manual_seed(0)
+    listener = PyramidalListener(6, hidden_size=8, layers=3, frame_stack=frame_stack).eval()
+    lengths = torch.tensor([1, 7, 8, 13, 29])
+    memory = listener(torch.randn(5, 29, 6), lengths)
+    expected = lengths.clone()
+    expected = (expected + frame_stack - 1) // frame_stack
+    for _ in range(2):
+        expected = (expected + 1) // 2  # an odd length keeps its last frame (joined with zeros)
+    assert torch.equal(listener.reduced_lengths(lengths), expected)
+    assert torch.equal(memory.src_mask.sum(1), expected)
+    assert memory.outputs.shape == (5, int(expected.max()), 8)
+    assert (memory.outputs[~memory.src_mask] == 0).all()
+    assert memory.final[0].shape == (1, 5, 8)
+
+
+def test_stack_frames_joins_neighbours_in_order():
+    x = torch.arange(10.0).view(1, 5, 2)
+    joined, lengths = stack_frames(x, torch.tensor([5]), 2)
+    assert joined.tolist() == [[[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 0, 0]]] and lengths.tolist() == [3]
+
+
+def test_listener_is_padding_invariant():
+    torch.manual_seed(0)
+    listener = PyramidalListener(5, hidden_size=12, layers=3, frame_stack=2).eval()
+    alone = torch.randn(1, 11, 5)
+    batch = torch.randn(3, 40, 5) * 10  # padding full of noise
+    batch[1, :11] = alone[0]
+    lengths = torch.tensor([40, 11, 23])
+    one = listener(alone, torch.tensor([11]))
+    many = listener(batch, lengths)
+    n = int(one.src_mask.sum())
+    torch.testing.assert_close(many.outputs[1, :n], one.outputs[0, :n], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(many.final[0][:, 1], one.final[0][:, 0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(many.final[1][:, 1], one.final[1][:, 0], atol=1e-6, rtol=1e-5)
+    assert int(many.src_mask[1].sum()) == n
+
+
+# ------------------------------------------------------------------------------------ a tiny run
+TONE_SETTINGS = [
+    "data.corpus=tsv", "data.sample_rate=8000", "data.n_mels=24", "data.tokenizer=word",
+    "model.enc_hidden_size=64", "model.dec_hidden_size=64", "model.emb_size=16", "model.enc_layers=2",
+    "model.frame_stack=2", "model.dropout=0.0", "train.batch_size=16", "train.lr=0.004", "train.max_epochs=20",
+    "train.patience=0", "decode.max_len_a=0", "decode.max_len_b=6", "train.log_every=10",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tone_run(tmp_path_factory):
+    """A speech model trained a few epochs on generated tones (about 30 s on 2 cores)."""
+    root = tmp_path_factory.mktemp("tones")
+    manifests = write_tone_corpus(root / "data")
+    sets = [*TONE_SETTINGS, f"data.train={manifests['train']}", f"data.valid={manifests['valid']}",
+            f"data.test={manifests['test']}"]  # fmt: skip
+    cfg = root / "speech.yaml"
+    cfg.write_text("task: speech\n", encoding="utf-8")
+    args = [sys.executable, "-m", "attnseq", "train", str(cfg), "--out", str(root / "run")]
+    for s in sets:
+        args += ["--set", s]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return root, manifests, done.stdout
+
+
+def test_a_tiny_run_spells_pitch_names(tone_run):
+    root, manifests, stdout = tone_run
+    report = json.loads((root / "run" / "test_report.json").read_text())
+    assert report["n"] == 40
+    assert report["exact"] >= 0.9 and report["wer"] <= 0.05, stdout
+    assert "held-out: WER" in stdout
+
+
+def test_transcribe_cli_json_and_plain(tone_run):
+    import attnseq
+
+    root, manifests, _ = tone_run
+    files = [str(root / "data" / f"test_{i:03d}.wav") for i in range(3)]
+    done = subprocess.run([sys.executable, "-m", "attnseq", "transcribe", "--model", str(root / "run"), *files,
+                           "--json", "--beam-size", "3", "--n-best", "2"], capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["input"] for r in records] == files
+    transcriber = attnseq.load(root / "run")
+    expected = transcriber.transcribe(files, beam_size=3, n_best=2)
+    for record, p in zip(records, expected):
+        assert record["output"] == p.output and len(record["alternatives"]) == 2
+        attention = np.array(record["attention"])
+        assert attention.shape == (len(record["output_tokens"]), len(record["input_tokens"]))
+        np.testing.assert_allclose(attention.sum(1), 1.0, atol=1e-3)
+    plain = subprocess.run([sys.executable, "-m", "attnseq", "transcribe", "--model", str(root / "run"), files[0]],
+                           capture_output=True, text=True)  # fmt: skip
+    assert plain.stdout == f"{files[0]}\t{expected[0].output}\n"
+
+
+def test_evaluate_json_and_plot(tone_run, tmp_path):
+    root, manifests, _ = tone_run
+    done = subprocess.run([sys.executable, "-m", "attnseq", "evaluate", "--model", str(root / "run"), "--json"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    for key in ("wer", "cer", "exact"):
+        assert 0.0 <= report[key] <= 1.0
+    assert report == {**report, **json.loads((root / "run" / "test_report.json").read_text()),
+                      "beam_size": 1, "precision": report["precision"]}  # fmt: skip
+    out = tmp_path / "align.png"
+    done = subprocess.run([sys.executable, "-m", "attnseq", "plot", "--model", str(root / "run"),
+                           str(root / "data" / "test_000.wav"), "--out", str(out)], capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_transcriber_save_load_identity_and_argument_checks(tone_run):
+    import attnseq
+    from attnseq.tasks.speech import Transcriber
+
+    root, manifests, _ = tone_run
+    a, b = attnseq.load(root / "run"), Transcriber.from_pretrained(root / "run" / "best")
+    wave = read_wav(root / "data" / "test_001.wav", RATE)
+    pa, pb = a.transcribe([wave])[0], b.transcribe([wave])[0]
+    assert pa.output == pb.output and pa.score == pb.score and np.array_equal(pa.attention, pb.attention)
+    with pytest.raises(AttnseqError, match="a list of recordings"):
+        a.transcribe(str(root / "data" / "test_001.wav"))
+    with pytest.raises(AttnseqError, match=r"audio\[0\]"):
+        a.transcribe([3])
+    with pytest.raises(AttnseqError, match="longer than data.max_seconds"):
+        a.transcribe([np.zeros(int(31 * RATE), np.float32)])
+
+
+def test_manifest_errors_name_the_file_and_line(tmp_path):
+    from attnseq.config import load_config
+    from attnseq.tasks.speech import read_split
+
+    (tmp_path / "m.tsv").write_text("path\ttext\na.wav\tC\n")
+    cfg = load_config(None, ["task=speech", f"data.train={tmp_path / 'm.tsv'}", f"data.valid={tmp_path / 'm.tsv'}"])
+    with pytest.raises(AttnseqError, match=r"m\.tsv:1: the header has no column 'file'"):
+        read_split(cfg.data, "train")
+    (tmp_path / "m.tsv").write_text("file\ttext\na.wav\tC\n")
+    with pytest.raises(AttnseqError, match=r"m\.tsv:2: .*a\.wav: audio file not found"):
+        read_split(cfg.data, "train")
+
+
+@pytest.mark.skipif(not SHARED_FSDD.is_file(), reason="the FSDD recordings are not on this machine")
+def test_fsdd_strings_are_deterministic_and_keep_splits_apart():
+    from attnseq.config import load_config
+    from attnseq.tasks.speech import fsdd_clips, read_split
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "fsdd_digits.yaml",
+                      ["data.train_strings=20", "data.valid_strings=5", "data.test_strings=5",
+                       f"data.manifest={SHARED_FSDD}"])  # fmt: skip
+    d = cfg.data
+    one, two = read_split(d, "test"), read_split(d, "test")
+    assert [u.text for u in one] == [u.text for u in two] and all(np.array_equal(a.wave, b.wave) for a, b in zip(one, two))
+    test_clips = {Path(u.name).stem for u in fsdd_clips(d, "test")}
+    train_clips = {Path(u.name).stem for u in fsdd_clips(d, "train")}
+    assert len(test_clips) == 300 and not test_clips & train_clips
+    for u in one:
+        assert set(u.name.split("+")) <= test_clips and 1 <= len(u.text.split()) <= 7
