@@ -95,6 +95,9 @@ def test_data_paths_resolve_in_order_and_say_how_to_fetch(tmp_path, monkeypatch)
 @pytest.mark.parametrize("name", sorted(datasets.DATASETS))
 def test_the_registered_checksums_match_the_copies_the_recipes_use(name):
     for src in datasets.DATASETS[name].files:
+        if isinstance(src, datasets.Folder):
+            assert datasets._folder_digest(SHARED / name / src.target, src.suffix) == src.sha256, src.target
+            continue
         data = (SHARED / name / src.target).read_bytes()
         assert datasets._digest(data, src.target) == src.sha256, src.target
 
@@ -110,3 +113,41 @@ def test_get_sentiment_from_a_server_holding_the_official_archive(server, tmp_pa
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         s.target for s in datasets.DATASETS["sentiment-uci"].files
     )
+
+
+@pytest.mark.parametrize("archive", ["zip", "tar.gz"])
+def test_a_folder_comes_out_of_an_archive_checked_as_a_whole(server, tmp_path, monkeypatch, archive):
+    import io
+    import tarfile
+
+    www, url = server
+    files = {f"{i}_x.wav": bytes([i]) * 10 for i in range(3)}
+    folder = datasets.Folder(f"https://example.org/clips.{archive}", "clips", "top/clips/", ".wav", 3,
+                             datasets.tree_digest(files))  # fmt: skip
+    monkeypatch.setitem(datasets.DATASETS, "clips", datasets.DataSet("clips", "clips", "", "CC0", (folder,)))
+
+    def publish(content: dict[str, bytes]) -> None:
+        if archive == "zip":
+            with zipfile.ZipFile(www / "clips.zip", "w") as z:
+                for name, data in content.items():
+                    z.writestr(f"top/clips/{name}", data)
+                z.writestr("top/README.md", "not a clip")
+            return
+        with tarfile.open(www / "clips.tar.gz", "w:gz") as t:
+            for name, data in content.items():
+                info = tarfile.TarInfo(f"top/clips/{name}")
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+
+    publish({**files, "1_x.wav": b"changed"})
+    with pytest.raises(AttnseqError, match="not the files the recipes were checked with; nothing was written"):
+        datasets.get("clips", out=tmp_path / "d", mirror=url, log=lambda m: None)
+    assert not (tmp_path / "d" / "clips" / "clips").exists()
+    assert not [p for p in (tmp_path / "d" / "clips").iterdir()]  # no temporary folder left
+    publish(files)
+    got = datasets.get("clips", out=tmp_path / "d", mirror=url, log=lambda m: None)
+    assert {p.name: p.read_bytes() for p in (got / "clips").iterdir()} == files
+    (www / f"clips.{archive}").unlink()  # present and intact: nothing downloaded
+    lines = []
+    datasets.get("clips", out=tmp_path / "d", mirror=url, log=lines.append)
+    assert "present, checksum ok" in lines[0]

@@ -42,7 +42,10 @@ def write_tone_corpus(root: Path, *, n_train: int = 240, n_test: int = 40, seed:
             notes = [names[k] for k in rng.integers(0, len(names), size=int(rng.integers(1, 4)))]
             parts = [np.zeros(int(rng.uniform(0.02, 0.08) * RATE), np.float32)]
             for note in notes:
-                parts += [tone(PITCHES[note], rng.uniform(0.12, 0.2)), np.zeros(int(rng.uniform(0.03, 0.1) * RATE), np.float32)]
+                parts += [
+                    tone(PITCHES[note], rng.uniform(0.12, 0.2)),
+                    np.zeros(int(rng.uniform(0.03, 0.1) * RATE), np.float32),
+                ]
             wave = np.concatenate(parts) + rng.normal(0, 0.003, size=sum(len(p) for p in parts)).astype(np.float32)
             name = f"{split}_{i:03d}.wav"
             soundfile.write(root / name, wave, RATE, subtype="PCM_16")
@@ -220,8 +223,9 @@ def test_evaluate_json_and_plot(tone_run, tmp_path):
     assert report == {**report, **json.loads((root / "run" / "test_report.json").read_text()),
                       "beam_size": 1, "precision": report["precision"]}  # fmt: skip
     out = tmp_path / "align.png"
-    done = subprocess.run([sys.executable, "-m", "attnseq", "plot", "--model", str(root / "run"),
-                           str(root / "data" / "test_000.wav"), "--out", str(out)], capture_output=True, text=True)  # fmt: skip
+    wav = str(root / "data" / "test_000.wav")
+    done = subprocess.run([sys.executable, "-m", "attnseq", "plot", "--model", str(root / "run"), wav,
+                           "--out", str(out)], capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -266,9 +270,77 @@ def test_fsdd_strings_are_deterministic_and_keep_splits_apart():
                        f"data.manifest={SHARED_FSDD}"])  # fmt: skip
     d = cfg.data
     one, two = read_split(d, "test"), read_split(d, "test")
-    assert [u.text for u in one] == [u.text for u in two] and all(np.array_equal(a.wave, b.wave) for a, b in zip(one, two))
+    assert [u.text for u in one] == [u.text for u in two] and all(
+        np.array_equal(a.wave, b.wave) for a, b in zip(one, two)
+    )
     test_clips = {Path(u.name).stem for u in fsdd_clips(d, "test")}
     train_clips = {Path(u.name).stem for u in fsdd_clips(d, "train")}
     assert len(test_clips) == 300 and not test_clips & train_clips
     for u in one:
         assert set(u.name.split("+")) <= test_clips and 1 <= len(u.text.split()) <= 7
+
+
+@pytest.mark.skipif(not SHARED_FSDD.is_file(), reason="the FSDD recordings are not on this machine")
+def test_fsdd_recordings_folder_gives_the_rows_of_its_transcripts():
+    import dataclasses
+
+    from attnseq.config import load_config
+    from attnseq.tasks.speech import fsdd_rows
+
+    d = load_config(Path(__file__).resolve().parents[1] / "configs" / "fsdd_digits.yaml",
+                    [f"data.manifest={SHARED_FSDD}"]).data  # fmt: skip
+    _, from_tsv = fsdd_rows(d)
+    _, from_folder = fsdd_rows(dataclasses.replace(d, manifest=str(SHARED_FSDD.parent / "recordings")))
+
+    def key(r):
+        return Path(r["file"]).name, r["digit"], r["speaker"], r["index"], r["split"]
+
+    assert sorted(map(key, from_tsv)) == sorted(map(key, from_folder)) and len(from_tsv) == 3000
+
+
+def test_server_transcribes_base64_audio_and_names_the_wrong_field(tone_run):
+    import base64
+
+    import httpx
+
+    from attnseq.serve import create_app, load_models
+    from tests.serving import live_server
+
+    root, manifests, _ = tone_run
+    models = load_models([f"tones={root / 'run'}"])
+    path = root / "data" / "test_002.wav"
+    expected = models["tones"].predictor.transcribe([str(path)])[0]
+    with live_server(create_app(models)) as url:
+        listed = httpx.get(f"{url}/v1/models").json()["models"][0]
+        assert listed["task"] == "speech" and listed["input"] == "audio"
+        encoded = base64.b64encode(path.read_bytes()).decode()
+        r = httpx.post(f"{url}/v1/predict", json={"model": "tones", "audio": [encoded, encoded]}, timeout=30)
+        assert r.status_code == 200, r.text
+        got = r.json()["predictions"]
+        assert [p["output"] for p in got] == [expected.output] * 2
+        assert np.array(got[0]["attention"]).shape == expected.attention.shape
+        r = httpx.post(f"{url}/v1/predict", json={"model": "tones", "inputs": ["C D"]})
+        assert r.status_code == 422 and "reads audio: give 'audio', not 'inputs'" in r.json()["error"]["message"]
+        r = httpx.post(f"{url}/v1/predict", json={"audio": [base64.b64encode(b"not audio").decode()]})
+        assert r.status_code == 400 and "not a readable audio file" in r.json()["error"]["message"]
+
+
+SHARED_YESNO = SHARED_FSDD.parents[1] / "yesno" / "transcripts.tsv"
+
+
+@pytest.mark.skipif(not SHARED_YESNO.is_file(), reason="the yesno recordings are not on this machine")
+def test_yesno_split_is_kaldis_and_the_folder_gives_the_transcripts():
+    from attnseq.config import load_config
+    from attnseq.tasks.speech import read_split, yesno_rows
+
+    cfg_path = Path(__file__).resolve().parents[1] / "configs" / "yesno.yaml"
+    folder = load_config(cfg_path, [f"data.manifest={SHARED_YESNO.parent / 'waves_yesno'}"]).data
+    table = load_config(cfg_path, [f"data.manifest={SHARED_YESNO}", "data.audio_dir=waves_yesno"]).data
+    a, b = yesno_rows(folder)[1], yesno_rows(table)[1]
+    assert sorted((Path(r["file"]).name, r["transcript"]) for r in a) == sorted((r["file"], r["transcript"]) for r in b)
+    splits = {s: read_split(folder, s) for s in ("train", "valid", "test")}
+    assert [len(v) for v in splits.values()] == [27, 4, 29]
+    assert sum(len(u.text.split()) for u in splits["test"]) == 232
+    names = sorted(Path(r["file"]).name for r in a)
+    assert [Path(u.name).name for u in splits["train"] + splits["valid"]] == names[:31]
+    assert {Path(u.name).name for u in splits["test"]} == set(names[31:])

@@ -115,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("transcribe", help="transcribe audio files with a speech model: FILE<TAB>TEXT per file")
     p.add_argument("--model", required=True, help="model directory or training run directory of a speech model")
     p.add_argument("audio", nargs="+", help="audio files (wav, flac, ...; resampled to the model's rate)")
-    p.add_argument("--json", action="store_true",
-                   help="one JSON object per file: text, tokens, scores, attention over listener positions")  # fmt: skip
+    p.add_argument(
+        "--json", action="store_true", help="one JSON object per file: text, tokens, scores, attention over time"
+    )
     _add_search(p)
     p.add_argument("--n-best", type=int, help="hypotheses per file (in --json's alternatives)")
 
@@ -418,8 +419,10 @@ def _evaluate_speech(args) -> int:
 
 
 def _speech_lines(report: dict) -> list[str]:
-    lines = [f"WER {100 * report['wer']:.2f}% ({report['errors']} errors in {report['words']} words)  "
-             f"CER {100 * report['cer']:.2f}%  exact {100 * report['exact']:.1f}% of {report['n']} recordings"]  # fmt: skip
+    lines = [
+        f"WER {100 * report['wer']:.2f}% ({report['errors']} errors in {report['words']} words)  "
+        f"CER {100 * report['cer']:.2f}%  exact {100 * report['exact']:.1f}% of {report['n']} recordings"
+    ]
     if "isolated" in report:
         iso = report["isolated"]
         lines.append(f"isolated test clips: accuracy {100 * iso['accuracy']:.1f}% of {iso['n']} "

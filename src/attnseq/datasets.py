@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import io
 import os
+import shutil
 import tempfile
 import urllib.error
 import urllib.request
@@ -34,12 +35,53 @@ class Source:
 
 
 @dataclass(frozen=True)
+class Folder:
+    """A folder of many files taken from an archive, verified as a whole (`tree_digest`)."""
+
+    url: str  # the official archive (.zip or .tar.gz)
+    target: str  # folder name under data/NAME/
+    prefix: str  # the members' folder inside the archive
+    suffix: str  # which of its files (e.g. ".wav")
+    count: int  # how many there are
+    sha256: str  # tree_digest of the folder as recipes read it
+
+
+@dataclass(frozen=True)
 class DataSet:
     name: str
     title: str
     home: str
     licence: str
-    files: tuple[Source, ...]
+    files: tuple[Source | Folder, ...]
+
+
+def tree_digest(files: dict[str, bytes]) -> str:
+    """One checksum of a folder: sha256 over "NAME SHA256" lines of its files, sorted by name."""
+    lines = "".join(f"{name} {hashlib.sha256(data).hexdigest()}\n" for name, data in sorted(files.items()))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def _members(data: bytes, url: str, prefix: str, suffix: str) -> dict[str, bytes]:
+    """The files of an archive under `prefix` ending in `suffix`, by name relative to the prefix."""
+    out: dict[str, bytes] = {}
+    try:
+        if url.endswith(".zip"):
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                for name in archive.namelist():
+                    if name.startswith(prefix) and name.endswith(suffix) and "/" not in name[len(prefix) :]:
+                        out[name[len(prefix) :]] = archive.read(name)
+        else:
+            import tarfile
+
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
+                for member in archive.getmembers():
+                    name = member.name.removeprefix("./")
+                    if member.isfile() and name.startswith(prefix) and name.endswith(suffix) \
+                            and "/" not in name[len(prefix) :]:  # fmt: skip
+                        out[name[len(prefix) :]] = archive.extractfile(member).read()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise AttnseqError(f"{url}: not a readable archive ({exc}); nothing was written") from None
+    return out
 
 
 _UCI = "https://archive.ics.uci.edu/static/public/331/sentiment+labelled+sentences.zip"
@@ -55,6 +97,8 @@ _M30K_SHA = {
     "test_2016_flickr.de.gz": "4be6b5b3236b79c25475c6bb829800a7ce559e9ba7a1f6c2394fe4d40be46d16",
     "test_2016_flickr.fr.gz": "cb3160d69b002bb638e66cc7612fcd56cb0af82eadc9c142dedc438afb885ef6",
 }
+
+_FSDD = "26eb9aaf76e81b692f806f9140c2d2777410d7a1"  # the commit the recipe was checked with
 
 DATASETS: dict[str, DataSet] = {
     d.name: d
@@ -83,6 +127,38 @@ DATASETS: dict[str, DataSet] = {
                     "https://raw.githubusercontent.com/songys/Chatbot_data/master/ChatbotData.csv",
                     "ChatbotData.csv",
                     "287eb129695b577321c80ad397bb3c2279164d4ca577874d129fd3db5b30afe2",
+                ),
+            ),
+        ),
+        DataSet(
+            "fsdd",
+            "Free Spoken Digit Dataset (Jackson et al.): 3,000 clips, 6 speakers x 10 digits x 50, 8 kHz",
+            "https://github.com/Jakobovski/free-spoken-digit-dataset",
+            "CC BY-SA 4.0",
+            (
+                Folder(
+                    f"https://github.com/Jakobovski/free-spoken-digit-dataset/archive/{_FSDD}.zip",
+                    "recordings",
+                    f"free-spoken-digit-dataset-{_FSDD}/recordings/",
+                    ".wav",
+                    3000,
+                    "dbd573d7cafe79c4b49f65718115e1304e24e067fa39eff18a660dc6cb9c360f",
+                ),
+            ),
+        ),
+        DataSet(
+            "yesno",
+            "Kaldi yes/no corpus (OpenSLR SLR1): 60 recordings of 8 words, 8 kHz",
+            "https://www.openslr.org/1/",
+            "CC BY 4.0",
+            (
+                Folder(
+                    "https://www.openslr.org/resources/1/waves_yesno.tar.gz",
+                    "waves_yesno",
+                    "waves_yesno/",
+                    ".wav",
+                    60,
+                    "0032ed8b3aaeddf0c7451e136e7c5dae6a58415b1bd3fa7bbe2b49873564cb6a",
                 ),
             ),
         ),
@@ -137,6 +213,41 @@ def _download(url: str, *, timeout: float) -> bytes:
         raise AttnseqError(f"{url}: download failed ({reason}); check the network, or give --mirror URL") from None
 
 
+def _folder_digest(folder: Path, suffix: str) -> str | None:
+    if not folder.is_dir():
+        return None
+    return tree_digest({p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.name.endswith(suffix)})
+
+
+def _get_folder(src: Folder, folder: Path, url: str, archives: dict[str, bytes], timeout: float, log) -> None:
+    target = folder / src.target
+    if _folder_digest(target, src.suffix) == src.sha256:
+        log(f"{target}/: present, checksum ok")
+        return
+    if url not in archives:
+        log(f"downloading {url}")
+        archives[url] = _download(url, timeout=timeout)
+    files = _members(archives[url], url, src.prefix, src.suffix)
+    digest = tree_digest(files)
+    if len(files) != src.count or digest != src.sha256:
+        raise AttnseqError(
+            f"{url}: {len(files)} {src.suffix} files under {src.prefix} (expected {src.count}), checksum "
+            f"{digest[:16]}... (expected {src.sha256[:16]}...): not the files the recipes were checked with; "
+            "nothing was written"
+        )
+    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=f".{src.target}.", suffix=".tmp"))
+    try:
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log(f"{target}/: {len(files)} files written, checksum ok")
+
+
 def get(name: str, *, out: Path | None = None, mirror: str = "", timeout: float = 60.0, log=print) -> Path:
     """Download data set `name` into OUT/NAME (default: the first data root, $ATTNSEQ_DATA or
     ./data), checking every file's checksum; files already there and intact are kept. With
@@ -148,6 +259,10 @@ def get(name: str, *, out: Path | None = None, mirror: str = "", timeout: float 
     folder.mkdir(parents=True, exist_ok=True)
     archives: dict[str, bytes] = {}
     for src in dataset.files:
+        if isinstance(src, Folder):
+            url = mirror.rstrip("/") + "/" + src.url.rsplit("/", 1)[1] if mirror else src.url
+            _get_folder(src, folder, url, archives, timeout, log)
+            continue
         target = folder / src.target
         if target.is_file() and _digest(target.read_bytes(), src.target) == src.sha256:
             log(f"{target}: present, checksum ok")

@@ -79,7 +79,9 @@ def plot_speech(
     if weights is not None and rows:
         weights = np.asarray(weights, dtype=float)
         extent = (0, weights.shape[1] * seconds_per_position, rows - 0.5, -0.5)
-        bottom.imshow(weights, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, extent=extent, interpolation="nearest")
+        bottom.imshow(
+            weights, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, extent=extent, interpolation="nearest"
+        )
         bottom.set_yticks(range(rows), labels=tokens[:rows])
         bottom.set_xlim(0, seconds)
     bottom.set_ylabel("output")
@@ -113,7 +115,8 @@ def plot_training(metrics_jsonl: str | Path, path: str | Path) -> Path:
     ax1.legend()
     label, top = {"bleu": ("valid BLEU (greedy)", None), "exact_match": ("valid exact match (%)", 100),
                   "accuracy": ("valid accuracy", 1), "macro_f1": ("valid macro-F1", 1),
-                  "wer": ("valid WER", None), "cer": ("valid CER", None), "exact": ("valid exact", 1)}[metric]  # fmt: skip
+                  "wer": ("valid WER", None), "cer": ("valid CER", None),
+                  "exact": ("valid exact", 1)}[metric]  # fmt: skip
     ax2.set(xlabel="step", ylabel=label, ylim=(0, top))
     return _save(fig, path)
 

@@ -95,7 +95,9 @@ class Seq2SeqPredictor:
     def _search(self, model: Seq2Seq, src, src_lengths, beam_size: int, n_best: int):
         """For each input of the batch: a list of (ids, score, rank_score, attention (T, S) or None)."""
         v, dec = self.tgt_vocab, self.config.decode
-        max_len = (self.limit_basis(src_lengths).float() * dec.max_len_a + dec.max_len_b).long().clamp(min=1).to(self.device)
+        max_len = (
+            (self.limit_basis(src_lengths).float() * dec.max_len_a + dec.max_len_b).long().clamp(min=1).to(self.device)
+        )
         specials = dict(bos_id=v.bos_id, eos_id=v.eos_id, pad_id=v.pad_id, max_len=max_len)
         if beam_size > 1:
             found = beam_search(model, src.to(self.device), src_lengths, beam_size=beam_size,

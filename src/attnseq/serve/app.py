@@ -1,6 +1,7 @@
 """The HTTP API and the attention page (`attnseq serve`).
 
     POST /v1/predict   {"model": NAME, "inputs": [...], "search": {...}} -> predictions
+                       (a speech model: "audio": [base64 of a wav file, ...] instead of "inputs")
     GET  /v1/models    each model's task, vocabulary sizes, labels, metrics, search options, config
     GET  /health       {"status": "ok", ...}
     GET  /             the page: type a sentence, see the output, its n-best list and attention
@@ -65,12 +66,18 @@ class ServedModel:
         return {
             "name": self.name,
             "task": self.task,
+            "input": input_kind(self.predictor),
             "directory": self.directory,
             **self.predictor.info(),
             "search": options,
             "metrics": _finite(self.metrics),
             "config": config.to_dict() if config is not None else {},
         }
+
+
+def input_kind(predictor) -> str:
+    """What a predictor reads: "text" (the request's inputs) or "audio" (the request's audio)."""
+    return getattr(predictor, "input_kind", "text")
 
 
 class ApiError(Exception):
@@ -232,11 +239,24 @@ def _request_model(models: dict[str, ServedModel], limits: Limits) -> type[BaseM
     search = create_model("Search", __config__=ConfigDict(extra="forbid"), **fields)
     names = tuple(models)
     text = Annotated[str, StringConstraints(max_length=limits.max_chars)]
+    audio = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/=\s]*$")]
     return create_model(
         "PredictRequest",
         __config__=ConfigDict(extra="forbid"),
         model=(Literal[names] | None, Field(None, description=f"one of the served models (default {names[0]!r})")),
-        inputs=(list[text], Field(min_length=1, max_length=limits.max_inputs, description="texts to predict")),
+        inputs=(
+            list[text] | None,
+            Field(None, min_length=1, max_length=limits.max_inputs, description="texts to predict (text models)"),
+        ),  # fmt: skip
+        audio=(
+            list[audio] | None,
+            Field(
+                None,
+                min_length=1,
+                max_length=limits.max_inputs,
+                description="speech models: audio files (wav, flac), each base64-encoded",
+            ),
+        ),  # fmt: skip
         search=(
             search,
             Field(
@@ -246,6 +266,28 @@ def _request_model(models: dict[str, ServedModel], limits: Limits) -> type[BaseM
             ),
         ),  # fmt: skip
     )
+
+
+def _inputs(body, served: ServedModel) -> list:
+    """The request's inputs as the model's predictor takes them: texts, or the decoded bytes of audio files."""
+    kind = input_kind(served.predictor)
+    given, other = (body.audio, body.inputs) if kind == "audio" else (body.inputs, body.audio)
+    field, wrong = ("audio", "inputs") if kind == "audio" else ("inputs", "audio")
+    if other is not None or given is None:
+        raise ApiError(422, "invalid_request", f"model {served.name!r} ({served.task}) reads {kind}: give "
+                       f"'{field}'" + (f", not '{wrong}'" if other is not None else ""))  # fmt: skip
+    if kind == "text":
+        return given
+    import base64
+    import binascii
+
+    out = []
+    for i, item in enumerate(given):
+        try:
+            out.append(base64.b64decode(item, validate=False))
+        except (binascii.Error, ValueError):
+            raise ApiError(422, "invalid_request", f"audio[{i}]: not base64") from None
+    return out
 
 
 def create_app(models: dict[str, ServedModel], *, limits: Limits | None = None, batching: Batching | None = None):
@@ -307,12 +349,13 @@ def create_app(models: dict[str, ServedModel], *, limits: Limits | None = None, 
         start = time.perf_counter()
         served = models[body.model or next(iter(models))]
         batcher = batchers[served.name]
+        inputs = _inputs(body, served)
         taken = {o.name for o in served.predictor.search_options}
         search = {k: v for k, v in body.search.model_dump().items() if v is not None and k in taken}
         if request.scope.get("state", {}).pop("attnseq_inbound", False):
             inbound.pending -= 1  # handed over: no longer on its way in
         try:
-            future = batcher.submit(body.inputs, search)
+            future = batcher.submit(inputs, search)
         except QueueFull as exc:
             raise ApiError(429, "max_queue", f"{exc}; retry later (serve --max-queue)", limits.max_queue) from None
         try:
@@ -353,7 +396,12 @@ def _warm_up(predictor) -> None:
     """One prediction before the first request, so that it does not pay for building the decoding
     copy and the kernels' first calls (about 0.4 s for the Multi30k recipe)."""
     try:
-        predictor.predict(["a"])
+        if input_kind(predictor) == "audio":
+            import numpy as np
+
+            predictor.predict([np.zeros(predictor.config.data.sample_rate // 2, np.float32)])
+        else:
+            predictor.predict(["a"])
     except Exception as exc:  # a model that cannot read "a" still serves; its first request warms it
         log.warning("warm-up of %s failed: %s", type(predictor).__name__, exc)
 

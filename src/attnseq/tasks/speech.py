@@ -94,23 +94,60 @@ def tsv_corpus(d: SpeechDataConfig, split: str) -> list[Utterance]:
     return out
 
 
+def yesno_rows(d: SpeechDataConfig) -> tuple[Path, list[dict[str, str]]]:
+    """The yes/no recordings as manifest rows (file, transcript): from a transcripts.tsv, or, when
+    data.manifest is the waves_yesno folder itself, from the file names (1 = YES, 0 = NO)."""
+    folder = resolve(d.manifest)
+    if not folder.is_dir():
+        return read_manifest(d.manifest, ["file", "transcript"])
+    rows = []
+    for path in sorted(folder.glob("*.wav")):
+        bits = path.stem.split("_")
+        if not bits or any(b not in ("0", "1") for b in bits):
+            raise AttnseqError(f"{path}: not a yesno file name (0s and 1s joined by _); move it out of {folder}")
+        rows.append({"file": str(path.resolve()), "transcript": " ".join("YES" if b == "1" else "NO" for b in bits),
+                     "_where": str(path)})  # fmt: skip
+    if not rows:
+        raise AttnseqError(f"{folder}: no .wav files; data.manifest must be a transcripts.tsv or the waves folder")
+    return folder / "manifest", rows
+
+
 def yesno_corpus(d: SpeechDataConfig, split: str) -> list[Utterance]:
     """Kaldi's yesno split: recordings sorted by name, the first train_count train (the last
     valid_count of them validate), the others test."""
-    manifest, rows = read_manifest(d.manifest, ["file", "transcript"])
-    rows.sort(key=lambda r: r["file"])
+    manifest, rows = yesno_rows(d)
+    rows.sort(key=lambda r: Path(r["file"]).name)
     n_train = d.train_count - d.valid_count
     part = {"train": rows[:n_train], "valid": rows[n_train : d.train_count], "test": rows[d.train_count :]}[split]
-    return [Utterance(r["file"], r["transcript"], _load(manifest, d, r, "file")) for r in part]
+    return [Utterance(Path(r["file"]).name, r["transcript"], _load(manifest, d, r, "file")) for r in part]
 
 
 FSDD_VALID = range(5, 10)  # the clips of index 5-9 validate; 0-4 are the official test set
 
 
+def fsdd_rows(d: SpeechDataConfig) -> tuple[Path, list[dict[str, str]]]:
+    """FSDD's clips as manifest rows: from its transcripts.tsv, or, when data.manifest is the
+    recordings folder itself (as the official repository ships it), from the file names
+    DIGIT_SPEAKER_INDEX.wav."""
+    folder = resolve(d.manifest)
+    if not folder.is_dir():
+        return read_manifest(d.manifest, ["file", "digit", "speaker", "index", "split"])
+    rows = []
+    for path in sorted(folder.glob("*.wav")):
+        parts = path.stem.split("_")
+        if len(parts) != 3 or not parts[0].isdigit() or not parts[2].isdigit():
+            raise AttnseqError(f"{path}: not an FSDD file name (DIGIT_SPEAKER_INDEX.wav); move it out of {folder}")
+        rows.append({"file": str(path.resolve()), "digit": parts[0], "speaker": parts[1], "index": parts[2],
+                     "split": "test" if int(parts[2]) < 5 else "train", "_where": str(path)})  # fmt: skip
+    if not rows:
+        raise AttnseqError(f"{folder}: no .wav files; data.manifest must be FSDD's transcripts.tsv or recordings/")
+    return folder / "manifest", rows
+
+
 def fsdd_clips(d: SpeechDataConfig, split: str) -> list[Utterance]:
     """The isolated clips of a split: test = index 0-4 (official), valid = 5-9, train = the rest;
     with held_out_speaker, train / valid leave that speaker out and test is all of that speaker."""
-    manifest, rows = read_manifest(d.manifest, ["file", "digit", "speaker", "index", "split"])
+    manifest, rows = fsdd_rows(d)
     speakers = sorted({r["speaker"] for r in rows})
     if d.held_out_speaker and d.held_out_speaker not in speakers:
         raise AttnseqError(f"data.held_out_speaker = {d.held_out_speaker!r} is not a speaker of {manifest} "
@@ -124,7 +161,7 @@ def fsdd_clips(d: SpeechDataConfig, split: str) -> list[Utterance]:
             return "test"
         return "valid" if int(r["index"]) in FSDD_VALID else "train"
 
-    return [Utterance(r["file"], r["digit"], _load(manifest, d, r, "file"), r["speaker"])
+    return [Utterance(Path(r["file"]).name, r["digit"], _load(manifest, d, r, "file"), r["speaker"])
             for r in rows if part(r) == split]  # fmt: skip
 
 
@@ -271,6 +308,8 @@ class Transcriber(Seq2SeqPredictor):
     input_tokens = the start time of each listener position ("0.32s"), attention (output tokens x
     listener positions)."""
 
+    input_kind = "audio"  # the server takes base64-encoded audio files for it
+
     def __init__(self, model, config: Config, assets: SpeechAssets, *, device: str = "cpu") -> None:
         self.model, self.config, self.assets = model, config, assets
         self.tgt_vocab = assets.vocab
@@ -301,7 +340,11 @@ class Transcriber(Seq2SeqPredictor):
     def features(self, audio: Audio, *, name: str | None = None) -> torch.Tensor:
         """Normalized log-mel frames of one recording; longer than data.max_seconds is an AttnseqError."""
         d = self.config.data
-        wave = np.asarray(audio, dtype=np.float32) if isinstance(audio, np.ndarray) else read_wav(audio, d.sample_rate, name=name)
+        wave = (
+            np.asarray(audio, dtype=np.float32)
+            if isinstance(audio, np.ndarray)
+            else read_wav(audio, d.sample_rate, name=name)
+        )
         if wave.ndim != 1 or not len(wave):
             raise AttnseqError(f"{name or 'audio'}: a waveform must be one non-empty channel")
         if len(wave) > d.max_seconds * d.sample_rate:
@@ -397,14 +440,21 @@ class SpeechTask(Task):
             assets = self.load_assets(cfg, saved)
         else:
             tokenizer = fit_tokenizer(d, [u.text for u in splits["train"]])
-            vocab = Vocab.build((tokenizer.tokenize(u.text) for u in splits["train"]), source="the training transcripts")
+            vocab = Vocab.build(
+                (tokenizer.tokenize(u.text) for u in splits["train"]), source="the training transcripts"
+            )
             stats = FeatureStats.fit(raw["train"]) if d.normalize == "global" else FeatureStats.identity(d.n_mels)
             assets = SpeechAssets(vocab, tokenizer, stats)
         featurizer = Featurizer(d, assets.stats)
         max_frames = int(d.max_seconds / featurizer.frontend.seconds_per_frame) + 1
         train, valid = (
-            SpeechDataset(splits[s], [featurizer.normalized(f) for f in raw[s]], assets, max_frames=max_frames,
-                          augment=d if s == "train" else None)  # fmt: skip
+            SpeechDataset(
+                splits[s],
+                [featurizer.normalized(f) for f in raw[s]],
+                assets,
+                max_frames=max_frames,
+                augment=d if s == "train" else None,
+            )  # fmt: skip
             for s in ("train", "valid")
         )
         if not len(train):
@@ -466,4 +516,3 @@ def held_out_report(transcriber: Transcriber, *, utterances: list[Utterance] | N
         out["isolated"] = {"accuracy": iso["exact"], "n": iso["n"]}
         out["speaker"] = d.held_out_speaker or "all (official split)"
     return out
-

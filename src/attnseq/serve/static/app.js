@@ -20,6 +20,9 @@ function showModel() {
   const vocab = Object.entries(m.vocab || {}).map(([k, v]) => `${k} ${v}`).join(", ");
   const labels = m.labels ? ` · labels: ${m.labels.join(", ")}` : "";
   $("model-info").textContent = `${m.task} · vocab ${vocab}${labels}`;
+  const audio = m.input === "audio";
+  $("text-input").hidden = audio;
+  $("audio-input").hidden = !audio;
   for (const [id, name] of [["beam", "beam_size"], ["nbest", "n_best"]]) {
     const option = m.search.find((o) => o.name === name);
     const input = $(id);
@@ -135,12 +138,23 @@ function render(body) {
   renderHeatmap(p, classifier ? [p.output] : p.output_tokens);
 }
 
+function base64Of(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(String(reader.result).split(",", 2)[1] || "");
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
 async function submit(event) {
   event.preventDefault();
   const m = current();
+  const audio = m && m.input === "audio";
   const text = $("input").value;
-  if (!m || !text.trim()) {
-    setStatus("Type something first.", true);
+  const file = $("audio").files[0];
+  if (!m || (audio ? !file : !text.trim())) {
+    setStatus(audio ? "Choose a recording first." : "Type something first.", true);
     return;
   }
   const search = {};
@@ -152,7 +166,9 @@ async function submit(event) {
     const response = await fetch("/v1/predict", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ model: m.name, inputs: [text], search }),
+      body: JSON.stringify(
+        audio ? { model: m.name, audio: [await base64Of(file)], search } : { model: m.name, inputs: [text], search },
+      ),
     });
     const body = await response.json();
     if (!response.ok) {
