@@ -344,3 +344,35 @@ def test_yesno_split_is_kaldis_and_the_folder_gives_the_transcripts():
     names = sorted(Path(r["file"]).name for r in a)
     assert [Path(u.name).name for u in splits["train"] + splits["valid"]] == names[:31]
     assert {Path(u.name).name for u in splits["test"]} == set(names[31:])
+
+
+def test_split_words_cuts_at_the_pauses_or_declines():
+    from attnseq.tasks.speech import split_words
+
+    rng = np.random.default_rng(0)
+    pause = lambda s: rng.normal(0, 0.002, int(s * RATE)).astype(np.float32)  # noqa: E731
+    notes = [tone(f, 0.3) for f in (300, 400, 500)]
+    wave = np.concatenate([pause(0.8), notes[0], pause(0.25), notes[1], pause(0.3), notes[2], pause(0.5)])
+    segments, lead = split_words(wave, 3, RATE)
+    assert len(segments) == 3 and 0.6 < len(lead) / RATE < 0.8
+    for segment in segments:
+        assert 0.2 < len(segment) / RATE < 0.4
+    assert split_words(wave, 4, RATE) is None  # three words heard, four said: not cut
+
+
+def test_clip_strings_fill_pauses_with_the_background_and_are_seeded():
+    from attnseq.config import load_config
+    from attnseq.tasks.speech import Utterance, clip_strings
+
+    d = load_config(None, ["task=speech", "data.train=x", "data.valid=x", "data.sample_rate=8000",
+                           "data.min_clips=2", "data.max_clips=3", "data.edge_ms=[100, 200]"]).data  # fmt: skip
+    clips = [Utterance(f"c{i}", str(i), tone(300 + 100 * i, 0.2)) for i in range(4)]
+    background = np.full(100, 0.5, np.float32)
+    a = clip_strings(clips, d, 5, 1, background=background)
+    b = clip_strings(clips, d, 5, 1, background=background)
+    assert [u.text for u in a] == [u.text for u in b] and all(np.array_equal(x.wave, y.wave) for x, y in zip(a, b))
+    for u in a:
+        assert 2 <= len(u.text.split()) <= 3 and u.name.count("+") == len(u.text.split()) - 1
+        assert np.all(u.wave[: int(0.1 * RATE)] == 0.5)  # the lead silence is background, not zeros
+    zeros = clip_strings(clips, d, 2, 1)
+    assert np.all(zeros[0].wave[: int(0.1 * RATE)] == 0)

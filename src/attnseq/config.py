@@ -191,10 +191,12 @@ class SpeechDataConfig:
     `text_column` (audio paths relative to the manifest's folder, or to `audio_dir` there).
     corpus fsdd: `manifest` is the Free Spoken Digit Dataset's transcripts.tsv; its official test
     clips (index 0-4) are held out, index 5-9 validate, the rest train, and every utterance is a
-    string of `min_digits`-`max_digits` clips of one split joined by short silences (made from
+    string of `min_clips`-`max_clips` clips of one split joined by short silences (made from
     `split_seed`, the same on every machine). corpus yesno: `manifest` lists the 60 yes/no
     recordings; the first `train_count` (by file name) train, the last `valid_count` of those
-    validate, the rest test."""
+    validate, the rest test; with `train_strings` > 0 the training recordings are also cut into
+    their words (at the pauses) and joined into that many new strings, the pauses filled with the
+    recordings' own background."""
 
     corpus: SpeechCorpus = "tsv"
     manifest: str = ""  # fsdd / yesno: the corpus's transcripts.tsv (e.g. data:fsdd/transcripts.tsv)
@@ -220,12 +222,13 @@ class SpeechDataConfig:
     time_masks: int = 0
     time_width: float = 0.05
     split_seed: int = 0  # seeds generated strings and splits
-    train_strings: int = 6000  # fsdd: generated training utterances
+    train_strings: int = 6000  # fsdd: generated training utterances; yesno: extra ones made of cut words (0 = none)
     valid_strings: int = 300
     test_strings: int = 500
-    min_digits: int = 1
-    max_digits: int = 7
-    silence_ms: list[float] = field(default_factory=lambda: [50.0, 300.0])  # fsdd: silence between clips, [min, max]
+    min_clips: int = 1  # clips (digits, words) per generated string
+    max_clips: int = 7
+    silence_ms: list[float] = field(default_factory=lambda: [50.0, 300.0])  # pause between clips, [min, max]
+    edge_ms: list[float] = field(default_factory=lambda: [0.0, 300.0])  # silence before and after a string, [min, max]
     held_out_speaker: str = ""  # fsdd: train without this speaker, test on that speaker only
     train_count: int = 31  # yesno: recordings (sorted by name) that train ...
     valid_count: int = 4  # ... of which the last this many validate
@@ -437,11 +440,11 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.freq_width": _NOT_NEGATIVE,
     "data.time_masks": _NOT_NEGATIVE,
     "data.time_width": (lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
-    "data.train_strings": _AT_LEAST_1,
+    "data.train_strings": _NOT_NEGATIVE,
     "data.valid_strings": _AT_LEAST_1,
     "data.test_strings": _NOT_NEGATIVE,
-    "data.min_digits": _AT_LEAST_1,
-    "data.max_digits": _AT_LEAST_1,
+    "data.min_clips": _AT_LEAST_1,
+    "data.max_clips": _AT_LEAST_1,
     "data.train_count": _AT_LEAST_1,
     "data.valid_count": _AT_LEAST_1,
     "model.frame_stack": _AT_LEAST_1,
@@ -552,12 +555,17 @@ def _validate_speech(cfg: Config, at) -> None:
     if d.corpus == "tsv" and not (d.train and d.valid) or d.corpus != "tsv" and not d.manifest:
         need = "data.train and data.valid (manifests)" if d.corpus == "tsv" else "data.manifest"
         raise AttnseqError(f"{at('data.corpus')}: data.corpus = {d.corpus} needs {need}")
-    if d.min_digits > d.max_digits:
-        raise AttnseqError(f"{at('data.min_digits', 'data.max_digits')}: data.min_digits ({d.min_digits}) is more "
-                           f"than data.max_digits ({d.max_digits})")  # fmt: skip
-    if len(d.silence_ms) != 2 or not 0 <= d.silence_ms[0] <= d.silence_ms[1]:
-        raise AttnseqError(f"{at('data.silence_ms')}: 'data.silence_ms' must be [min, max] with 0 <= min <= max "
-                           f"(got {d.silence_ms})")  # fmt: skip
+    if d.min_clips > d.max_clips:
+        raise AttnseqError(f"{at('data.min_clips', 'data.max_clips')}: data.min_clips ({d.min_clips}) is more "
+                           f"than data.max_clips ({d.max_clips})")  # fmt: skip
+    for key in ("silence_ms", "edge_ms"):
+        value = getattr(d, key)
+        if len(value) != 2 or not 0 <= value[0] <= value[1]:
+            raise AttnseqError(f"{at('data.' + key)}: 'data.{key}' must be [min, max] with 0 <= min <= max "
+                               f"(got {value})")  # fmt: skip
+    if d.corpus == "fsdd" and not d.train_strings:
+        raise AttnseqError(f"{at('data.train_strings')}: corpus fsdd trains on generated strings; "
+                           "data.train_strings must be at least 1")  # fmt: skip
     if d.valid_count >= d.train_count:
         raise AttnseqError(f"{at('data.valid_count', 'data.train_count')}: data.valid_count ({d.valid_count}) must "
                            f"be less than data.train_count ({d.train_count})")  # fmt: skip

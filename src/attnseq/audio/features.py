@@ -24,12 +24,17 @@ from attnseq.errors import AttnseqError
 
 
 def read_wav(source: str | Path | bytes, sample_rate: int, *, name: str | None = None) -> np.ndarray:
-    """A mono float32 waveform in [-1, 1] at `sample_rate`, from a file path or the bytes of a file.
+    """A mono float32 waveform in [-1, 1] at `sample_rate`, from a file path (or `data:NAME/FILE`)
+    or the bytes of a file.
 
     Raises AttnseqError naming the file when it is missing, not audio, or empty."""
     import soundfile
 
     where = name or (str(source) if not isinstance(source, bytes) else "the uploaded audio")
+    if not isinstance(source, bytes):
+        from attnseq.datasets import resolve
+
+        source = resolve(source)  # data:NAME/FILE paths too
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise AttnseqError(f"{where}: audio file not found; check the path")
     try:

@@ -119,7 +119,51 @@ def yesno_corpus(d: SpeechDataConfig, split: str) -> list[Utterance]:
     rows.sort(key=lambda r: Path(r["file"]).name)
     n_train = d.train_count - d.valid_count
     part = {"train": rows[:n_train], "valid": rows[n_train : d.train_count], "test": rows[d.train_count :]}[split]
-    return [Utterance(Path(r["file"]).name, r["transcript"], _load(manifest, d, r, "file")) for r in part]
+    utterances = [Utterance(Path(r["file"]).name, r["transcript"], _load(manifest, d, r, "file")) for r in part]
+    if split != "train" or not d.train_strings:
+        return utterances
+    words, background = [], []
+    for u in utterances:
+        cut = split_words(u.wave, len(u.text.split()), d.sample_rate)
+        if cut is None:  # the pauses do not separate the words: the recording trains as it is only
+            continue
+        segments, lead = cut
+        for k, (word, segment) in enumerate(zip(u.text.split(), segments)):
+            words.append(Utterance(f"{Path(u.name).stem}#{k}", word, segment))
+        background.append(lead)
+    if not words:
+        return utterances
+    strings = clip_strings(words, d, d.train_strings, SPLIT_KEYS["train"], background=np.concatenate(background))
+    return utterances + strings
+
+
+def split_words(wave: np.ndarray, n_words: int, sample_rate: int, *, margin_ms: float = 40.0):
+    """Cut a recording of `n_words` words said with pauses between them into its words: 10 ms
+    frames louder than a tenth of the loudest are voice, runs of them shorter than 50 ms are
+    dropped and runs closer than 80 ms joined. Returns (the words' waveforms, each with margin_ms
+    either side, and the silence before the first word), or None when the runs are not n_words."""
+    hop = sample_rate // 100
+    frames = len(wave) // hop
+    if frames < 2:
+        return None
+    rms = np.sqrt(np.mean(wave[: frames * hop].reshape(frames, hop).astype(np.float64) ** 2, axis=1))
+    voiced = rms > 0.1 * rms.max()
+    runs, start = [], None
+    for i, v in enumerate([*voiced, False]):
+        if v and start is None:
+            start = i
+        elif not v and start is not None:
+            if runs and start - runs[-1][1] < 8:
+                runs[-1] = (runs[-1][0], i)
+            else:
+                runs.append((start, i))
+            start = None
+    runs = [(a, b) for a, b in runs if b - a >= 5]
+    if len(runs) != n_words:
+        return None
+    margin = int(margin_ms * sample_rate / 1000)
+    segments = [wave[max(a * hop - margin, 0) : min(b * hop + margin, len(wave))] for a, b in runs]
+    return segments, wave[: max(runs[0][0] * hop - margin, 0)]
 
 
 FSDD_VALID = range(5, 10)  # the clips of index 5-9 validate; 0-4 are the official test set
@@ -165,18 +209,27 @@ def fsdd_clips(d: SpeechDataConfig, split: str) -> list[Utterance]:
             for r in rows if part(r) == split]  # fmt: skip
 
 
-def digit_strings(clips: list[Utterance], d: SpeechDataConfig, count: int, seed_key: int) -> list[Utterance]:
-    """`count` utterances of min_digits-max_digits clips drawn from `clips`, joined (and led and
-    trailed) by silences of silence_ms; the same for the same split_seed on every machine."""
+def clip_strings(clips: list[Utterance], d: SpeechDataConfig, count: int, seed_key: int, *,
+                 background: np.ndarray | None = None) -> list[Utterance]:  # fmt: skip
+    """`count` utterances of min_clips-max_clips clips drawn from `clips`, joined by pauses of
+    silence_ms and led and trailed by edge_ms of silence (FSDD's edge_ms starts at 0: a clip on its
+    own starts and ends with the voice), each silence digital zero or a stretch of `background`;
+    the same for the same split_seed on every machine."""
     rng = np.random.default_rng([d.split_seed, seed_key])
-    low, high = (ms * d.sample_rate / 1000 for ms in d.silence_ms)
+
+    def silence(ms_range) -> np.ndarray:
+        n = int(rng.uniform(*ms_range) * d.sample_rate / 1000)
+        if background is None or not len(background):
+            return np.zeros(n, np.float32)
+        start = int(rng.integers(0, len(background)))
+        return np.resize(np.roll(background, -start), n).astype(np.float32)
+
     out = []
     for _ in range(count):
-        picks = rng.integers(0, len(clips), size=int(rng.integers(d.min_digits, d.max_digits + 1)))
-        gaps = rng.uniform(low, high, size=len(picks) + 1).astype(int)
-        parts = [np.zeros(gaps[0], np.float32)]
-        for pick, gap in zip(picks, gaps[1:]):
-            parts += [clips[pick].wave, np.zeros(gap, np.float32)]
+        picks = rng.integers(0, len(clips), size=int(rng.integers(d.min_clips, d.max_clips + 1)))
+        parts = [silence(d.edge_ms)]
+        for k, pick in enumerate(picks):
+            parts += [clips[pick].wave, silence(d.edge_ms if k == len(picks) - 1 else d.silence_ms)]
         names = "+".join(Path(clips[p].name).stem for p in picks)
         out.append(Utterance(names, " ".join(clips[p].text for p in picks), np.concatenate(parts)))
     return out
@@ -196,7 +249,7 @@ def read_split(d: SpeechDataConfig, split: str) -> list[Utterance]:
         return fsdd_clips(d, "test")
     clips = fsdd_clips(d, split)
     count = {"train": d.train_strings, "valid": d.valid_strings, "test": d.test_strings}[split]
-    return digit_strings(clips, d, count, SPLIT_KEYS[split])
+    return clip_strings(clips, d, count, SPLIT_KEYS[split])
 
 
 # ------------------------------------------------------------------------------------ assets
