@@ -267,7 +267,7 @@ def test_fsdd_strings_are_deterministic_and_keep_splits_apart():
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "fsdd_digits.yaml",
                       ["data.train_strings=20", "data.valid_strings=5", "data.test_strings=5",
-                       f"data.manifest={SHARED_FSDD}"])  # fmt: skip
+                       f"data.manifest={SHARED_FSDD}", "data.audio_dir=recordings"])  # fmt: skip
     d = cfg.data
     one, two = read_split(d, "test"), read_split(d, "test")
     assert [u.text for u in one] == [u.text for u in two] and all(
@@ -288,7 +288,7 @@ def test_fsdd_recordings_folder_gives_the_rows_of_its_transcripts():
     from attnseq.tasks.speech import fsdd_rows
 
     d = load_config(Path(__file__).resolve().parents[1] / "configs" / "fsdd_digits.yaml",
-                    [f"data.manifest={SHARED_FSDD}"]).data  # fmt: skip
+                    [f"data.manifest={SHARED_FSDD}", "data.audio_dir=recordings"]).data  # fmt: skip
     _, from_tsv = fsdd_rows(d)
     _, from_folder = fsdd_rows(dataclasses.replace(d, manifest=str(SHARED_FSDD.parent / "recordings")))
 
@@ -338,8 +338,15 @@ def test_yesno_split_is_kaldis_and_the_folder_gives_the_transcripts():
     table = load_config(cfg_path, [f"data.manifest={SHARED_YESNO}", "data.audio_dir=waves_yesno"]).data
     a, b = yesno_rows(folder)[1], yesno_rows(table)[1]
     assert sorted((Path(r["file"]).name, r["transcript"]) for r in a) == sorted((r["file"], r["transcript"]) for r in b)
-    splits = {s: read_split(folder, s) for s in ("train", "valid", "test")}
+    import dataclasses
+
+    splits = {s: read_split(dataclasses.replace(folder, train_strings=0), s) for s in ("train", "valid", "test")}
     assert [len(v) for v in splits.values()] == [27, 4, 29]
+    cut = read_split(dataclasses.replace(folder, train_strings=10), "train")  # + strings of cut training words
+    assert len(cut) == 37 and all(4 <= len(u.text.split()) <= 10 for u in cut[27:])
+    assert {n.split("#")[0] for u in cut[27:] for n in u.name.split("+")} <= {
+        Path(u.name).stem for u in splits["train"]
+    }
     assert sum(len(u.text.split()) for u in splits["test"]) == 232
     names = sorted(Path(r["file"]).name for r in a)
     assert [Path(u.name).name for u in splits["train"] + splits["valid"]] == names[:31]
@@ -376,3 +383,21 @@ def test_clip_strings_fill_pauses_with_the_background_and_are_seeded():
         assert np.all(u.wave[: int(0.1 * RATE)] == 0.5)  # the lead silence is background, not zeros
     zeros = clip_strings(clips, d, 2, 1)
     assert np.all(zeros[0].wave[: int(0.1 * RATE)] == 0)
+
+
+@pytest.mark.skipif(not SHARED_FSDD.is_file(), reason="the FSDD recordings are not on this machine")
+def test_a_held_out_speaker_is_kept_out_of_training_or_named_when_unknown():
+    from attnseq.config import load_config
+    from attnseq.tasks.speech import fsdd_clips
+
+    cfg_path = Path(__file__).resolve().parents[1] / "configs" / "fsdd_digits.yaml"
+    d = load_config(
+        cfg_path, [f"data.manifest={SHARED_FSDD}", "data.audio_dir=recordings", "data.held_out_speaker=theo"]
+    ).data
+    test, train = fsdd_clips(d, "test"), fsdd_clips(d, "train") + fsdd_clips(d, "valid")
+    assert len(test) == 500 and {u.speaker for u in test} == {"theo"} and "theo" not in {u.speaker for u in train}
+    d = load_config(
+        cfg_path, [f"data.manifest={SHARED_FSDD}", "data.audio_dir=recordings", "data.held_out_speaker=nobody"]
+    ).data
+    with pytest.raises(AttnseqError, match="'nobody' is not a speaker of .*george"):
+        fsdd_clips(d, "train")

@@ -133,7 +133,8 @@ def yesno_corpus(d: SpeechDataConfig, split: str) -> list[Utterance]:
         background.append(lead)
     if not words:
         return utterances
-    strings = clip_strings(words, d, d.train_strings, SPLIT_KEYS["train"], background=np.concatenate(background))
+    strings = clip_strings(words, d, d.train_strings, SPLIT_KEYS["train"], background=np.concatenate(background),
+                           leads=background)  # fmt: skip
     return utterances + strings
 
 
@@ -209,12 +210,15 @@ def fsdd_clips(d: SpeechDataConfig, split: str) -> list[Utterance]:
             for r in rows if part(r) == split]  # fmt: skip
 
 
-def clip_strings(clips: list[Utterance], d: SpeechDataConfig, count: int, seed_key: int, *,
-                 background: np.ndarray | None = None) -> list[Utterance]:  # fmt: skip
+def clip_strings(
+    clips: list[Utterance], d: SpeechDataConfig, count: int, seed_key: int, *,
+    background: np.ndarray | None = None, leads: list[np.ndarray] | None = None,
+) -> list[Utterance]:  # fmt: skip
     """`count` utterances of min_clips-max_clips clips drawn from `clips`, joined by pauses of
     silence_ms and led and trailed by edge_ms of silence (FSDD's edge_ms starts at 0: a clip on its
     own starts and ends with the voice), each silence digital zero or a stretch of `background`;
-    the same for the same split_seed on every machine."""
+    with `leads` (the silences that open real recordings), a string opens as one of them does, up
+    to the drawn length (clicks and all); the same for the same split_seed on every machine."""
     rng = np.random.default_rng([d.split_seed, seed_key])
 
     def silence(ms_range) -> np.ndarray:
@@ -224,10 +228,17 @@ def clip_strings(clips: list[Utterance], d: SpeechDataConfig, count: int, seed_k
         start = int(rng.integers(0, len(background)))
         return np.resize(np.roll(background, -start), n).astype(np.float32)
 
+    def opening() -> np.ndarray:
+        gap = silence(d.edge_ms)
+        if not leads:
+            return gap
+        lead = leads[int(rng.integers(0, len(leads)))][: len(gap)]
+        return np.concatenate([lead, gap[len(lead) :]])
+
     out = []
     for _ in range(count):
         picks = rng.integers(0, len(clips), size=int(rng.integers(d.min_clips, d.max_clips + 1)))
-        parts = [silence(d.edge_ms)]
+        parts = [opening()]
         for k, pick in enumerate(picks):
             parts += [clips[pick].wave, silence(d.edge_ms if k == len(picks) - 1 else d.silence_ms)]
         names = "+".join(Path(clips[p].name).stem for p in picks)
