@@ -320,7 +320,7 @@ def test_server_transcribes_base64_audio_and_names_the_wrong_field(tone_run):
         assert [p["output"] for p in got] == [expected.output] * 2
         assert np.array(got[0]["attention"]).shape == expected.attention.shape
         r = httpx.post(f"{url}/v1/predict", json={"model": "tones", "inputs": ["C D"]})
-        assert r.status_code == 422 and "reads audio: give 'audio', not 'inputs'" in r.json()["error"]["message"]
+        assert r.status_code == 422 and "inputs" in r.json()["error"]["message"]  # the schema has no 'inputs' here
         r = httpx.post(f"{url}/v1/predict", json={"audio": [base64.b64encode(b"not audio").decode()]})
         assert r.status_code == 400 and "not a readable audio file" in r.json()["error"]["message"]
 
@@ -401,3 +401,25 @@ def test_a_held_out_speaker_is_kept_out_of_training_or_named_when_unknown():
     ).data
     with pytest.raises(AttnseqError, match="'nobody' is not a speaker of .*george"):
         fsdd_clips(d, "train")
+
+
+def test_a_server_of_text_and_speech_models_says_which_field_each_reads(tone_run, model_dirs):
+    import base64
+
+    import httpx
+
+    from attnseq.serve import create_app, load_models
+    from tests.serving import live_server
+
+    root, _, _ = tone_run
+    models = load_models([f"tones={root / 'run'}", f"dates={model_dirs['dates']}"])
+    encoded = base64.b64encode((root / "data" / "test_000.wav").read_bytes()).decode()
+    with live_server(create_app(models)) as url:
+        r = httpx.post(f"{url}/v1/predict", json={"model": "tones", "inputs": ["C D"]})
+        assert r.status_code == 422 and "reads audio: give 'audio', not 'inputs'" in r.json()["error"]["message"]
+        r = httpx.post(f"{url}/v1/predict", json={"model": "dates", "audio": [encoded]})
+        assert r.status_code == 422 and "reads text: give 'inputs', not 'audio'" in r.json()["error"]["message"]
+        ok = httpx.post(f"{url}/v1/predict", json={"model": "tones", "audio": [encoded]}, timeout=30)
+        assert ok.status_code == 200
+        ok = httpx.post(f"{url}/v1/predict", json={"model": "dates", "inputs": ["Mar 3, 2021"]}, timeout=30)
+        assert ok.status_code == 200

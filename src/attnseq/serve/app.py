@@ -240,23 +240,22 @@ def _request_model(models: dict[str, ServedModel], limits: Limits) -> type[BaseM
     names = tuple(models)
     text = Annotated[str, StringConstraints(max_length=limits.max_chars)]
     audio = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/=\s]*$")]
+    kinds = {input_kind(served.predictor) for served in models.values()}
+    both = len(kinds) > 1  # then each field is optional; _inputs says which one the chosen model reads
+    body: dict[str, Any] = {}
+    if "text" in kinds:
+        body["inputs"] = (list[text] | None if both else list[text],
+                            Field(None if both else ..., min_length=1, max_length=limits.max_inputs,
+                                  description="texts to predict (text models)"))  # fmt: skip
+    if "audio" in kinds:
+        body["audio"] = (list[audio] | None if both else list[audio],
+                         Field(None if both else ..., min_length=1, max_length=limits.max_inputs,
+                               description="speech models: audio files (wav, flac), each base64 encoded"))  # fmt: skip
     return create_model(
         "PredictRequest",
         __config__=ConfigDict(extra="forbid"),
         model=(Literal[names] | None, Field(None, description=f"one of the served models (default {names[0]!r})")),
-        inputs=(
-            list[text] | None,
-            Field(None, min_length=1, max_length=limits.max_inputs, description="texts to predict (text models)"),
-        ),  # fmt: skip
-        audio=(
-            list[audio] | None,
-            Field(
-                None,
-                min_length=1,
-                max_length=limits.max_inputs,
-                description="speech models: audio files (wav, flac), each base64-encoded",
-            ),
-        ),  # fmt: skip
+        **body,
         search=(
             search,
             Field(
@@ -271,7 +270,8 @@ def _request_model(models: dict[str, ServedModel], limits: Limits) -> type[BaseM
 def _inputs(body, served: ServedModel) -> list:
     """The request's inputs as the model's predictor takes them: texts, or the decoded bytes of audio files."""
     kind = input_kind(served.predictor)
-    given, other = (body.audio, body.inputs) if kind == "audio" else (body.inputs, body.audio)
+    inputs, audio = getattr(body, "inputs", None), getattr(body, "audio", None)
+    given, other = (audio, inputs) if kind == "audio" else (inputs, audio)
     field, wrong = ("audio", "inputs") if kind == "audio" else ("inputs", "audio")
     if other is not None or given is None:
         raise ApiError(422, "invalid_request", f"model {served.name!r} ({served.task}) reads {kind}: give "
