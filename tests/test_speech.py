@@ -423,3 +423,40 @@ def test_a_server_of_text_and_speech_models_says_which_field_each_reads(tone_run
         assert ok.status_code == 200
         ok = httpx.post(f"{url}/v1/predict", json={"model": "dates", "inputs": ["Mar 3, 2021"]}, timeout=30)
         assert ok.status_code == 200
+
+
+def test_the_page_transcribes_an_uploaded_recording_in_chromium(tone_run, tmp_path):
+    import base64
+
+    import httpx
+
+    from attnseq.serve import create_app, load_models
+    from tests.serving import chromium_path, live_server
+
+    chromium = chromium_path()
+    if chromium is None:
+        pytest.skip("no Chromium (scripts/debian-package.sh could not install it; or set ATTNSEQ_CHROMIUM)")
+    from playwright.sync_api import sync_playwright
+
+    root, _, _ = tone_run
+    wav = root / "data" / "test_003.wav"
+    with live_server(create_app(load_models([f"tones={root / 'run'}"]))) as url:
+        expected = httpx.post(f"{url}/v1/predict", json={"audio": [base64.b64encode(wav.read_bytes()).decode()]},
+                              timeout=30).json()["predictions"][0]  # fmt: skip
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1000, "height": 800})
+            page.goto(url + "/")
+            page.wait_for_selector("#model option[value='tones']", state="attached")
+            assert page.is_hidden("#text-input") and page.is_visible("#audio")
+            page.set_input_files("#audio", str(wav))
+            page.click("#submit")
+            page.wait_for_selector("#heatmap td.cell")
+            assert page.text_content("#output") == expected["output"]
+            weights = page.eval_on_selector_all(
+                "#heatmap tbody tr",
+                "rows => rows.map(r => [...r.querySelectorAll('td.cell')].map(c => Number(c.dataset.weight)))",
+            )
+            assert weights == expected["attention"]
+            page.screenshot(path=str(tmp_path / "speech_page.png"))
+            browser.close()
