@@ -510,12 +510,14 @@ def cmd_plot(args) -> int:
         return 0
 
     if model_task(args.model) == "speech":
+        from attnseq.audio import read_wav
         from attnseq.plotting import plot_speech
         from attnseq.tasks.speech import Transcriber
 
         transcriber = Transcriber.from_pretrained(args.model)
-        p = transcriber.transcribe([args.sentence])[0]
-        frames = transcriber.featurizer.raw(_wave(transcriber, args.sentence))
+        wave = read_wav(args.sentence, transcriber.config.data.sample_rate)  # read once: transcribed and drawn
+        p = transcriber.transcribe([wave], names=[args.sentence])[0]
+        frames = transcriber.featurizer.raw(wave)
         path = plot_speech(frames.numpy(), p.attention, p.output_tokens, args.out,
                            seconds_per_frame=transcriber.featurizer.frontend.seconds_per_frame,
                            seconds_per_position=transcriber.seconds_per_position,
@@ -532,12 +534,6 @@ def cmd_plot(args) -> int:
     path = plot_attention(tr.attention, tr.src_tokens, tr.tokens, args.out, title=f"{tr.source} -> {tr.text}")
     print(f"{tr.text}\nwrote {path}")
     return 0
-
-
-def _wave(transcriber, path: str):
-    from attnseq.audio import read_wav
-
-    return read_wav(path, transcriber.config.data.sample_rate)
 
 
 def cmd_data(args) -> int:

@@ -88,6 +88,13 @@ class Seq2SeqPredictor:
             self._copies[precision] = model
         return self._copies[precision]
 
+    def _written(self, ids: list[int]) -> tuple[list[str], list[str]]:
+        """A hypothesis's ids as tokens: (what it wrote without </s>, what it shows: with </s> when
+        the search finished it)."""
+        v = self.tgt_vocab
+        out_tokens = v.decode(ids)
+        return out_tokens, out_tokens + ([EOS] if ids and ids[-1] == v.eos_id else [])
+
     def limit_basis(self, src_lengths):
         """What decode.max_len_a multiplies: the source lengths (source tokens for text)."""
         return src_lengths
@@ -218,10 +225,7 @@ class Translator(Seq2SeqPredictor):
         return results  # type: ignore[return-value]
 
     def _translation(self, source: str, src_tokens: list[str], ids, score, rank_score, attention) -> Translation:
-        v = self.tgt_vocab
-        finished = bool(ids) and ids[-1] == v.eos_id
-        out_tokens = v.decode(ids)
-        shown = out_tokens + ([EOS] if finished else [])
+        out_tokens, shown = self._written(ids)
         n_src = len(src_tokens) + 1
         return Translation(
             input=source,

@@ -24,7 +24,7 @@ from attnseq.fileio import read_text_file
 from attnseq.tasks.base import Prediction, Task, TaskData
 from attnseq.tokenize import Tokenizer, build_tokenizer, train_sentencepiece
 from attnseq.translate import Seq2SeqPredictor
-from attnseq.vocab import EOS, Vocab
+from attnseq.vocab import Vocab
 
 VOCAB, STATS, SPM = "tgt_vocab.json", "features.json", "tgt.spm.model"
 
@@ -288,7 +288,11 @@ class Featurizer:
         self.normalize = d.normalize
         self.mean = self.std = None
         if stats is not None:
-            self.mean, self.std = torch.tensor(stats.mean), torch.tensor(stats.std)
+            self.use(stats)
+
+    def use(self, stats: FeatureStats) -> None:
+        """Normalize with `stats` from now on (data.normalize: global)."""
+        self.mean, self.std = torch.tensor(stats.mean), torch.tensor(stats.std)
 
     def raw(self, wave: np.ndarray) -> torch.Tensor:
         return self.frontend.log_mel(wave)
@@ -453,10 +457,7 @@ class Transcriber(Seq2SeqPredictor):
         return self.model.encoder.reduced_lengths(src_lengths)
 
     def _prediction(self, name: str, n_positions: int, ids, score, rank_score, attention) -> Prediction:
-        v = self.tgt_vocab
-        finished = bool(ids) and ids[-1] == v.eos_id
-        out_tokens = v.decode(ids)
-        shown = out_tokens + ([EOS] if finished else [])
+        out_tokens, shown = self._written(ids)
         step = self.seconds_per_position
         return Prediction(input=name, output=self.assets.tokenizer.detokenize(out_tokens),
                           input_tokens=[f"{j * step:.2f}s" for j in range(n_positions)], output_tokens=shown,
@@ -509,7 +510,7 @@ class SpeechTask(Task):
             )
             stats = FeatureStats.fit(raw["train"]) if d.normalize == "global" else FeatureStats.identity(d.n_mels)
             assets = SpeechAssets(vocab, tokenizer, stats)
-        featurizer = Featurizer(d, assets.stats)
+        featurizer.use(assets.stats)
         max_frames = int(d.max_seconds / featurizer.frontend.seconds_per_frame) + 1
         train, valid = (
             SpeechDataset(
