@@ -121,6 +121,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search(p)
     p.add_argument("--n-best", type=int, help="hypotheses per file (in --json's alternatives)")
 
+    p = sub.add_parser("chat", help="talk to a chatbot model at a prompt (piped stdin: one reply per line)")
+    p.add_argument("--model", required=True, help="model directory or training run directory of a chatbot")
+    p.add_argument("--input", help="questions, one per line, instead of the prompt (like piped stdin)")
+    p.add_argument("--show-attention", action="store_true",
+                   help="under each reply, the question word each reply word attended to most")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="batch mode: one JSON object per reply")
+    p.add_argument("--sample", action="store_true", help="draw replies from the model instead of beam search")
+    p.add_argument("--temperature", type=float, default=1.0, help="--sample: below 1 surer, above 1 wilder")
+    p.add_argument("--top-k", type=int, default=0, help="--sample: among the k most probable tokens (0: all)")
+    p.add_argument("--top-p", type=float, default=1.0, help="--sample: within the top tokens of this probability")
+    p.add_argument("--seed", type=int, help="--sample: repeatable draws")
+    _add_search(p)
+
     p = sub.add_parser("evaluate", help="score a model on its config's test split, a TSV file or --src / --ref files")
     p.add_argument("--model", required=True)
     p.add_argument("--data", help="TSV file (source TAB reference; speech: a manifest with file and text columns)")
@@ -212,6 +225,8 @@ def cmd_train(args) -> int:
         _classifier_held_out(trainer.out)
     if cfg.task == "speech":
         _speech_held_out(trainer.out)
+    if cfg.task in ("chat", "headline"):
+        _records_held_out(trainer.out)
     return 0
 
 
@@ -338,6 +353,8 @@ def cmd_evaluate(args) -> int:
         return _evaluate_classifier(args)
     if task == "speech":
         return _evaluate_speech(args)
+    if task in ("chat", "headline"):
+        return _evaluate_records(args)
     from attnseq.data import read_parallel, read_tsv
     from attnseq.fileio import atomic_write_text
 
@@ -391,6 +408,66 @@ def _evaluate_classifier(args) -> int:
     return 0
 
 
+def _evaluate_records(args) -> int:
+    """task chat / headline: the test split (or --data, a file in the config's format) beside the
+    task's baseline."""
+    from attnseq.data import read_records
+    from attnseq.fileio import atomic_write_text
+    from attnseq.tasks.base import get_task
+
+    if args.src or args.ref:
+        raise AttnseqError("evaluate: this model is scored on its config's test split or --data FILE (its format)")
+    predictor = _load_translator(args)
+    task = get_task(predictor.config.task)
+    pairs = None
+    if args.data:
+        pairs = [(r.src, r.tgt) for r in read_records(args.data, predictor.config.data)[0]]
+    outputs: list[str] = []
+    report = task.held_out_report(predictor, pairs=pairs, outputs=outputs)
+    if args.output:
+        atomic_write_text(Path(args.output), "".join(o + "\n" for o in outputs))
+    print(json.dumps(report, ensure_ascii=False) if args.json else "\n".join(_records_lines(report, task.name)))
+    return 0
+
+
+def _records_lines(report: dict, task: str) -> list[str]:
+    """A chat / headline report as a small table: the model and its baseline."""
+    base = report["baseline"]
+    if task == "chat":
+        keys = (("bleu", "BLEU"), ("chrf", "chrF"), ("distinct_1", "distinct-1"), ("distinct_2", "distinct-2"))
+    else:
+        keys = (("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"), ("rougeL", "ROUGE-L"))
+    lines = [f"{report['n']} test pairs; beam {report['beam_size']}, {report['precision']}",
+             f"  {'':<10}" + "".join(f"{label:>12}" for _, label in keys)]  # fmt: skip
+    for name, r in (("model", report), ("baseline", base)):
+        lines.append(f"  {name:<10}" + "".join(f"{r[k]:>12.{3 if 'distinct' in k else 2}f}" for k, _ in keys))
+    lines.append(f"  baseline: {base['name']}")
+    if "bleu_signature" in report:
+        lines.append(f"  BLEU: {report['bleu_signature']}; chrF: {report['chrf_signature']}")
+    else:
+        lines.append(f"  ROUGE: {report['rouge_settings']}")
+    for ex in report["examples"]:
+        lines += [f"  > {ex['input']}", f"    reference: {ex['reference']}", f"    model:     {ex['output']}",
+                  f"    baseline:  {ex['baseline']}"]  # fmt: skip
+    return lines
+
+
+def _records_held_out(run: Path) -> None:
+    """After training a chat / headline model: its test-split figures beside the baseline, printed
+    and kept in RUN/test_report.json."""
+    import attnseq
+    from attnseq.fileio import atomic_write_text
+    from attnseq.tasks.base import get_task
+
+    predictor = attnseq.load(run)
+    task = get_task(predictor.config.task)
+    if not task.pairs(predictor.config, "test"):
+        return
+    report = task.held_out_report(predictor)
+    atomic_write_text(Path(run) / "test_report.json", json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    print("held-out: " + "\n".join(_records_lines(report, task.name)))
+
+
 def _evaluate_speech(args) -> int:
     from attnseq.tasks.speech import Transcriber, held_out_report, tsv_corpus
 
@@ -428,6 +505,17 @@ def _speech_lines(report: dict) -> list[str]:
         lines.append(f"isolated test clips: accuracy {100 * iso['accuracy']:.1f}% of {iso['n']} "
                      f"(speakers: {report['speaker']})")  # fmt: skip
     return lines
+
+
+def cmd_chat(args) -> int:
+    from attnseq import chat
+    from attnseq.tasks.chatbot import Chatbot
+
+    bot = _load_translator(args, Chatbot)
+    if args.input is None and sys.stdin.isatty():
+        return chat.interactive(bot, args)
+    chat.batch(bot, args, _read_sentences(args.input))
+    return 0
 
 
 def cmd_transcribe(args) -> int:
@@ -649,6 +737,7 @@ COMMANDS = {
     "translate": cmd_translate,
     "classify": cmd_classify,
     "transcribe": cmd_transcribe,
+    "chat": cmd_chat,
     "evaluate": cmd_evaluate,
     "ablate": cmd_ablate,
     "serve": cmd_serve,

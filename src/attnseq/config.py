@@ -32,7 +32,7 @@ SpmType = Literal["bpe", "unigram"]
 Precision = Literal["auto", "fp32", "bf16"]
 DecodePrecision = Literal["auto", "fp32", "bf16", "int8"]
 LengthPenalty = Literal["none", "avg", "gnmt"]
-TaskName = Literal["translate", "classify", "speech"]
+TaskName = Literal["translate", "classify", "speech", "chat", "headline"]
 SpeechCorpus = Literal["tsv", "fsdd", "yesno"]
 PoolingKind = Literal["attention", "mean", "max", "last"]
 # train.valid_metric per task: the metrics its validation reports ("" = the task's default)
@@ -40,6 +40,8 @@ VALID_METRICS: dict[str, tuple[str, ...]] = {
     "translate": ("exact_match", "bleu", "loss"),
     "classify": ("accuracy", "macro_f1", "loss"),
     "speech": ("wer", "cer", "exact", "loss"),
+    "chat": ("chrf", "bleu", "distinct_2", "loss"),
+    "headline": ("rougeL", "rouge1", "rouge2", "loss"),
 }
 
 
@@ -86,6 +88,9 @@ class ModelConfig:
     deep_output: bool = True  # bahdanau: predict from tanh(W_o [s_t; a_t; e(y_{t-1})]), else s_t
     tie_embeddings: bool = False  # W_y shares the target embedding matrix (needs emb_size == dec_hidden_size)
     param_init: float = 0.0  # > 0: every weight uniform in [-x, x] (OpenNMT-py's param_init); 0: PyTorch's defaults
+    # pointer-generator (See et al. 2017): the output distribution mixes the vocabulary softmax with
+    # the attention weights over the source tokens, gated by a learned p_gen (luong / bahdanau only)
+    copy: bool = False
 
 
 @dataclass
@@ -136,6 +141,21 @@ class DecodeConfig:
     # bf16: decode with a bfloat16 copy of the model; int8: the copy (bfloat16 where native, else
     # float32) with its output layer W_y dynamically quantized to int8 (CPU only); scores stay float32
     precision: DecodePrecision = "auto"
+
+
+@dataclass
+class RecordsDataConfig(DataConfig):
+    """task: chat, headline. Text pairs as records of a CSV file (a header naming `src_field` and
+    `tgt_field`) or a JSON Lines file (one object a line, those keys): either `files` pooled and
+    split by a seeded shuffle (`split`, `split_seed`), or ready-made `train` / `valid` / `test` files
+    of that format. Records with an empty side are dropped and counted."""
+
+    files: list[str] = field(default_factory=list)  # files split into train / valid / test (each in the same shares)
+    split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train / valid / test shares
+    split_seed: int = 0  # seeds the split (the same seed, the same split on every machine)
+    format: Literal["csv", "jsonl"] = "csv"
+    src_field: str = "Q"  # the column (csv) or key (jsonl) of the source text
+    tgt_field: str = "A"  # ... and of the target text
 
 
 @dataclass
@@ -248,7 +268,7 @@ class SpeechModelConfig(ModelConfig):
 
 @dataclass
 class Config:
-    data: DataConfig | ClassifyDataConfig | SpeechDataConfig = field(default_factory=DataConfig)
+    data: DataConfig | RecordsDataConfig | ClassifyDataConfig | SpeechDataConfig = field(default_factory=DataConfig)
     model: ModelConfig | ClassifierConfig | SpeechModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
@@ -268,6 +288,8 @@ TASK_SECTIONS: dict[str, dict[str, type]] = {
     "translate": {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "decode": DecodeConfig},
     "classify": {"data": ClassifyDataConfig, "model": ClassifierConfig, "train": TrainConfig, "decode": DecodeConfig},
     "speech": {"data": SpeechDataConfig, "model": SpeechModelConfig, "train": TrainConfig, "decode": DecodeConfig},
+    "chat": {"data": RecordsDataConfig, "model": ModelConfig, "train": TrainConfig, "decode": DecodeConfig},
+    "headline": {"data": RecordsDataConfig, "model": ModelConfig, "train": TrainConfig, "decode": DecodeConfig},
 }
 SECTIONS: dict[str, type] = TASK_SECTIONS["translate"]
 
@@ -510,7 +532,17 @@ def validate(cfg: Config, source: str = "config", origins: dict[str, str] | None
         return _validate_classify(cfg, at)
     if cfg.task == "speech":
         _validate_speech(cfg, at)
+    if cfg.task in ("chat", "headline"):
+        _validate_split(cfg.data, at)
+        if not cfg.data.files and not (cfg.data.train and cfg.data.valid):
+            raise AttnseqError(f"{at('data.files')}: task {cfg.task} needs data.files (split by data.split) "
+                               "or data.train and data.valid")  # fmt: skip
     m = cfg.model
+    if m.copy and m.decoder not in ("luong", "bahdanau"):
+        raise AttnseqError(
+            f"{at('model.copy', 'model.decoder')}: model.copy copies through the attention weights; it needs "
+            f"model.decoder luong or bahdanau (got {m.decoder})"
+        )
     if m.bidirectional and m.enc_hidden_size % 2:
         raise AttnseqError(
             f"{at('model.enc_hidden_size')}: 'model.enc_hidden_size' = {m.enc_hidden_size} must be even with a "
@@ -524,7 +556,8 @@ def validate(cfg: Config, source: str = "config", origins: dict[str, str] | None
             f"model.dec_hidden_size ({m.dec_hidden_size}) must equal model.enc_hidden_size "
             f"({m.enc_hidden_size}); make them equal or use attention 'general' or 'concat'"
         )
-    if attends and m.attention == "location" and cfg.task == "translate" and m.max_src_len < cfg.data.max_src_len + 1:
+    text_source = cfg.task in ("translate", "chat", "headline")
+    if attends and m.attention == "location" and text_source and m.max_src_len < cfg.data.max_src_len + 1:
         raise AttnseqError(
             f"{at('model.attention', 'model.max_src_len', 'data.max_src_len')}: location attention scores "
             f"at most model.max_src_len = {m.max_src_len} positions, but "
@@ -542,7 +575,7 @@ def validate(cfg: Config, source: str = "config", origins: dict[str, str] | None
             f"{at('decode.n_best', 'decode.beam_size')}: decode.n_best = {cfg.decode.n_best} is more than "
             f"decode.beam_size = {cfg.decode.beam_size}; beam search keeps only beam_size hypotheses"
         )
-    if cfg.task == "translate" and bool(cfg.data.src_suffix) != bool(cfg.data.tgt_suffix):
+    if cfg.task in ("translate", "chat", "headline") and bool(cfg.data.src_suffix) != bool(cfg.data.tgt_suffix):
         raise AttnseqError(
             f"{at('data.src_suffix', 'data.tgt_suffix')}: set both 'data.src_suffix' and 'data.tgt_suffix' "
             "(parallel files) or neither (TSV files)"
@@ -574,13 +607,8 @@ def _validate_speech(cfg: Config, at) -> None:
                            "and the hop at least 1 at data.sample_rate")  # fmt: skip
 
 
-def _validate_classify(cfg: Config, at) -> Config:
-    d, m = cfg.data, cfg.model
-    if m.bidirectional and m.hidden_size % 2:
-        raise AttnseqError(
-            f"{at('model.hidden_size')}: 'model.hidden_size' = {m.hidden_size} must be even with a bidirectional "
-            "RNN (each direction gets half)"
-        )
+def _validate_split(d, at) -> None:
+    """data.files split by data.split, or ready-made data.train / data.valid (classify, chat, headline)."""
     if d.files and (d.train or d.valid or d.test):
         raise AttnseqError(
             f"{at('data.files', 'data.train')}: give either data.files (split by data.split) or "
@@ -594,6 +622,17 @@ def _validate_classify(cfg: Config, at) -> Config:
             )
         if min(d.split[:2]) <= 0:
             raise AttnseqError(f"{at('data.split')}: 'data.split' needs a train and a valid share above 0")
+
+
+def _validate_classify(cfg: Config, at) -> Config:
+    d, m = cfg.data, cfg.model
+    if m.bidirectional and m.hidden_size % 2:
+        raise AttnseqError(
+            f"{at('model.hidden_size')}: 'model.hidden_size' = {m.hidden_size} must be even with a bidirectional "
+            "RNN (each direction gets half)"
+        )
+    _validate_split(d, at)
+    if d.files:
         if d.domains and len(d.domains) != len(d.files):
             raise AttnseqError(
                 f"{at('data.domains')}: 'data.domains' names {len(d.domains)} domains for {len(d.files)} "

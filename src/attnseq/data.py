@@ -5,8 +5,12 @@ Every reading error names the file and the line and says how to fix it (`Attnseq
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import gzip
+import io
+import json
+import random
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from attnseq.config import DataConfig
+from attnseq.config import DataConfig, RecordsDataConfig
 from attnseq.datasets import resolve
 from attnseq.errors import AttnseqError
 from attnseq.tokenize import Tokenizer
@@ -95,6 +99,101 @@ def read_pairs(spec: str, cfg: DataConfig, *, key: str = "data.train") -> list[t
     if cfg.src_suffix:
         return read_parallel(spec + cfg.src_suffix, spec + cfg.tgt_suffix)
     return read_tsv(spec)
+
+
+SPLITS = ("train", "valid", "test")
+
+
+def seeded_split(n: int, shares: list[float], seed: str) -> dict[str, list[int]]:
+    """Items 0..n-1 shuffled by `random.Random(seed)` and cut by `shares` (train, valid, test);
+    each split's indices in file order. The same seed gives the same split on every machine."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    n_train, n_valid = round(shares[0] * n), round(shares[1] * n)
+    cuts = (order[:n_train], order[n_train : n_train + n_valid], order[n_train + n_valid :])
+    return {name: sorted(index) for name, index in zip(SPLITS, cuts)}
+
+
+@dataclass
+class Record:
+    src: str
+    tgt: str
+    where: str  # file:line, for messages
+
+
+def read_records(path: str | Path, d: RecordsDataConfig) -> tuple[list[Record], int]:
+    """The (source, target) records of a CSV file (a header naming d.src_field and d.tgt_field) or
+    a JSON Lines file (objects with those keys), and how many were dropped for an empty side.
+    A malformed record is an AttnseqError naming file:line and the fix."""
+    lines = [(lineno, line) for lineno, line in read_lines(path)]  # UTF-8 checked line by line
+    path = resolve(path)
+    fields = (d.src_field, d.tgt_field)
+    records, dropped = [], 0
+
+    def keep(src, tgt, where: str) -> None:
+        nonlocal dropped
+        for name, value in zip(fields, (src, tgt)):
+            if value is not None and not isinstance(value, str):
+                raise AttnseqError(f"{where}: {name!r} is {type(value).__name__} {value!r}, not a text; "
+                                   "write it as a string")  # fmt: skip
+        src, tgt = " ".join((src or "").split()), " ".join((tgt or "").split())
+        if src and tgt:
+            records.append(Record(src, tgt, where))
+        else:
+            dropped += 1
+
+    if d.format == "csv":
+        reader = csv.DictReader(io.StringIO("\n".join(line for _, line in lines)), strict=True)
+        try:
+            header = reader.fieldnames or []
+            missing = [f for f in fields if f not in header]
+            if missing:
+                raise AttnseqError(
+                    f"{path}:1: no column {', '.join(map(repr, missing))} in the header ({', '.join(header)}); "
+                    "set data.src_field / data.tgt_field"
+                )
+            for row in reader:
+                where = f"{path}:{lines[reader.line_num - 1][0]}"
+                if None in row:
+                    raise AttnseqError(f"{where}: {len(header) + len(row[None])} fields where the header has "
+                                       f"{len(header)}; quote a field that holds a comma")  # fmt: skip
+                keep(row[d.src_field], row[d.tgt_field], where)
+        except csv.Error as exc:
+            line = lines[min(reader.line_num, len(lines)) - 1][0] if lines else 1
+            raise AttnseqError(f"{path}:{line}: not valid CSV ({exc}); check the quoting") from None
+    else:
+        for lineno, line in lines:
+            where = f"{path}:{lineno}"
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise AttnseqError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); "
+                                   "write one JSON object per line") from None  # fmt: skip
+            if not isinstance(obj, dict):
+                raise AttnseqError(f"{where}: a JSON {type(obj).__name__}, not an object; write one object per line")
+            missing = [f for f in fields if f not in obj]
+            if missing:
+                raise AttnseqError(f"{where}: no key {', '.join(map(repr, missing))} in the record; "
+                                   "set data.src_field / data.tgt_field")  # fmt: skip
+            keep(obj[d.src_field], obj[d.tgt_field], where)
+    if not records:
+        raise AttnseqError(f"{path}: no record with both {d.src_field!r} and {d.tgt_field!r} filled")
+    return records, dropped
+
+
+def split_records(d: RecordsDataConfig) -> dict[str, list[Record]]:
+    """train / valid / test records: each of d.files split by d.split under d.split_seed (the
+    same shares from each file), or the ready-made d.train / d.valid / d.test files."""
+    if not d.files:
+        return {name: read_records(getattr(d, name), d)[0] if getattr(d, name) else [] for name in SPLITS}
+    out: dict[str, list[Record]] = {name: [] for name in SPLITS}
+    for i, path in enumerate(d.files):
+        records, _ = read_records(path, d)
+        for name, index in seeded_split(len(records), d.split, f"{d.split_seed}:{i}").items():
+            out[name].extend(records[j] for j in index)
+    return out
 
 
 @dataclass

@@ -38,3 +38,48 @@ def score_translations(hyps: list[str], refs: list[str]) -> dict:
     scores["bleu_lc_tok"] = lc.corpus_score(hyps, [refs]).score
     scores["bleu_lc_tok_signature"] = str(lc.get_signature())
     return scores
+
+
+def distinct(texts: list[str], n: int) -> float:
+    """distinct-n (Li et al. 2016): distinct word n-grams over all n-grams of all texts (0 when none)."""
+    grams = [tuple(words[i : i + n]) for words in (t.split() for t in texts) for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+# Korean has no spaces between the parts of a word, so BLEU counts characters there (sacreBLEU's char
+# tokenizer, named in the signature); chrF counts characters anyway.
+CHAT_BLEU_TOKENIZE = "char"
+
+
+def score_replies(hyps: list[str], refs: list[str]) -> dict:
+    """A chatbot's replies against the reference answers: sacreBLEU (character tokens), chrF,
+    distinct-1 / distinct-2 of the replies, with sacreBLEU's signatures."""
+    bleu, chrf = sacrebleu.BLEU(tokenize=CHAT_BLEU_TOKENIZE), sacrebleu.CHRF()
+    return {
+        "bleu": bleu.corpus_score(hyps, [refs]).score,
+        "chrf": chrf.corpus_score(hyps, [refs]).score,
+        "distinct_1": distinct(hyps, 1),
+        "distinct_2": distinct(hyps, 2),
+        "exact_match": exact_match(hyps, refs),
+        "n": len(refs),
+        "bleu_signature": str(bleu.get_signature()),
+        "chrf_signature": str(chrf.get_signature()),
+    }
+
+
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+
+
+def score_summaries(hyps: list[str], refs: list[str]) -> dict:
+    """Mean ROUGE-1 / ROUGE-2 / ROUGE-L F1 (x 100) of `hyps` against `refs` (the rouge-score
+    package, Porter stemming on)."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+    totals = dict.fromkeys(ROUGE_TYPES, 0.0)
+    for hyp, ref in zip(hyps, refs, strict=True):
+        for name, score in scorer.score(ref, hyp).items():
+            totals[name] += score.fmeasure
+    n = max(len(refs), 1)
+    return {**{name: 100.0 * total / n for name, total in totals.items()}, "n": len(refs),
+            "rouge_settings": "rouge-score, F1, use_stemmer=True"}  # fmt: skip

@@ -12,7 +12,8 @@ import torch
 from attnseq import runtime
 from attnseq.config import Config
 from attnseq.data import collate_source, encode_source
-from attnseq.decoding import beam_search, greedy_search
+from attnseq.decoding import Sampler, beam_search, greedy_search
+from attnseq.errors import AttnseqError
 from attnseq.fast.decoding import decoding_copy
 from attnseq.fast.frozen import Int8Linear
 from attnseq.metrics import score_translations
@@ -99,14 +100,15 @@ class Seq2SeqPredictor:
         """What decode.max_len_a multiplies: the source lengths (source tokens for text)."""
         return src_lengths
 
-    def _search(self, model: Seq2Seq, src, src_lengths, beam_size: int, n_best: int):
-        """For each input of the batch: a list of (ids, score, rank_score, attention (T, S) or None)."""
+    def _search(self, model: Seq2Seq, src, src_lengths, beam_size: int, n_best: int, sampler=None):
+        """For each input of the batch: a list of (ids, score, rank_score, attention (T, S) or None).
+        With a `Sampler`, one draw per input instead of a search."""
         v, dec = self.tgt_vocab, self.config.decode
         max_len = (
             (self.limit_basis(src_lengths).float() * dec.max_len_a + dec.max_len_b).long().clamp(min=1).to(self.device)
         )
         specials = dict(bos_id=v.bos_id, eos_id=v.eos_id, pad_id=v.pad_id, max_len=max_len)
-        if beam_size > 1:
+        if beam_size > 1 and sampler is None:
             found = beam_search(model, src.to(self.device), src_lengths, beam_size=beam_size,
                                 n_best=n_best, penalty=dec.length_penalty, alpha=dec.alpha, **specials)  # fmt: skip
             return [
@@ -116,7 +118,7 @@ class Seq2SeqPredictor:
                 ]  # fmt: skip
                 for hyps in found
             ]
-        hyp = greedy_search(model, src.to(self.device), src_lengths, **specials)
+        hyp = greedy_search(model, src.to(self.device), src_lengths, choose=sampler, **specials)
         tokens, lengths, scores = hyp.tokens.cpu(), hyp.lengths.cpu(), hyp.scores.cpu()
         attn = None if hyp.attn_weights is None else hyp.attn_weights.float().cpu().numpy()
         return [
@@ -130,6 +132,28 @@ class Seq2SeqPredictor:
             ]  # fmt: skip
             for row in range(src.size(0))
         ]
+
+
+SAMPLING_OPTIONS = (
+    SearchOption("sample", bool, help="draw each output token from the model's distribution instead of searching"),
+    SearchOption("temperature", float, 0.05, 10.0, "sampling: divides the log-probabilities (below 1: surer)"),
+    SearchOption("top_k", int, 0, 100000, "sampling: draw among the k most probable tokens only (0: all)"),
+    SearchOption("top_p", float, 0.01, 1.0, "sampling: draw within the most probable tokens of this total probability"),
+)
+
+
+def sampler_for(sample: bool, temperature, top_k, top_p, seed, *, device) -> Sampler | None:
+    """The `Sampler` of a call's sampling options (checked), or None when it does not sample."""
+    if not sample:
+        return None
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise AttnseqError(f"temperature = {temperature!r}: must be a number above 0")
+    check_count("top_k", top_k, minimum=0)
+    if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+        raise AttnseqError(f"top_p = {top_p!r}: must be a number in (0, 1]")
+    generator = torch.Generator(device=device)
+    generator.manual_seed(check_count("seed", seed, minimum=0)) if seed is not None else generator.seed()
+    return Sampler(float(temperature), int(top_k or 0), float(top_p), generator)
 
 
 class Translator(Seq2SeqPredictor):
@@ -195,14 +219,24 @@ class Translator(Seq2SeqPredictor):
         batch_size: int | None = None,
         beam_size: int | None = None,
         n_best: int | None = None,
+        sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int | None = None,
     ) -> list[Translation]:
         """Decode `sentences` in length-sorted batches; results come back in input order.
 
         Search settings default to the config's `decode` section; beam_size 1 is greedy search.
         With beam search, each Translation is the best hypothesis and `n_best` lists the rest too.
+        With `sample`, each output is drawn from the model's distribution instead (`Sampler`:
+        temperature, top_k, top_p; `seed` makes the draws repeatable), and beam_size is not used.
         """
         sentences = check_inputs(sentences, what="sentences")
         batch_size, beam_size, n_best = self.search_settings(batch_size, beam_size, n_best)
+        sampler = sampler_for(sample, temperature, top_k, top_p, seed, device=self.device)
+        if sampler is not None:
+            n_best = 1
         src_tokens = [self.src_tok.tokenize(s) for s in sentences]
         src_ids = [encode_source(toks, self.src_vocab) for toks in src_tokens]
         results: list[Translation | None] = [None] * len(sentences)
@@ -218,7 +252,7 @@ class Translator(Seq2SeqPredictor):
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
             src, src_lengths = collate_source([src_ids[i] for i in index], self.src_vocab.pad_id)
-            for i, hyps in zip(index, self._search(model, src, src_lengths, beam_size, n_best)):
+            for i, hyps in zip(index, self._search(model, src, src_lengths, beam_size, n_best, sampler)):
                 shown = [self._translation(sentences[i], src_tokens[i], *h) for h in hyps]
                 results[i] = shown[0]
                 shown[0].alternatives = shown

@@ -30,8 +30,10 @@ def greedy_search(
     eos_id: int,
     pad_id: int,
     max_len: int | Tensor,
+    choose=None,
 ) -> Hypotheses:
-    """Pick the most probable token at every step, for all sentences at once.
+    """Pick the most probable token at every step, for all sentences at once (or the token
+    `choose(logp) -> (log-probabilities (n,), ids (n,))` picks, e.g. a `Sampler`'s draw).
 
     Args:
         model: anything with `encode(src, src_lengths) -> memory` and
@@ -61,8 +63,11 @@ def greedy_search(
     for t in range(steps):
         logits, state, attn = model.step(prev, state, memory)
         logp = torch.log_softmax(logits.float(), dim=-1).index_fill_(1, never, float("-inf"))  # (n, V)
-        best_logp, best = top_k(logp, 1)
-        best_logp, best = best_logp.squeeze(1), best.squeeze(1)
+        if choose is None:
+            best_logp, best = top_k(logp, 1)
+            best_logp, best = best_logp.squeeze(1), best.squeeze(1)
+        else:
+            best_logp, best = choose(logp)
         tokens[active, t] = best
         scores[active] += best_logp
         if attn is not None:

@@ -12,6 +12,7 @@ from attnseq.data import Batch
 from attnseq.errors import AttnseqError
 from attnseq.fast.loss import cross_entropy_sum
 from attnseq.modules.attention import build_attention
+from attnseq.modules.copy import CopyGenerator
 from attnseq.modules.decoder import DECODERS, DecoderState, RNNDecoder
 from attnseq.modules.encoder import Memory, RNNEncoder
 from attnseq.runtime import autocast, resolve_device  # noqa: F401  (their home is runtime)
@@ -25,10 +26,13 @@ class Seq2Seq(nn.Module):
     `label_smoothing` and `teacher_forcing` apply in training mode only (the task sets them from
     train.*); in eval mode forward() is the plain teacher-forced cross-entropy."""
 
-    def __init__(self, encoder: RNNEncoder, decoder: RNNDecoder, *, pad_id: int = 0) -> None:
+    def __init__(
+        self, encoder: RNNEncoder, decoder: RNNDecoder, *, pad_id: int = 0, copy: CopyGenerator | None = None
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
+        self.copy = copy  # a pointer-generator: step / logits give log P of the mixed distribution
         self.pad_id = pad_id
         self.label_smoothing = 0.0
         self.teacher_forcing = 1.0
@@ -46,14 +50,31 @@ class Seq2Seq(nn.Module):
             if self.attention_dtype is not None:
                 dtype = self.attention_dtype
                 memory = replace(memory, outputs=memory.outputs.to(dtype), keys=memory.keys.to(dtype))
+        if self.copy is not None:
+            memory = replace(memory, src_ids=src)
         return memory
 
     def init_state(self, memory: Memory) -> DecoderState:
         return self.decoder.init_state(memory)
 
     def step(self, prev_tokens: Tensor, state: DecoderState, memory: Memory):
-        """prev_tokens (B,) -> logits (B, V), new state, attention weights (B, S) or None."""
-        return self.decoder.step(prev_tokens, state, memory)
+        """prev_tokens (B,) -> logits (B, V), new state, attention weights (B, S) or None. With the
+        copy mechanism the "logits" are log P(w) of the mixed distribution (log_softmax leaves them
+        as they are, so every search reads them unchanged)."""
+        if self.copy is None:
+            return self.decoder.step(prev_tokens, state, memory)
+        features, state, attn = self.decoder._step(prev_tokens, state, memory)
+        logp = self.copy(self.decoder.readout(features), features, self.decoder._embed(prev_tokens), attn,
+                         memory.src_ids)  # fmt: skip
+        return logp, state, attn
+
+    def _copied(self, features: Tensor, tgt_in: Tensor, attn: Tensor, memory: Memory, keep=None) -> Tensor:
+        """Teacher-forced log P(w) of the copy mechanism at every step (or only where `keep`)."""
+        src_ids = memory.src_ids.unsqueeze(1).expand(-1, tgt_in.size(1), -1)  # (B, T, S)
+        emb = self.decoder._embed(tgt_in)
+        if keep is not None:
+            features, emb, attn, src_ids = features[keep], emb[keep], attn[keep], src_ids[keep]
+        return self.copy(self.decoder.readout(features), features, emb, attn, src_ids)
 
     def forward(self, batch: Batch) -> LossOutput:
         """The summed cross-entropy of a batch (`data.Batch`) over its target tokens."""
@@ -75,11 +96,14 @@ class Seq2Seq(nn.Module):
         memory = self.encode(src, src_lengths)
         state = self.decoder.init_state(memory)
         if teacher_forcing >= 1.0:
+            if self.copy is not None:
+                features, attn = self.decoder.features(tgt_in, state, memory)
+                return self._copied(features, tgt_in, attn, memory), attn
             return self.decoder(tgt_in, state, memory)
         logits, attns = [], []
         prev = tgt_in[:, 0]
         for t in range(tgt_in.size(1)):
-            step_logits, state, attn = self.decoder.step(prev, state, memory)
+            step_logits, state, attn = self.step(prev, state, memory)
             logits.append(step_logits)
             attns.append(attn)
             if t + 1 < tgt_in.size(1):
@@ -99,14 +123,30 @@ class Seq2Seq(nn.Module):
         keep = tgt_out != pad_id
         if teacher_forcing >= 1.0:
             memory = self.encode(src, src_lengths)
-            features, _ = self.decoder.features(tgt_in, self.decoder.init_state(memory), memory)
+            features, attn = self.decoder.features(tgt_in, self.decoder.init_state(memory), memory)
+            if self.copy is not None:
+                return nll_sum(self._copied(features, tgt_in, attn, memory, keep), tgt_out[keep], label_smoothing)
             return self.decoder.loss(features[keep], tgt_out[keep], label_smoothing)
         logits, _ = self.logits(src, src_lengths, tgt_in, teacher_forcing=teacher_forcing)
+        if self.copy is not None:
+            return nll_sum(logits[keep], tgt_out[keep], label_smoothing)
         return cross_entropy_sum(logits[keep], tgt_out[keep], label_smoothing)
 
 
-def build_model(cfg: ModelConfig, *, src_vocab_size: int, tgt_vocab_size: int, pad_id: int = 0) -> Seq2Seq:
-    """Build the model a config describes (SPEC 1-4)."""
+def nll_sum(logp: Tensor, target: Tensor, label_smoothing: float = 0.0) -> Tensor:
+    """Summed negative log-likelihood of log-probabilities (N, V) at target (N,), with label
+    smoothing as torch's cross-entropy does it: (1 - e) NLL + e * mean over the vocabulary of -log P."""
+    nll = -logp.gather(1, target.unsqueeze(1)).squeeze(1)
+    if label_smoothing > 0:
+        nll = (1.0 - label_smoothing) * nll - label_smoothing * logp.mean(dim=-1)
+    return nll.sum()
+
+
+def build_model(
+    cfg: ModelConfig, *, src_vocab_size: int, tgt_vocab_size: int, pad_id: int = 0, copy_map: Tensor | None = None
+) -> Seq2Seq:
+    """Build the model a config describes (SPEC 1-4); with model.copy, `copy_map` gives each source
+    id its target id (`modules.copy.copy_map`)."""
     encoder = RNNEncoder(
         src_vocab_size,
         emb_size=cfg.emb_size,
@@ -117,10 +157,12 @@ def build_model(cfg: ModelConfig, *, src_vocab_size: int, tgt_vocab_size: int, p
         dropout=cfg.dropout,
         pad_id=pad_id,
     )
-    return assemble(cfg, encoder, tgt_vocab_size=tgt_vocab_size, pad_id=pad_id)
+    return assemble(cfg, encoder, tgt_vocab_size=tgt_vocab_size, pad_id=pad_id, copy_map=copy_map)
 
 
-def assemble(cfg: ModelConfig, encoder: nn.Module, *, tgt_vocab_size: int, pad_id: int = 0) -> Seq2Seq:
+def assemble(
+    cfg: ModelConfig, encoder: nn.Module, *, tgt_vocab_size: int, pad_id: int = 0, copy_map: Tensor | None = None
+) -> Seq2Seq:
     """A Seq2Seq of `encoder` (anything whose forward(src, src_lengths) returns a `Memory` of
     cfg.enc_hidden_size states) and the decoder the config describes."""
     common = dict(
@@ -149,7 +191,12 @@ def assemble(cfg: ModelConfig, encoder: nn.Module, *, tgt_vocab_size: int, pad_i
         decoder = DECODERS[cfg.decoder](tgt_vocab_size, attention=attention, **extra, **common)
     if cfg.tie_embeddings:  # Press & Wolf 2017: one matrix embeds target tokens and scores them
         decoder.W_y.weight = decoder.embedding.weight
-    model = Seq2Seq(encoder, decoder, pad_id=pad_id)
+    copy = None
+    if getattr(cfg, "copy", False):
+        if copy_map is None:
+            raise AttnseqError("model.copy needs a source vocabulary to copy from (a text source)")
+        copy = CopyGenerator(decoder.W_y.in_features, cfg.emb_size, copy_map)
+    model = Seq2Seq(encoder, decoder, pad_id=pad_id, copy=copy)
     if cfg.param_init > 0:  # every weight uniform in [-x, x]; padding embeddings stay zero
         with torch.no_grad():
             for p in model.parameters():

@@ -30,6 +30,7 @@ class Memory:
     keys: Tensor | None  # (B, S, K) attention keys from `Attention.precompute_keys`, None without attention
     src_mask: Tensor  # (B, S) bool, True at real tokens
     final: RNNState  # (L, B, H) last states of each layer
+    src_ids: Tensor | None = None  # (B, S) the source ids, for a model that copies from the source
 
     def index_select(self, idx: Tensor) -> Memory:
         """Reorder / repeat sentences along the batch (for beam search)."""
@@ -38,6 +39,7 @@ class Memory:
             keys=None if self.keys is None else self.keys.index_select(0, idx),
             src_mask=self.src_mask.index_select(0, idx),
             final=map_state(self.final, lambda s: s.index_select(1, idx)),
+            src_ids=None if self.src_ids is None else self.src_ids.index_select(0, idx),
         )
 
     def with_keys(self, keys: Tensor | None) -> Memory:

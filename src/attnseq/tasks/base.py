@@ -202,4 +202,12 @@ def get_task(name: str) -> Task:
         from attnseq.tasks.speech import SpeechTask
 
         return SpeechTask()
+    if name == "chat":
+        from attnseq.tasks.chatbot import ChatTask
+
+        return ChatTask()
+    if name == "headline":
+        from attnseq.tasks.headlines import HeadlineTask
+
+        return HeadlineTask()
     raise ValueError(f"unknown task {name!r}")  # config validation names the choices first

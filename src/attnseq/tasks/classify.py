@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from attnseq.config import Config
-from attnseq.data import bucketed_batches, pad, read_lines
+from attnseq.data import SPLITS, bucketed_batches, pad, read_lines, seeded_split
 from attnseq.errors import AttnseqError
 from attnseq.fileio import read_json_file
 from attnseq.models.classifier import LabelBatch
@@ -30,7 +30,6 @@ from attnseq.tokenize import Tokenizer, build_tokenizer, read_spm_model, train_s
 from attnseq.vocab import Vocab
 
 VOCAB, LABELS, SPM = "vocab.json", "labels.json", "spm.model"
-SPLITS = ("train", "valid", "test")
 
 
 @dataclass
@@ -95,14 +94,8 @@ def split_examples(cfg) -> dict[str, list[Example]]:
     names = d.domains or [Path(f).stem for f in d.files]
     for i, (path, domain) in enumerate(zip(d.files, names)):
         examples = read_labelled(path, d, domain=domain)
-        order = list(range(len(examples)))
-        random.Random(f"{d.split_seed}:{i}").shuffle(order)
-        n_train = round(d.split[0] * len(order))
-        n_valid = round(d.split[1] * len(order))
-        cuts = {"train": order[:n_train], "valid": order[n_train : n_train + n_valid],
-                "test": order[n_train + n_valid :]}  # fmt: skip
-        for name, index in cuts.items():
-            out[name].extend(examples[j] for j in sorted(index))
+        for name, index in seeded_split(len(examples), d.split, f"{d.split_seed}:{i}").items():
+            out[name].extend(examples[j] for j in index)
     return out
 
 

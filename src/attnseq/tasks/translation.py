@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,12 +48,18 @@ class TranslationTask(Task):
     def summary(self, r: dict) -> str:
         return f"ppl {r['ppl']:.2f}  exact {r['exact_match']:.1f}%  BLEU {r['bleu']:.1f}"
 
+    def pairs(self, cfg: Config, split: str) -> list[tuple[str, str]]:
+        """The (source, target) texts of a split ("train", "valid", "test"); [] for an unset test."""
+        d = cfg.data
+        if split == "test" and not d.test:
+            return []
+        return read_pairs(getattr(d, split), d, key=f"data.{split}")
+
     def data(self, cfg: Config, *, saved: Path | None = None) -> TaskData:
         """Read and encode train / valid. Tokenizers and vocabularies come from the model directory
         `saved` (resume), else they are built from the training pairs."""
         d = cfg.data
-        raw_train = read_pairs(d.train, d, key="data.train")
-        raw_valid = read_pairs(d.valid, d, key="data.valid")
+        raw_train, raw_valid = self.pairs(cfg, "train"), self.pairs(cfg, "valid")
         if saved is not None:
             tokenizers = load_tokenizers(d, saved)
         else:
@@ -62,14 +69,17 @@ class TranslationTask(Task):
         if saved is not None:
             src_vocab, tgt_vocab = load_vocabs(saved)
         else:
+            # a model that copies can write every source token: its target vocabulary holds both sides'
+            tgt_sides = (2, 3) if cfg.model.copy else (3,)
             src_vocab, tgt_vocab = (
                 Vocab.build(
-                    (p[side] for p in train_pairs), min_freq=d.min_freq, max_size=d.max_vocab, source=d.train + suffix
+                    (p[side] for p in train_pairs for side in sides), min_freq=d.min_freq, max_size=d.max_vocab,
+                    source=self.source(cfg, "train") + suffix,
                 )  # fmt: skip
-                for side, suffix in ((2, d.src_suffix), (3, d.tgt_suffix))
+                for sides, suffix in (((2,), d.src_suffix), (tgt_sides, d.tgt_suffix))
             )
         datasets = []
-        for path, pairs in ((d.train, train_pairs), (d.valid, valid_pairs)):
+        for path, pairs in ((self.source(cfg, "train"), train_pairs), (self.source(cfg, "valid"), valid_pairs)):
             dataset = PairDataset(pairs, src_vocab=src_vocab, tgt_vocab=tgt_vocab, max_src_len=d.max_src_len,
                                   max_tgt_len=d.max_tgt_len)  # fmt: skip
             if not len(dataset):
@@ -80,14 +90,21 @@ class TranslationTask(Task):
             datasets.append(dataset)
         return TaskData(*datasets, TranslationAssets(src_vocab, tgt_vocab, tokenizers))
 
+    def source(self, cfg: Config, split: str) -> str:
+        """Where a split's pairs come from, for messages."""
+        return getattr(cfg.data, split)
+
     def load_assets(self, cfg: Config, directory: Path) -> TranslationAssets:
         return TranslationAssets(*load_vocabs(directory), load_tokenizers(cfg.data, directory))
 
     def build_model(self, cfg: Config, assets: TranslationAssets):
         from attnseq.models.seq2seq import build_model
 
-        model = build_model(cfg.model, src_vocab_size=len(assets.src_vocab), tgt_vocab_size=len(assets.tgt_vocab),
-                            pad_id=assets.tgt_vocab.pad_id)  # fmt: skip
+        from attnseq.modules.copy import copy_map
+
+        src, tgt = assets.src_vocab, assets.tgt_vocab
+        model = build_model(cfg.model, src_vocab_size=len(src), tgt_vocab_size=len(tgt), pad_id=tgt.pad_id,
+                            copy_map=copy_map(src, tgt) if cfg.model.copy else None)  # fmt: skip
         model.label_smoothing, model.teacher_forcing = cfg.train.label_smoothing, cfg.train.teacher_forcing
         return model
 
@@ -104,3 +121,72 @@ class TranslationTask(Task):
         from attnseq.translate import Translator
 
         return Translator(model, cfg, assets.src_vocab, assets.tgt_vocab, device=device, tokenizers=assets.tokenizers)
+
+
+class RecordsTask(TranslationTask):
+    """A text -> text task whose pairs are records of CSV / JSON Lines files split by a seeded
+    shuffle (`config.RecordsDataConfig`), scored on its test split beside a baseline that needs no
+    training. Subclasses set the metrics and implement `score` and `baseline`."""
+
+    examples = "pairs"
+    n_examples = 5  # test pairs shown in a report: evenly spaced over the test split
+
+    def pairs(self, cfg: Config, split: str) -> list[tuple[str, str]]:
+        from attnseq.data import split_records
+
+        d = cfg.data
+        if not d.files and not getattr(d, split):
+            return []
+        return [(r.src, r.tgt) for r in split_records(d)[split]]
+
+    def source(self, cfg: Config, split: str) -> str:
+        d = cfg.data
+        return f"{', '.join(d.files)} ({split} split)" if d.files else getattr(d, split)
+
+    def describe_model(self, cfg: Config) -> str:
+        return super().describe_model(cfg) + (" + copy" if cfg.model.copy else "")
+
+    def validate(self, model, data: TaskData, cfg: Config, *, device: str) -> dict[str, float]:
+        """The task's metrics of greedy outputs on (the first train.valid_max_sentences of) valid."""
+        valid = data.valid
+        limit = cfg.train.valid_max_sentences or len(valid)
+        predictor = self.predictor(model, cfg, data.assets, device=device)
+        outputs = [p.output for p in predictor.translate(valid.src_text[:limit], beam_size=1)]
+        refs = [predictor.normalize_reference(r) for r in valid.tgt_text[:limit]]
+        scores = self.score(outputs, refs)
+        return {name: scores[name] for name in self.metrics if name != "loss"}
+
+    def score(self, outputs: list[str], refs: list[str]) -> dict:
+        raise NotImplementedError
+
+    def baseline(self, cfg: Config, test: list[tuple[str, str]]) -> dict:
+        """The baseline's outputs on `test` scored as the model's are: {..., "outputs": [...]}."""
+        raise NotImplementedError
+
+    def held_out_report(self, predictor, *, pairs: list[tuple[str, str]] | None = None,
+                        outputs: list[str] | None = None) -> dict:  # fmt: skip
+        """The model's scores on the test split (or `pairs`) with the config's search, the
+        baseline's beside them under "baseline", and `n_examples` test pairs (evenly spaced) with
+        both outputs. `outputs`, when given, receives the model's outputs."""
+        cfg = predictor.config
+        test = self.pairs(cfg, "test") if pairs is None else pairs
+        if not test:
+            raise AttnseqError(f"task {cfg.task}: no test pairs; give --data FILE or a data.split with a test share")
+        start = time.perf_counter()
+        found = [p.output for p in predictor.translate([s for s, _ in test])]
+        seconds = time.perf_counter() - start
+        refs = [predictor.normalize_reference(r) for _, r in test]
+        report = self.score(found, refs)
+        base = self.baseline(cfg, test)
+        shown = base.pop("outputs")
+        report["baseline"] = base
+        step = max(len(test) // self.n_examples, 1)
+        report["examples"] = [
+            {"input": test[i][0], "reference": test[i][1], "output": found[i], "baseline": shown[i]}
+            for i in range(0, len(test), step)[: self.n_examples]
+        ]
+        dec = cfg.decode
+        report.update(beam_size=dec.beam_size, precision=predictor.precision, seconds=seconds)
+        if outputs is not None:
+            outputs.extend(found)
+        return report

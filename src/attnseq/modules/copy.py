@@ -1,0 +1,47 @@
+"""The copy mechanism of a pointer-generator (See et al. 2017), over the attention of SPEC 2 / 4.
+
+At each step t the decoder's output o_t (Luong's s~_t, Bahdanau's deep output) and the embedding of
+the word it read, e(y_{t-1}), decide how much to generate and how much to copy:
+
+  p_gen = sigmoid(w_p [o_t; e(y_{t-1})] + b_p)
+  P(w)  = p_gen * softmax(W_y o_t + b_y)_w  +  (1 - p_gen) * sum of alpha^t_i over the source
+          positions i whose token x_i is w
+
+so a word of the source can be written by pointing at it: the attention weights alpha^t are what
+copies. The source and target vocabularies may differ: `copy_map` gives each source id the target
+id of the same token (<unk> where the target vocabulary lacks it). P sums to 1 over the target
+vocabulary; with p_gen = 1 it is the vocabulary softmax (tests/test_copy.py holds both).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from attnseq.vocab import Vocab
+
+
+def copy_map(src_vocab: Vocab, tgt_vocab: Vocab) -> Tensor:
+    """(V_src,) the target id of each source token (<unk> where the target vocabulary lacks it)."""
+    return torch.tensor(tgt_vocab.encode(src_vocab.itos), dtype=torch.long)
+
+
+class CopyGenerator(nn.Module):
+    """Mixes the vocabulary distribution with the attention over the source (module docstring)."""
+
+    def __init__(self, feature_size: int, emb_size: int, src_to_tgt: Tensor) -> None:
+        super().__init__()
+        self.W_p = nn.Linear(feature_size + emb_size, 1)
+        self.register_buffer("copy_map", src_to_tgt, persistent=False)  # rebuilt from the vocabularies
+
+    def p_gen(self, features: Tensor, emb: Tensor) -> Tensor:
+        """(N, 1) the probability of generating from the vocabulary, in float32."""
+        return torch.sigmoid(self.W_p(torch.cat([features, emb.to(features.dtype)], dim=-1)).float())
+
+    def forward(self, logits: Tensor, features: Tensor, emb: Tensor, attn: Tensor, src_ids: Tensor) -> Tensor:
+        """log P(w) (N, V) in float32 from the vocabulary logits (N, V), o_t (N, H), e(y_{t-1}) (N, E),
+        the attention weights (N, S) and the source ids (N, S) (padding has weight 0)."""
+        p_gen = self.p_gen(features, emb)
+        mixed = torch.softmax(logits.float(), dim=-1) * p_gen
+        mixed = mixed.scatter_add(1, self.copy_map[src_ids], attn.float() * (1.0 - p_gen))
+        return torch.log(mixed.clamp_min(torch.finfo(torch.float32).tiny))
