@@ -35,13 +35,14 @@ class CopyGenerator(nn.Module):
         self.register_buffer("copy_map", src_to_tgt, persistent=False)  # rebuilt from the vocabularies
 
     def p_gen(self, features: Tensor, emb: Tensor) -> Tensor:
-        """(N, 1) the probability of generating from the vocabulary, in float32."""
+        """(..., 1) the probability of generating from the vocabulary, in float32."""
         return torch.sigmoid(self.W_p(torch.cat([features, emb.to(features.dtype)], dim=-1)).float())
 
     def forward(self, logits: Tensor, features: Tensor, emb: Tensor, attn: Tensor, src_ids: Tensor) -> Tensor:
-        """log P(w) (N, V) in float32 from the vocabulary logits (N, V), o_t (N, H), e(y_{t-1}) (N, E),
-        the attention weights (N, S) and the source ids (N, S) (padding has weight 0)."""
+        """log P(w) (..., V) in float32 from the vocabulary logits (..., V), o_t (..., H), e(y_{t-1})
+        (..., E), the attention weights (..., S) and the source ids (..., S) (padding has weight 0);
+        the leading dimensions are any, (N,) for a step or (B, T) for a teacher-forced batch."""
         p_gen = self.p_gen(features, emb)
         mixed = torch.softmax(logits.float(), dim=-1) * p_gen
-        mixed = mixed.scatter_add(1, self.copy_map[src_ids], attn.float() * (1.0 - p_gen))
+        mixed = mixed.scatter_add(-1, self.copy_map[src_ids], attn.float() * (1.0 - p_gen))
         return torch.log(mixed.clamp_min(torch.finfo(torch.float32).tiny))
