@@ -11,6 +11,7 @@ again, so an interrupted ablation continues where it stopped.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,18 @@ class Row:
     decode_sent_s: float = 0.0  # held-out sentences per second, with the config's search
     train_minutes: float = 0.0
     skipped: str = ""  # why the variant could not run with this config
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # the task's other metrics (distinct-2, ROUGE, ...)
+
+    def metric(self, name: str) -> float:
+        return getattr(self, name) if name in ("bleu", "chrf") else self.extra.get(name, float("nan"))
+
+
+# The held-out metrics of each text task's table and chart: (key, label)
+METRIC_COLUMNS = {
+    "translate": [("bleu", "BLEU"), ("chrf", "chrF")],
+    "chat": [("bleu", "BLEU"), ("chrf", "chrF"), ("distinct_2", "distinct-2")],
+    "headline": [("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"), ("rougeL", "ROUGE-L")],
+}
 
 
 def variant_overrides(cfg: Config, decoder: str, attention: str | None) -> list[str]:
@@ -59,10 +71,24 @@ def _read_metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in read_text_file(path).splitlines() if line.strip()]
 
 
+def score_held_out(predictor, task: str, held_out) -> dict:
+    """The predictor's scores on `held_out` pairs with its config's search: translation's BLEU and
+    chrF, or a chat / headline task's own metrics; with the decoding speed `sent_s`."""
+    if task not in ("chat", "headline"):
+        return predictor.score([s for s, _ in held_out], [r for _, r in held_out])
+    from attnseq.tasks.base import get_task
+
+    start = time.perf_counter()
+    outputs = [p.output for p in predictor.translate([s for s, _ in held_out])]
+    seconds = time.perf_counter() - start
+    scores = get_task(task).score(outputs, [predictor.normalize_reference(r) for _, r in held_out])
+    return {**scores, "seconds": seconds, "sent_s": len(held_out) / max(seconds, 1e-9)}
+
+
 def run_variant(config: str | Path, overrides: list[str], out: Path, held_out) -> Row:
     """Train one variant (unless its run already ended) and score it on `held_out` pairs."""
+    import attnseq
     from attnseq.train import Trainer, count_parameters
-    from attnseq.translate import Translator
 
     cfg = load_config(config, overrides)
     name = variant_name(cfg.model.decoder, cfg.model.attention if cfg.model.decoder in ("luong", "bahdanau") else None)
@@ -71,37 +97,41 @@ def run_variant(config: str | Path, overrides: list[str], out: Path, held_out) -
         trainer = Trainer(cfg, out, resume=(out / "last" / "trainer_state.pt").is_file(), progress_bar=False)
         trainer.fit()
         records = _read_metrics(out)
-    translator = Translator.from_pretrained(out / "best")
-    scores = translator.score([s for s, _ in held_out], [r for _, r in held_out])
+    translator = attnseq.load(out / "best")
+    scores = score_held_out(translator, cfg.task, held_out)
     valid = [r for r in records if r.get("event") == "valid"]
     best = [r for r in valid if r.get("improved")]
     end = [r for r in records if r.get("event") == "end"][-1]
     return Row(
         variant=name,
         params=count_parameters(translator.model),
-        bleu=scores["bleu"],
-        chrf=scores["chrf"],
+        bleu=scores.get("bleu", 0.0),
+        chrf=scores.get("chrf", 0.0),
         ppl=best[-1]["ppl"] if best else float("nan"),
         train_tok_s=end["tok_s"],
         decode_sent_s=scores["sent_s"],
         train_minutes=end["train_minutes"],
+        extra={k: scores[k] for k, _ in METRIC_COLUMNS.get(cfg.task, []) if k not in ("bleu", "chrf")},
     )
 
 
-def markdown_table(rows: list[Row], *, held_out: str, search: str) -> str:
+def markdown_table(rows: list[Row], *, held_out: str, search: str, task: str = "translate") -> str:
+    columns = METRIC_COLUMNS.get(task, METRIC_COLUMNS["translate"])
+    labels = [label for _, label in columns]
     lines = [
-        f"BLEU and chrF on {held_out} ({search}); perplexity on validation; training and decoding speed "
-        "measured during the runs.",
+        f"{' and '.join(labels)} on {held_out} ({search}); perplexity on validation; training and decoding "
+        "speed measured during the runs.",
         "",
-        "| variant | params | BLEU | chrF | valid ppl | train tok/s | decode sent/s | train min |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| variant | params | {' | '.join(labels)} | valid ppl | train tok/s | decode sent/s | train min |",
+        "|---|---:|" + "---:|" * len(labels) + "---:|---:|---:|---:|",
     ]
     for r in rows:
         if r.skipped:
-            lines.append(f"| {r.variant} | skipped: {r.skipped} | | | | | | |")
+            lines.append(f"| {r.variant} | skipped: {r.skipped} |" + " |" * (len(labels) + 4))
         else:
+            metrics = " | ".join(f"{r.metric(k):.{3 if 'distinct' in k else 2}f}" for k, _ in columns)
             lines.append(
-                f"| {r.variant} | {r.params:,} | {r.bleu:.2f} | {r.chrf:.2f} | {r.ppl:.2f} | {r.train_tok_s:,.0f} "
+                f"| {r.variant} | {r.params:,} | {metrics} | {r.ppl:.2f} | {r.train_tok_s:,.0f} "
                 f"| {r.decode_sent_s:,.0f} | {r.train_minutes:.1f} |"
             )
     return "\n".join(lines) + "\n"
@@ -119,8 +149,20 @@ def ablate(config: str | Path, out: str | Path, overrides: list[str], *, only: l
     out = Path(out)
     base = load_config(config, overrides)
     d = base.data
-    key = "data.test" if d.test else "data.valid"
-    held_out = read_pairs(d.test or d.valid, d, key=key)
+    records = base.task in ("chat", "headline")
+    if records:  # the seeded split of the config's files (or its ready-made test / valid files)
+        from attnseq.tasks.base import get_task
+
+        task = get_task(base.task)
+        split = "test" if task.pairs(base, "test") else "valid"
+        held_out, held_name = task.pairs(base, split), task.source(base, split)
+    else:
+        key = "data.test" if d.test else "data.valid"
+        held_out = read_pairs(d.test or d.valid, d, key=key)
+        held_name = (d.test or d.valid) + (d.src_suffix and f"{d.src_suffix} -> {d.tgt_suffix}")
+    if not held_out:
+        raise AttnseqError(f"{config}: no held-out pairs to score the variants on; give data.test or data.valid")
+    columns = METRIC_COLUMNS.get(base.task, METRIC_COLUMNS["translate"])
     rows = []
     for decoder, attention in VARIANTS:
         name = variant_name(decoder, attention)
@@ -136,24 +178,29 @@ def ablate(config: str | Path, out: str | Path, overrides: list[str], *, only: l
         log(f"{name}: training in {out / name}")
         row = run_variant(config, sets, out / name, held_out)
         rows.append(row)
-        log(f"{name}: BLEU {row.bleu:.2f}  chrF {row.chrf:.2f}  ppl {row.ppl:.2f}  "
-            f"{row.train_tok_s:,.0f} tok/s  {row.decode_sent_s:,.0f} sent/s")  # fmt: skip
+        shown = "  ".join(f"{label} {row.metric(k):.2f}" for k, label in columns)
+        log(f"{name}: {shown}  ppl {row.ppl:.2f}  {row.train_tok_s:,.0f} tok/s  {row.decode_sent_s:,.0f} sent/s")
     dec = base.decode
     search = "greedy" if dec.beam_size == 1 else f"beam {dec.beam_size}, {dec.length_penalty} length penalty"
-    held_name = (d.test or d.valid) + (d.src_suffix and f"{d.src_suffix} -> {d.tgt_suffix}")
     budget = ", ".join(
         f"{k} {v:g}"
         for k, v in (("train.max_minutes", base.train.max_minutes), ("train.max_steps", base.train.max_steps))
         if v  # fmt: skip
     )
-    table = markdown_table(rows, held_out=held_name, search=search)
+    if records:  # the task's baseline (no training) as the last row, scored on the same pairs
+        base_scores = task.baseline(base, held_out)
+        rows.append(Row(variant="baseline", bleu=base_scores.get("bleu", 0.0), chrf=base_scores.get("chrf", 0.0),
+                        ppl=float("nan"), extra={k: base_scores[k] for k, _ in METRIC_COLUMNS[base.task]
+                                                 if k not in ("bleu", "chrf")}))  # fmt: skip
+        log(f"baseline: {base_scores['name']}")
+    table = markdown_table(rows, held_out=held_name, search=search, task=base.task)
     if budget:
         table = f"Budget per variant: {budget}.\n\n" + table
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "ablation.md", table)
     atomic_write_text(out / "ablation.json", json.dumps([r.__dict__ for r in rows], indent=2) + "\n")
     ran = [r for r in rows if not r.skipped]
-    panels = [("BLEU", [r.bleu for r in ran]), ("chrF", [r.chrf for r in ran]),
+    panels = [*((label, [r.metric(k) for r in ran]) for k, label in columns),
               ("training target tokens/s", [r.train_tok_s for r in ran]),
               ("decoding sentences/s", [r.decode_sent_s for r in ran])]  # fmt: skip
     plot_ablation([r.variant for r in ran], panels, out / "ablation.png", title=f"{Path(config).name}, {budget}")

@@ -144,6 +144,7 @@ def read_records(path: str | Path, d: RecordsDataConfig) -> tuple[list[Record], 
 
     if d.format == "csv":
         reader = csv.DictReader(io.StringIO("\n".join(line for _, line in lines)), strict=True)
+        start = 1  # the line (of `lines`) the next record starts on: a bad quote is named where it opened
         try:
             header = reader.fieldnames or []
             missing = [f for f in fields if f not in header]
@@ -152,15 +153,18 @@ def read_records(path: str | Path, d: RecordsDataConfig) -> tuple[list[Record], 
                     f"{path}:1: no column {', '.join(map(repr, missing))} in the header ({', '.join(header)}); "
                     "set data.src_field / data.tgt_field"
                 )
+            start = reader.line_num + 1
             for row in reader:
-                where = f"{path}:{lines[reader.line_num - 1][0]}"
+                where = f"{path}:{lines[start - 1][0]}"
                 if None in row:
                     raise AttnseqError(f"{where}: {len(header) + len(row[None])} fields where the header has "
                                        f"{len(header)}; quote a field that holds a comma")  # fmt: skip
                 keep(row[d.src_field], row[d.tgt_field], where)
+                start = reader.line_num + 1
         except csv.Error as exc:
-            line = lines[min(reader.line_num, len(lines)) - 1][0] if lines else 1
-            raise AttnseqError(f"{path}:{line}: not valid CSV ({exc}); check the quoting") from None
+            line = lines[min(start, len(lines)) - 1][0] if lines else 1
+            raise AttnseqError(f"{path}:{line}: not valid CSV ({exc}); check the quoting of the record "
+                               "that starts here") from None  # fmt: skip
     else:
         for lineno, line in lines:
             where = f"{path}:{lineno}"

@@ -133,7 +133,7 @@ def plot_ablation(
     for ax, (label, values) in zip(axes, panels):
         ax.barh(y, values, color=colors)
         for yi, v in zip(y, values):
-            ax.text(v, yi, f" {v:,.1f}" if v < 100 else f" {v:,.0f}", va="center", fontsize=8)
+            ax.text(v, yi, f" {v:.3f}" if v < 1 else f" {v:,.1f}" if v < 100 else f" {v:,.0f}", va="center", fontsize=8)
         ax.set_title(label, fontsize=10)
         ax.margins(x=0.25)
     axes[0].set_yticks(y, names)
