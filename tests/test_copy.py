@@ -22,7 +22,8 @@ MAP = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 1, 8, 9, 10, 4])  # source id -> tar
 def generator_inputs(seed=0, n=4, s=5, h=6, e=3):
     g = torch.Generator().manual_seed(seed)
     logits = torch.randn(n, V_TGT, generator=g, dtype=torch.float64)
-    features, emb = torch.randn(n, h, generator=g, dtype=torch.float64), torch.randn(n, e, generator=g, dtype=torch.float64)
+    features = torch.randn(n, h, generator=g, dtype=torch.float64)
+    emb = torch.randn(n, e, generator=g, dtype=torch.float64)
     attn = torch.softmax(torch.randn(n, s, generator=g, dtype=torch.float64), -1)
     attn[0, 3:] = 0  # padding has weight 0
     attn[0] /= attn[0].sum()

@@ -115,6 +115,20 @@ def test_get_sentiment_from_a_server_holding_the_official_archive(server, tmp_pa
     )
 
 
+NEWS = SHARED / "news-headlines-huffpost"
+
+
+@pytest.mark.skipif(not NEWS.is_dir(), reason="../shared/data/news-headlines-huffpost is not here")
+def test_get_headlines_compresses_the_plain_official_file(server, tmp_path):
+    """The mirror serves plain JSON Lines; the recipe reads it gzipped, checked by its text."""
+    www, url = server
+    (src,) = datasets.DATASETS["news-headlines-huffpost"].files
+    (www / "News_Category_Dataset_v3.json").write_bytes(gzip.decompress((NEWS / src.target).read_bytes()))
+    folder = datasets.get("news-headlines-huffpost", out=tmp_path / "d", mirror=url, log=lambda m: None)
+    written = (folder / src.target).read_bytes()
+    assert written[:2] == b"\x1f\x8b" and datasets._digest(written, src.target) == src.sha256
+
+
 @pytest.mark.parametrize("archive", ["zip", "tar.gz"])
 def test_a_folder_comes_out_of_an_archive_checked_as_a_whole(server, tmp_path, monkeypatch, archive):
     import io

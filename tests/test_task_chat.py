@@ -177,6 +177,21 @@ def test_word_groups_join_pieces_into_words():
     assert word_groups(["a", "b", "</s>"], pieces=False) == [("a", [0]), ("b", [1])]
 
 
+def test_heatmaps_draw_hangul_with_no_missing_glyph(tmp_path):
+    import warnings
+
+    import numpy as np
+
+    from attnseq.plotting import font_families, plot_attention
+
+    assert "NanumGothic" in font_families()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plot_attention(np.eye(3), ["▁오늘", "▁날씨", "</s>"], ["▁좋아요", "!", "</s>"], tmp_path / "ko.png")
+    assert not [w for w in caught if "missing from" in str(w.message)]
+    assert (tmp_path / "ko.png").read_bytes()[:4] == b"\x89PNG"
+
+
 # ------------------------------------------------------------------------------------ a tiny run
 def test_a_tiny_chat_run_learns_and_reports_beside_retrieval(chat_run):
     out, _ = chat_run
@@ -269,7 +284,8 @@ def test_ctrl_d_leaves_the_prompt(chat_run):
 def test_ctrl_c_during_a_reply_returns_to_the_prompt(chat_run, tmp_path):
     # a reply that takes long (the first call sleeps), so Ctrl-C lands while it is being made
     script = tmp_path / "slow_chat.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import sys, time
         from attnseq.tasks.chatbot import Chatbot
         from attnseq.cli import main
@@ -282,7 +298,8 @@ def test_ctrl_c_during_a_reply_returns_to_the_prompt(chat_run, tmp_path):
             return reply(self, questions, **search)
         Chatbot.reply = slow
         sys.exit(main(["chat", "--model", {str(chat_run[0])!r}]))
-    """))
+    """)
+    )
     pexpect, child = _spawn([str(script)])
     child.sendline("사과 좋아해")
     child.expect_exact("(thinking)")
@@ -321,3 +338,26 @@ def test_ablate_runs_on_a_chat_config(tmp_path, capsys):
     rows = json.loads((tmp_path / "abl" / "ablation.json").read_text())
     assert [r["variant"] for r in rows] == ["init", "luong-general", "baseline"]
     assert all("distinct_2" in r["extra"] for r in rows)
+
+
+# ------------------------------------------------------------------------------------ served
+def test_the_server_replies_by_beam_or_by_seeded_sampling(chat_run):
+    import httpx
+
+    from attnseq.serve import create_app, load_models
+    from tests.serving import live_server
+
+    models = load_models([f"bot={chat_run[0]}"], threads=1)
+    with live_server(create_app(models)) as url:
+        info = httpx.get(f"{url}/v1/models").json()
+        assert info["models"][0]["task"] == "chat"
+        assert {"sample", "temperature", "top_k", "top_p", "seed"} <= {o["name"] for o in info["models"][0]["search"]}
+        body = {"model": "bot", "inputs": ["사과 좋아해"], "search": {"beam_size": 3}}
+        (p,) = httpx.post(f"{url}/v1/predict", json=body).json()["predictions"]
+        assert p["output"] == "사과 정말 좋아요" and len(p["attention"]) == len(p["output_tokens"])
+        body["search"] = {"sample": True, "temperature": 3.0, "seed": 11}
+        draws = [httpx.post(f"{url}/v1/predict", json=body).json()["predictions"][0]["output"] for _ in range(2)]
+        assert draws[0] == draws[1]
+        body["search"] = {"sample": True, "top_p": 1.5}
+        refused = httpx.post(f"{url}/v1/predict", json=body)
+        assert refused.status_code == 422 and "top_p" in refused.text

@@ -32,6 +32,7 @@ class Source:
     target: str  # file name under data/NAME/
     sha256: str  # of the file as recipes read it; for .gz files, of the decompressed text
     member: str = ""  # the file inside a zip archive at `url`
+    compress: bool = False  # the official file is plain text: written gzip-compressed as `target` (a .gz name)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ def _members(data: bytes, url: str, prefix: str, suffix: str) -> dict[str, bytes
     return out
 
 
+_MGO = "6229ca6e9d6d63af0a5c1dcf0d3fd9bdbe0580c6"  # a mirror holding the first 9,999 lines of the v3 file
 _UCI = "https://archive.ics.uci.edu/static/public/331/sentiment+labelled+sentences.zip"
 _M30K = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/"
 _M30K_SHA = {
@@ -127,6 +129,20 @@ DATASETS: dict[str, DataSet] = {
                     "https://raw.githubusercontent.com/songys/Chatbot_data/master/ChatbotData.csv",
                     "ChatbotData.csv",
                     "287eb129695b577321c80ad397bb3c2279164d4ca577874d129fd3db5b30afe2",
+                ),
+            ),
+        ),
+        DataSet(
+            "news-headlines-huffpost",
+            "News Category Dataset v3 (Misra 2022, HuffPost): its first 9,999 records (headline, short_description)",
+            "https://www.kaggle.com/datasets/rmisra/news-category-dataset",
+            "CC BY 4.0 (cite Misra 2022, arXiv:2209.11429)",
+            (
+                Source(
+                    f"https://raw.githubusercontent.com/Limpery/MGO/{_MGO}/News_Category_Dataset_v3.json",
+                    "News_Category_Dataset_v3.head10k.jsonl.gz",
+                    "2ccd587afdd6cb7bcf2c1dfbd04199278c0405fbda4ac57bec170403a8f12073",
+                    compress=True,
                 ),
             ),
         ),
@@ -278,6 +294,8 @@ def get(name: str, *, out: Path | None = None, mirror: str = "", timeout: float 
                     data = archive.read(src.member)
             except (zipfile.BadZipFile, KeyError) as exc:
                 raise AttnseqError(f"{url}: not the expected zip archive ({exc}); nothing was written") from None
+        if src.compress:
+            data = gzip.compress(data, mtime=0)
         try:
             digest = _digest(data, src.target)
         except (OSError, EOFError) as exc:

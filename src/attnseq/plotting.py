@@ -1,7 +1,14 @@
-"""Pictures: attention heatmaps and training curves (matplotlib, Agg backend, PNG files)."""
+"""Pictures: attention heatmaps and training curves (matplotlib, Agg backend, PNG files).
+
+Text is set in DejaVu Sans with NanumGothic (shipped by the koreanize-matplotlib package, whose
+font files are registered here without importing it) as the fallback, so Hangul tokens are drawn
+rather than boxes; matplotlib's settings are changed only while a picture is drawn.
+"""
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import io
 import json
 from pathlib import Path
@@ -16,6 +23,32 @@ from attnseq.config import VALID_METRICS  # noqa: E402
 from attnseq.fileio import atomic_write_bytes  # noqa: E402
 
 
+@functools.cache
+def font_families() -> list[str]:
+    """The font families pictures use: DejaVu Sans, then every CJK family found (first use only)."""
+    from matplotlib import font_manager
+
+    spec = importlib.util.find_spec("koreanize_matplotlib")
+    if spec and spec.origin:
+        fonts = Path(spec.origin).parent / "fonts"
+        for ttf in sorted(fonts.glob("NanumGothic*.ttf")):
+            font_manager.fontManager.addfont(str(ttf))
+    known = {f.name for f in font_manager.fontManager.ttflist}
+    fallbacks = ["NanumGothic", "Noto Sans CJK KR", "Noto Sans KR", "UnDotum", "Baekmuk Gulim"]
+    return ["DejaVu Sans", *(f for f in fallbacks if f in known)]
+
+
+def _fonts(draw):
+    """Draw with `font_families()` (Hangul as well as Latin) without changing matplotlib's settings."""
+
+    @functools.wraps(draw)
+    def wrapped(*args, **kwargs):
+        with plt.rc_context({"font.family": font_families()}):
+            return draw(*args, **kwargs)
+
+    return wrapped
+
+
 def _save(fig, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
@@ -24,6 +57,7 @@ def _save(fig, path: Path) -> Path:
     return Path(path)
 
 
+@_fonts
 def plot_pooling(weights: np.ndarray, tokens: list[str], path: str | Path, *, title: str = "") -> Path:
     """The 1 x S weights of attention pooling (SPEC 5.2) over a text's tokens, each cell labelled
     with its weight; the colour scale runs to the largest weight of the text."""
@@ -42,6 +76,7 @@ def plot_pooling(weights: np.ndarray, tokens: list[str], path: str | Path, *, ti
     return _save(fig, Path(path))
 
 
+@_fonts
 def plot_attention(
     weights: np.ndarray, src_tokens: list[str], tgt_tokens: list[str], path: str | Path, *, title: str = ""
 ) -> Path:
@@ -60,6 +95,7 @@ def plot_attention(
     return _save(fig, path)
 
 
+@_fonts
 def plot_speech(
     frames: np.ndarray, weights: np.ndarray | None, tokens: list[str], path: str | Path, *,
     seconds_per_frame: float, seconds_per_position: float, title: str = "",
@@ -89,6 +125,7 @@ def plot_speech(
     return _save(fig, Path(path))
 
 
+@_fonts
 def plot_training(metrics_jsonl: str | Path, path: str | Path) -> Path:
     """Training loss and validation scores from a run's metrics.jsonl."""
     train, valid = [], []
@@ -121,6 +158,7 @@ def plot_training(metrics_jsonl: str | Path, path: str | Path) -> Path:
     return _save(fig, path)
 
 
+@_fonts
 def plot_ablation(
     names: list[str], panels: list[tuple[str, list[float]]], path: str | Path, *, title: str = ""
 ) -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import random
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path

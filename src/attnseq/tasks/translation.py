@@ -73,7 +73,9 @@ class TranslationTask(Task):
             tgt_sides = (2, 3) if cfg.model.copy else (3,)
             src_vocab, tgt_vocab = (
                 Vocab.build(
-                    (p[side] for p in train_pairs for side in sides), min_freq=d.min_freq, max_size=d.max_vocab,
+                    (p[side] for p in train_pairs for side in sides),
+                    min_freq=d.min_freq,
+                    max_size=d.max_vocab,
                     source=self.source(cfg, "train") + suffix,
                 )  # fmt: skip
                 for sides, suffix in (((2,), d.src_suffix), (tgt_sides, d.tgt_suffix))
@@ -99,7 +101,6 @@ class TranslationTask(Task):
 
     def build_model(self, cfg: Config, assets: TranslationAssets):
         from attnseq.models.seq2seq import build_model
-
         from attnseq.modules.copy import copy_map
 
         src, tgt = assets.src_vocab, assets.tgt_vocab
