@@ -137,6 +137,7 @@ class DecodeConfig:
     n_best: int = 1  # hypotheses returned per sentence (at most beam_size)
     length_penalty: LengthPenalty = "gnmt"  # how beam search ranks hypotheses of different lengths
     alpha: float = 0.6  # GNMT length penalty ((5 + length) / 6) ** alpha
+    block_ngram_repeat: int = 0  # n > 0: no output repeats an n-gram of itself (0 = off)
     # auto: the fastest this device runs natively (CPU: int8 where a quantized engine runs, GPU: fp32);
     # bf16: decode with a bfloat16 copy of the model; int8: the copy (bfloat16 where native, else
     # float32) with its output layer W_y dynamically quantized to int8 (CPU only); scores stay float32
@@ -494,6 +495,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "decode.beam_size": _AT_LEAST_1,
     "decode.n_best": _AT_LEAST_1,
     "decode.alpha": _NOT_NEGATIVE,
+    "decode.block_ngram_repeat": _NOT_NEGATIVE,
 }
 
 

@@ -107,7 +107,8 @@ class Seq2SeqPredictor:
         max_len = (
             (self.limit_basis(src_lengths).float() * dec.max_len_a + dec.max_len_b).long().clamp(min=1).to(self.device)
         )
-        specials = dict(bos_id=v.bos_id, eos_id=v.eos_id, pad_id=v.pad_id, max_len=max_len)
+        specials = dict(bos_id=v.bos_id, eos_id=v.eos_id, pad_id=v.pad_id, max_len=max_len,
+                        block_ngram_repeat=dec.block_ngram_repeat)  # fmt: skip
         if beam_size > 1 and sampler is None:
             found = beam_search(model, src.to(self.device), src_lengths, beam_size=beam_size,
                                 n_best=n_best, penalty=dec.length_penalty, alpha=dec.alpha, **specials)  # fmt: skip

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from attnseq.decoding.repeats import block_repeats
 from attnseq.decoding.topk import top_k
 
 LENGTH_PENALTIES = ("none", "avg", "gnmt")
@@ -64,6 +65,7 @@ def beam_search(
     n_best: int = 1,
     penalty: str = "gnmt",
     alpha: float = 0.6,
+    block_ngram_repeat: int = 0,
 ) -> list[list[Hypothesis]]:
     """Beam search over a batch of sentences.
 
@@ -77,6 +79,7 @@ def beam_search(
         beam_size: K hypotheses kept per sentence; n_best: how many to return (at most K).
         max_len: most tokens to generate, one int or a (B,) tensor.
         penalty, alpha: the length penalty (see the module docstring).
+        block_ngram_repeat: n > 0: no hypothesis holds the same n-gram twice (`decoding/repeats.py`).
     Returns:
         For each sentence, its `n_best` finished hypotheses, best first.
     """
@@ -105,6 +108,8 @@ def beam_search(
     for t in range(int(limit.max())):
         logits, state, attn = model.step(prev, state, memory)
         logp = torch.log_softmax(logits.float(), dim=-1).index_fill_(1, never, float("-inf"))  # (B*K, V)
+        if block_ngram_repeat:
+            logp = block_repeats(logp, history, block_ngram_repeat)
         (n, g), vocab = scores.shape, logp.size(-1)  # sentences still searched, beams each (1 or K)
         top_scores, top_index = top_k(logp.view(n, g, vocab), min(2 * K, g * vocab), bias=scores)  # (n, 2K)
         beam, token = top_index // vocab, top_index % vocab

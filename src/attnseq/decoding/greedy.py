@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from attnseq.decoding.repeats import block_repeats
 from attnseq.decoding.topk import top_k
 
 
@@ -31,6 +32,7 @@ def greedy_search(
     pad_id: int,
     max_len: int | Tensor,
     choose=None,
+    block_ngram_repeat: int = 0,
 ) -> Hypotheses:
     """Pick the most probable token at every step, for all sentences at once (or the token
     `choose(logp) -> (log-probabilities (n,), ids (n,))` picks, e.g. a `Sampler`'s draw).
@@ -42,6 +44,7 @@ def greedy_search(
         src: (B, S) source ids; src_lengths: (B,).
         bos_id, eos_id, pad_id: target vocabulary specials.
         max_len: most tokens to generate, one int or a (B,) tensor per sentence.
+        block_ngram_repeat: n > 0: no output holds the same n-gram twice (`decoding/repeats.py`).
     Returns:
         Hypotheses; a sentence leaves the batch when it has produced </s> or reached its limit,
         and the search stops when none is left.
@@ -63,6 +66,8 @@ def greedy_search(
     for t in range(steps):
         logits, state, attn = model.step(prev, state, memory)
         logp = torch.log_softmax(logits.float(), dim=-1).index_fill_(1, never, float("-inf"))  # (n, V)
+        if block_ngram_repeat:
+            logp = block_repeats(logp, tokens[active, :t], block_ngram_repeat)
         if choose is None:
             best_logp, best = top_k(logp, 1)
             best_logp, best = best_logp.squeeze(1), best.squeeze(1)
