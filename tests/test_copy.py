@@ -128,3 +128,24 @@ def test_copy_needs_attention_and_a_source_vocabulary():
         validate(cfg)
     with pytest.raises(AttnseqError, match="source vocabulary"):
         build_model(tiny("luong", "general", copy=True), src_vocab_size=V_SRC, tgt_vocab_size=V_TGT)
+
+
+def test_beam_search_of_a_copy_model_reads_each_sentences_own_source(copy_model):
+    """Beam search holds K state rows per source row: each beam must copy from its own sentence,
+    so a batch searches exactly as each sentence alone (greedy too)."""
+    from attnseq.decoding import beam_search, greedy_search
+
+    src, src_lengths, _, _ = batch()
+    specials = dict(bos_id=2, eos_id=3, pad_id=0, max_len=6)
+    with torch.no_grad():
+        together = beam_search(copy_model, src, src_lengths, beam_size=3, n_best=3, **specials)
+        greedy = greedy_search(copy_model, src, src_lengths, **specials)
+        for i in range(src.size(0)):
+            n = int(src_lengths[i])
+            (alone,) = beam_search(copy_model, src[i : i + 1, :n], src_lengths[i : i + 1], beam_size=3, n_best=3,
+                                   **specials)  # fmt: skip
+            assert [h.tokens for h in together[i]] == [h.tokens for h in alone]
+            for a, b in zip(together[i], alone):
+                assert a.score == pytest.approx(b.score, abs=1e-4)
+            one = greedy_search(copy_model, src[i : i + 1, :n], src_lengths[i : i + 1], **specials)
+            assert greedy.tokens[i, : greedy.lengths[i]].tolist() == one.tokens[0, : one.lengths[0]].tolist()

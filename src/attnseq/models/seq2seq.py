@@ -64,8 +64,10 @@ class Seq2Seq(nn.Module):
         if self.copy is None:
             return self.decoder.step(prev_tokens, state, memory)
         features, state, attn = self.decoder._step(prev_tokens, state, memory)
-        logp = self.copy(self.decoder.readout(features), features, self.decoder._embed(prev_tokens), attn,
-                         memory.src_ids)  # fmt: skip
+        src_ids = memory.src_ids
+        if src_ids.size(0) != prev_tokens.size(0):  # beam search: K consecutive state rows per memory row
+            src_ids = src_ids.repeat_interleave(prev_tokens.size(0) // src_ids.size(0), dim=0)
+        logp = self.copy(self.decoder.readout(features), features, self.decoder._embed(prev_tokens), attn, src_ids)
         return logp, state, attn
 
     def _copied(self, features: Tensor, tgt_in: Tensor, attn: Tensor, memory: Memory, keep=None) -> Tensor:
