@@ -7,7 +7,7 @@ import torch
 
 from attnseq.decoding import beam_search, greedy_search
 from attnseq.decoding.repeats import block_repeats
-from tests.test_search import BOS, EOS, PAD, V, Rows, ScriptedModel
+from tests.test_search import BOS, EOS, PAD, Rows, ScriptedModel, V
 
 
 class BeamScripted(ScriptedModel):
