@@ -140,6 +140,7 @@ SAMPLING_OPTIONS = (
     SearchOption("temperature", float, 0.05, 10.0, "sampling: divides the log-probabilities (below 1: surer)"),
     SearchOption("top_k", int, 0, 100000, "sampling: draw among the k most probable tokens only (0: all)"),
     SearchOption("top_p", float, 0.01, 1.0, "sampling: draw within the most probable tokens of this total probability"),
+    SearchOption("seed", int, 0, 2**63 - 1, "sampling: the same seed, the same draws (default: fresh draws)"),
 )
 
 
