@@ -361,3 +361,17 @@ def test_the_server_replies_by_beam_or_by_seeded_sampling(chat_run):
         body["search"] = {"sample": True, "top_p": 1.5}
         refused = httpx.post(f"{url}/v1/predict", json=body)
         assert refused.status_code == 422 and "top_p" in refused.text
+
+
+def test_records_are_parsed_once_and_again_when_the_file_changes(tmp_path):
+    import os
+
+    path = tmp_path / "p.csv"
+    path.write_text("Q,A\n안녕,반가워요\n", encoding="utf-8")
+    d = load_config(None, ["task=chat", f"data.files=[{path}]"]).data
+    first, _ = read_records(path, d)
+    again, _ = read_records(path, d)
+    assert again == first and again is not first and again[0] is first[0]  # the same parse, a fresh list
+    path.write_text("Q,A\n안녕,반가워요\n잘 가,또 봐요\n", encoding="utf-8")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    assert [r.src for r in read_records(path, d)[0]] == ["안녕", "잘 가"]

@@ -11,7 +11,6 @@ again, so an interrupted ablation continues where it stopped.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,11 +77,7 @@ def score_held_out(predictor, task: str, held_out) -> dict:
         return predictor.score([s for s, _ in held_out], [r for _, r in held_out])
     from attnseq.tasks.base import get_task
 
-    start = time.perf_counter()
-    outputs = [p.output for p in predictor.translate([s for s, _ in held_out])]
-    seconds = time.perf_counter() - start
-    scores = get_task(task).score(outputs, [predictor.normalize_reference(r) for _, r in held_out])
-    return {**scores, "seconds": seconds, "sent_s": len(held_out) / max(seconds, 1e-9)}
+    return get_task(task).decode_and_score(predictor, held_out)[1]
 
 
 def run_variant(config: str | Path, overrides: list[str], out: Path, held_out) -> Row:
@@ -154,8 +149,9 @@ def ablate(config: str | Path, out: str | Path, overrides: list[str], *, only: l
         from attnseq.tasks.base import get_task
 
         task = get_task(base.task)
-        split = "test" if task.pairs(base, "test") else "valid"
-        held_out, held_name = task.pairs(base, split), task.source(base, split)
+        held_out = task.pairs(base, "test")
+        split = "test" if held_out else "valid"
+        held_out, held_name = held_out or task.pairs(base, "valid"), task.source(base, split)
     else:
         key = "data.test" if d.test else "data.valid"
         held_out = read_pairs(d.test or d.valid, d, key=key)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import gzip
 import io
 import json
@@ -124,7 +125,25 @@ class Record:
 def read_records(path: str | Path, d: RecordsDataConfig) -> tuple[list[Record], int]:
     """The (source, target) records of a CSV file (a header naming d.src_field and d.tgt_field) or
     a JSON Lines file (objects with those keys), and how many were dropped for an empty side.
-    A malformed record is an AttnseqError naming file:line and the fix."""
+    A malformed record is an AttnseqError naming file:line and the fix. A file is parsed once per
+    process while it is unchanged (size and modification time): a task reads its train, valid and
+    test splits, and its baselines, from the same parse."""
+    file = resolve(path)
+    if not file.is_file():
+        return _parse_records(path, d)  # says what is wrong with the path
+    stat = file.stat()
+    records, dropped = _parsed_records(str(path), d.format, d.src_field, d.tgt_field, stat.st_mtime_ns, stat.st_size)
+    return list(records), dropped
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed_records(path: str, fmt: str, src_field: str, tgt_field: str, mtime_ns: int, size: int):
+    d = RecordsDataConfig(format=fmt, src_field=src_field, tgt_field=tgt_field)
+    records, dropped = _parse_records(path, d)
+    return tuple(records), dropped
+
+
+def _parse_records(path: str | Path, d: RecordsDataConfig) -> tuple[list[Record], int]:
     lines = [(lineno, line) for lineno, line in read_lines(path)]  # UTF-8 checked line by line
     path = resolve(path)
     fields = (d.src_field, d.tgt_field)

@@ -12,13 +12,11 @@ from torch import Tensor
 def block_repeats(logp: Tensor, history: Tensor, n: int) -> Tensor:
     """logp (R, V) with -inf at every token that, after row r's `history` (R, T) of generated ids,
     would repeat an n-gram of that history. n < 1 blocks nothing."""
-    if n < 1 or history.size(1) < max(n, 1) - (n > 1):  # nothing to repeat yet
+    if n < 1 or history.size(1) < n:  # no complete n-gram yet: nothing can repeat one
         return logp
     if n == 1:
         banned = history
     else:
-        if history.size(1) < n:  # no complete n-gram yet
-            return logp
         grams = history.unfold(1, n, 1)  # (R, T - n + 1, n): every n-gram so far
         prefix = history[:, history.size(1) - (n - 1) :]  # (R, n - 1): what the next token follows
         hit = (grams[:, :, : n - 1] == prefix.unsqueeze(1)).all(dim=-1)  # (R, W)

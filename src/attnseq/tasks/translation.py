@@ -164,6 +164,15 @@ class RecordsTask(TranslationTask):
         """The baseline's outputs on `test` scored as the model's are: {..., "outputs": [...]}."""
         raise NotImplementedError
 
+    def decode_and_score(self, predictor, pairs: list[tuple[str, str]]) -> tuple[list[str], dict]:
+        """The predictor's outputs for the sources of `pairs` (the config's search) and the task's
+        scores of them against the references, with the decoding time `seconds` and `sent_s`."""
+        start = time.perf_counter()
+        outputs = [p.output for p in predictor.translate([s for s, _ in pairs])]
+        seconds = time.perf_counter() - start
+        scores = self.score(outputs, [predictor.normalize_reference(r) for _, r in pairs])
+        return outputs, {**scores, "seconds": seconds, "sent_s": len(pairs) / max(seconds, 1e-9)}
+
     def held_out_report(self, predictor, *, pairs: list[tuple[str, str]] | None = None,
                         outputs: list[str] | None = None) -> dict:  # fmt: skip
         """The model's scores on the test split (or `pairs`) with the config's search, the
@@ -173,11 +182,7 @@ class RecordsTask(TranslationTask):
         test = self.pairs(cfg, "test") if pairs is None else pairs
         if not test:
             raise AttnseqError(f"task {cfg.task}: no test pairs; give --data FILE or a data.split with a test share")
-        start = time.perf_counter()
-        found = [p.output for p in predictor.translate([s for s, _ in test])]
-        seconds = time.perf_counter() - start
-        refs = [predictor.normalize_reference(r) for _, r in test]
-        report = self.score(found, refs)
+        found, report = self.decode_and_score(predictor, test)
         base = self.baseline(cfg, test)
         shown = base.pop("outputs")
         report["baseline"] = base
@@ -187,7 +192,7 @@ class RecordsTask(TranslationTask):
             for i in range(0, len(test), step)[: self.n_examples]
         ]
         dec = cfg.decode
-        report.update(beam_size=dec.beam_size, precision=predictor.precision, seconds=seconds)
+        report.update(beam_size=dec.beam_size, precision=predictor.precision)
         if outputs is not None:
             outputs.extend(found)
         return report
