@@ -40,6 +40,10 @@ def numpy_scores(kind: str, att, s: np.ndarray, H: np.ndarray) -> np.ndarray:
         return np.array([W_a @ np.tanh(w["W_b.weight"] @ s + w["W_c.weight"] @ h) for h in H])
     if kind == "location":  # 3.5  W_a s, one score per position
         return (w["W_a.weight"] @ s)[: H.shape[0]]
+    if kind == "location_aware":  # 3.6  with no previous weights given: alpha^0 uniform over the real positions
+        from tests.test_location_attention import numpy_location_aware
+
+        return numpy_location_aware(w, s, H, np.full(H.shape[0], 1.0 / H.shape[0]))
     raise AssertionError(kind)
 
 
@@ -132,11 +136,12 @@ def test_parameter_names_follow_spec():
         "general": ["W_a.weight"],
         "concat": ["W_a.weight", "W_b.weight", "W_c.weight"],
         "location": ["W_a.weight"],
+        "location_aware": ["F.weight", "U.weight", "W_a.weight", "W_b.weight", "W_c.weight", "b"],
     }
 
 
 def test_unknown_kind_lists_valid_kinds():
-    with pytest.raises(ValueError, match="valid kinds: dot, scaled_dot, general, concat, location"):
+    with pytest.raises(ValueError, match="valid kinds: dot, scaled_dot, general, concat, location, location_aware"):
         build_attention("additive", query_size=4, key_size=4)
 
 

@@ -13,7 +13,9 @@ from attnseq.models.seq2seq import build_model
 
 V_SRC, V_TGT = 13, 11
 COMBINATIONS = [("init", "general"), ("every-step", "general")] + [
-    (d, a) for d in ("luong", "bahdanau") for a in ("dot", "scaled_dot", "general", "concat", "location")
+    (d, a)
+    for d in ("luong", "bahdanau")
+    for a in ("dot", "scaled_dot", "general", "concat", "location", "location_aware")
 ]
 
 

@@ -26,7 +26,7 @@ from attnseq.fileio import atomic_write_text, read_json_file, read_text_file
 
 RNNKind = Literal["rnn", "gru", "lstm"]
 DecoderKind = Literal["init", "every-step", "luong", "bahdanau"]
-AttentionKind = Literal["dot", "scaled_dot", "general", "concat", "location"]
+AttentionKind = Literal["dot", "scaled_dot", "general", "concat", "location", "location_aware"]
 TokenizerKind = Literal["word", "char", "spm"]
 SpmType = Literal["bpe", "unigram"]
 Precision = Literal["auto", "fp32", "bf16"]
@@ -82,7 +82,9 @@ class ModelConfig:
     dropout: float = 0.2  # on embeddings, between RNN layers and before the output layer
     decoder: DecoderKind = "luong"  # init (SPEC 1.2) | every-step (1.3) | luong (2) | bahdanau (4)
     attention: AttentionKind = "general"  # score function (SPEC 3); ignored by init / every-step
-    attn_size: int = 0  # concat attention's hidden size (W_b, W_c rows); 0 = dec_hidden_size
+    attn_size: int = 0  # concat / location_aware attention's hidden size (W_b, W_c rows); 0 = dec_hidden_size
+    attn_filters: int = 10  # location_aware attention: filters F convolving the previous step's weights
+    attn_kernel: int = 31  # location_aware attention: width of those filters in source positions (odd)
     max_src_len: int = 128  # location attention: W_a has one output per source position up to this
     input_feeding: bool = True  # luong: feed s~_{t-1} with e(y_{t-1}) (SPEC 2.6)
     deep_output: bool = True  # bahdanau: predict from tanh(W_o [s_t; a_t; e(y_{t-1})]), else s_t
@@ -444,6 +446,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.dec_layers": _AT_LEAST_1,
     "model.dropout": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
     "model.attn_size": _NOT_NEGATIVE,
+    "model.attn_filters": _AT_LEAST_1,
+    "model.attn_kernel": (lambda v: v >= 1 and v % 2 == 1, "an odd number (the filters centre on a position)"),
     "model.param_init": _NOT_NEGATIVE,
     "model.max_src_len": _AT_LEAST_1,
     "model.hidden_size": _AT_LEAST_1,  # classify

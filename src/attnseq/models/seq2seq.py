@@ -186,6 +186,8 @@ def assemble(
                 key_size=cfg.enc_hidden_size,
                 attn_size=cfg.attn_size,
                 max_src_len=cfg.max_src_len,
+                attn_filters=cfg.attn_filters,
+                attn_kernel=cfg.attn_kernel,
             )
         except ValueError as exc:
             raise AttnseqError(f"model.attention: {exc}") from None

@@ -1,4 +1,4 @@
-"""Attention (SPEC 2.1-2.3) and the five score functions of SPEC 3.
+"""Attention (SPEC 2.1-2.3) and the six score functions of SPEC 3.
 
 The base class owns what every attention shares: masking, the softmax over source positions and
 the weighted sum of values. A subclass only says how keys are prepared from the encoder states
@@ -13,6 +13,10 @@ whose queries do not depend on earlier attention (Luong without input feeding) a
 steps in one call. One-step queries may also come in groups: G * B rows, G consecutive rows per
 source sentence (beam search's beams), which attend as the many-step form with T = G, so the
 source memory is never repeated per beam. Masks are True at real source tokens.
+
+Location-aware attention (SPEC 3.6) also reads the previous step's weights alpha^{t-1}, one row
+per query row (`previous`); the decoders keep them in their state (`DecoderState.attention`) when
+`reads_previous` is set, and every other kind ignores them.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from attnseq.modules.pointwise import tanh
 class Attention(nn.Module):
     """alpha = softmax(score(s, h_1..h_N)) over real positions; a = sum_i alpha_i h_i."""
 
+    reads_previous = False  # whether scores read the previous step's weights (location-aware)
+
     def precompute_keys(self, values: Tensor) -> Tensor:
         """Keys from the encoder states, computed once per sentence.
 
@@ -43,7 +49,9 @@ class Attention(nn.Module):
         """Unnormalised scores e. query (B, T, Hq), keys (B, S, K) -> (B, T, S)."""
         raise NotImplementedError
 
-    def forward(self, query: Tensor, keys: Tensor, values: Tensor, src_mask: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, query: Tensor, keys: Tensor, values: Tensor, src_mask: Tensor, previous: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Attend.
 
         Args:
@@ -52,6 +60,9 @@ class Attention(nn.Module):
             keys: (B, S, K) from `precompute_keys`.
             values: (B, S, Hv) encoder outputs.
             src_mask: (B, S) bool, True at real source tokens.
+            previous: the previous step's weights, one row per query row ((B, S), (B, T, S) or
+                (G * B, S)); read only when `reads_previous`, where None stands for alpha^0
+                (`initial_weights`).
         Returns:
             context (B, Hv) or (B, T, Hv), and weights (B, S) or (B, T, S) (G * B rows for
             grouped queries); weights are exactly 0 at padding and sum to 1 over real positions.
@@ -59,7 +70,12 @@ class Attention(nn.Module):
         one_step = query.dim() == 2
         if one_step:
             query = query.view(keys.size(0), -1, query.size(-1))  # (B, G, Hq), G = 1 but in beam search
-        scores = self.score(query, keys)  # (B, T, S)   SPEC 2.1
+        if self.reads_previous:
+            if previous is None:
+                previous = self.initial_weights(src_mask, keys.dtype).unsqueeze(1).expand(-1, query.size(1), -1)
+            scores = self.score(query, keys, previous.reshape(query.size(0), query.size(1), -1))  # (B, T, S)
+        else:
+            scores = self.score(query, keys)  # (B, T, S)   SPEC 2.1
         scores = scores.masked_fill(~src_mask.unsqueeze(1), float("-inf"))
         # SPEC 2.2, in float32 at least (bf16 decoding; autocast does the same in training)
         weights = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32))  # (B, T, S)
@@ -137,11 +153,56 @@ class LocationAttention(Attention):
         return self.W_a(query)[..., :src_len]  # (B, T, S)
 
 
-ATTENTIONS = ("dot", "scaled_dot", "general", "concat", "location")
+class LocationAwareAttention(Attention):
+    """SPEC 3.6 (Chorowski et al. 2015): score(s_t, h_i) = W_a^T tanh(W_b s_t + W_c h_i + U f_{t,i} + b)
+    with f_t = F * alpha^{t-1}, the previous step's weights convolved by `filters` filters of
+    `kernel` positions (zero beyond the ends, and zero at padding, where alpha is 0). Keys are W_c h,
+    as for concat. The first step reads alpha^0 uniform over the real positions."""
+
+    reads_previous = True
+
+    def __init__(self, query_size: int, key_size: int, attn_size: int, filters: int, kernel: int) -> None:
+        super().__init__()
+        if kernel < 1 or kernel % 2 == 0:
+            raise ValueError(f"location-aware attention needs an odd kernel width, got {kernel}")
+        self.W_a = nn.Linear(attn_size, 1, bias=False)
+        self.W_b = nn.Linear(query_size, attn_size, bias=False)
+        self.W_c = nn.Linear(key_size, attn_size, bias=False)
+        self.F = nn.Conv1d(1, filters, kernel, padding=kernel // 2, bias=False)
+        self.U = nn.Linear(filters, attn_size, bias=False)
+        self.b = nn.Parameter(torch.zeros(attn_size))
+
+    @staticmethod
+    def initial_weights(src_mask: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+        """alpha^0: (B, S) uniform over the real positions, exactly 0 at padding."""
+        mask = src_mask.to(torch.promote_types(dtype, torch.float32))
+        return mask / mask.sum(dim=1, keepdim=True)
+
+    def precompute_keys(self, values: Tensor) -> Tensor:
+        return self.W_c(values)  # (B, S, A)
+
+    def score(self, query: Tensor, keys: Tensor, previous: Tensor) -> Tensor:
+        """query (B, T, Hq), keys (B, S, A), previous (B, T, S) -> (B, T, S)."""
+        B, T, S = previous.shape
+        f = self.F(previous.reshape(B * T, 1, S).to(self.F.weight.dtype))  # (B * T, F, S)
+        location = self.U(f.transpose(1, 2)).view(B, T, S, -1)  # U f_{t,i}: (B, T, S, A)
+        sq = (self.W_b(query) + self.b.to(query.dtype)).to(keys.dtype)  # (B, T, A)
+        hidden = tanh(sq.unsqueeze(2) + keys.unsqueeze(1) + location.to(keys.dtype))  # (B, T, S, A)
+        return self.W_a(hidden.to(query.dtype)).squeeze(-1)  # (B, T, S)
+
+
+ATTENTIONS = ("dot", "scaled_dot", "general", "concat", "location", "location_aware")
 
 
 def build_attention(
-    kind: str, *, query_size: int, key_size: int, attn_size: int = 0, max_src_len: int = 128
+    kind: str,
+    *,
+    query_size: int,
+    key_size: int,
+    attn_size: int = 0,
+    max_src_len: int = 128,
+    attn_filters: int = 10,
+    attn_kernel: int = 31,
 ) -> Attention:
     """Make the attention named `kind` (SPEC 3).
 
@@ -160,6 +221,9 @@ def build_attention(
         "general": lambda: GeneralAttention(query_size, key_size),
         "concat": lambda: ConcatAttention(query_size, key_size, attn_size or query_size),
         "location": lambda: LocationAttention(query_size, max_src_len),
+        "location_aware": lambda: LocationAwareAttention(
+            query_size, key_size, attn_size or query_size, attn_filters, attn_kernel
+        ),
     }
     if kind not in builders:
         raise ValueError(f"unknown attention {kind!r}; valid kinds: {', '.join(builders)}")

@@ -40,12 +40,14 @@ class DecoderState:
     hidden: RNNState  # (L, B, H) s_t per layer, or (h, c) for an LSTM
     input_feed: Tensor | None = None  # (B, H) Luong s~_{t-1} (SPEC 2.6)
     context: Tensor | None = None  # (B, Hc) the fixed context vector c (SPEC 1.3)
+    attention: Tensor | None = None  # (B, S) alpha^{t-1}, for location-aware attention (SPEC 3.6)
 
     def index_select(self, idx: Tensor) -> DecoderState:
         return DecoderState(
             hidden=map_state(self.hidden, lambda s: s.index_select(1, idx)),
             input_feed=None if self.input_feed is None else self.input_feed.index_select(0, idx),
             context=None if self.context is None else self.context.index_select(0, idx),
+            attention=None if self.attention is None else self.attention.index_select(0, idx),
         )
 
 
@@ -109,7 +111,15 @@ class RNNDecoder(nn.Module):
                 s = s[-1:].expand(self.layers, -1, -1)
             return self.bridge(s).contiguous()
 
-        return DecoderState(hidden=map_state(memory.final, per_layer))
+        state = DecoderState(hidden=map_state(memory.final, per_layer))
+        if self.attention is not None and self.attention.reads_previous:  # alpha^0 (SPEC 3.6)
+            state.attention = self.attention.initial_weights(memory.src_mask, memory.keys.dtype)
+        return state
+
+    def _previous(self, alpha: Tensor) -> Tensor | None:
+        """What the next step's state keeps of this step's weights: alpha^t where the attention
+        reads it (location-aware), else nothing."""
+        return alpha if self.attention.reads_previous else None
 
     def readout(self, features: Tensor) -> Tensor:
         """Logits W_y o + b_y. features (..., H) -> (..., V)."""
@@ -276,19 +286,21 @@ class LuongDecoder(RNNDecoder):
             state.input_feed = torch.zeros_like(top_layer(state.hidden))  # s~_0 = 0, (B, H)
         return state
 
-    def _attend(self, s: Tensor, memory: Memory) -> tuple[Tensor, Tensor]:
-        a, alpha = self.attention(s, memory.keys, memory.outputs, memory.src_mask)
+    def _attend(self, s: Tensor, memory: Memory, previous: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        a, alpha = self.attention(s, memory.keys, memory.outputs, memory.src_mask, previous)
         s_tilde = tanh(self.W_c(torch.cat([a, s], dim=-1)))  # SPEC 2.4
         return s_tilde, alpha
 
     def _step(self, prev_tokens, state, memory):
         out, hidden = self._read(prev_tokens, state.input_feed, state.hidden)  # reads [e(y_{t-1}); s~_{t-1}]
-        s_tilde, alpha = self._attend(out, memory)  # (B, H), (B, S)
-        return s_tilde, DecoderState(hidden=hidden, input_feed=s_tilde if self.input_feeding else None), alpha
+        s_tilde, alpha = self._attend(out, memory, state.attention)  # (B, H), (B, S)
+        feed = s_tilde if self.input_feeding else None
+        return s_tilde, DecoderState(hidden=hidden, input_feed=feed, attention=self._previous(alpha)), alpha
 
     def fused_loop(self) -> bool:
         """Whether teacher forcing with input feeding runs as one fused node (`LuongLSTMFeed`):
-        a one-layer LSTM with a dot, scaled dot, general or concat score."""
+        a one-layer LSTM with a dot, scaled dot, general or concat score (location and
+        location-aware attention run the loop of steps)."""
         return (
             self.input_feeding
             and isinstance(self.rnn, nn.LSTM)
@@ -301,6 +313,8 @@ class LuongDecoder(RNNDecoder):
             if not self.fused_loop():
                 return super().features(tgt_in, state, memory)
             return self._features_fused(tgt_in, state, memory)
+        if self.attention.reads_previous:  # each step's scores read the previous step's weights
+            return super().features(tgt_in, state, memory)
         out, _ = self.rnn(self._embed(tgt_in), state.hidden)  # fused over T: (B, T, H)
         return self._attend(out, memory)  # all steps at once: (B, T, H), (B, T, S)
 
@@ -342,11 +356,13 @@ class BahdanauDecoder(RNNDecoder):
         self.W_o = nn.Linear(hidden + enc_hidden + emb, hidden) if deep_output else None
 
     def _step(self, prev_tokens, state, memory):
-        a, alpha = self.attention(top_layer(state.hidden), memory.keys, memory.outputs, memory.src_mask)
+        a, alpha = self.attention(
+            top_layer(state.hidden), memory.keys, memory.outputs, memory.src_mask, state.attention
+        )
         emb = self._embed(prev_tokens)  # (B, E)
         s, hidden = self._rnn_step(torch.cat([a, emb], dim=-1), state.hidden)  # (B, H)
         o = s if self.W_o is None else tanh(self.W_o(torch.cat([s, a, emb], dim=-1)))
-        return o, DecoderState(hidden=hidden), alpha
+        return o, DecoderState(hidden=hidden, attention=self._previous(alpha)), alpha
 
 
 DECODERS = {"init": InitDecoder, "every-step": EveryStepDecoder, "luong": LuongDecoder, "bahdanau": BahdanauDecoder}
