@@ -234,10 +234,10 @@ def interrupt_at(monkeypatch, step: int) -> None:
     """Ctrl-C arrives during training step `step` (1-based)."""
     original = Trainer.train_step
 
-    def train_step(self, batch):
+    def train_step(self, batches, units):
         if self.progress.step + 1 == step:
             raise KeyboardInterrupt
-        return original(self, batch)
+        return original(self, batches, units)
 
     monkeypatch.setattr(Trainer, "train_step", train_step)
 
@@ -272,9 +272,9 @@ def test_ctrl_c_after_a_save_says_where_resume_continues(monkeypatch, tmp_path, 
 def test_fit_applies_num_threads_for_its_own_duration(monkeypatch, tmp_path, tiny_config):
     seen, original = [], Trainer.train_step
 
-    def train_step(self, batch):
+    def train_step(self, batches, units):
         seen.append(torch.get_num_threads())
-        return original(self, batch)
+        return original(self, batches, units)
 
     monkeypatch.setattr(Trainer, "train_step", train_step)
     before = torch.get_num_threads()

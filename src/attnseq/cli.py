@@ -218,9 +218,18 @@ def cmd_train(args) -> int:
     from attnseq.config import load_config
     from attnseq.train import Trainer
 
+    from attnseq.distributed import Group
+
     cfg = load_config(args.config, args.overrides)
-    trainer = Trainer(cfg, args.out, resume=args.resume)
-    _train_and_report(trainer)
+    group = Group.from_env(cfg.train.device)  # torchrun's processes train together; alone, a group of one
+    try:
+        trainer = Trainer(cfg, args.out, resume=args.resume, group=group)
+        if not group.main:
+            trainer.fit()  # rank 0 prints and reports
+            return 0
+        _train_and_report(trainer)
+    finally:
+        group.close()
     if cfg.task == "classify":
         _classifier_held_out(trainer.out)
     if cfg.task == "speech":

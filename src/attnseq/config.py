@@ -101,6 +101,7 @@ class TrainConfig:
 
     seed: int = 1234  # seeds data order, initialisation, dropout and teacher-forcing draws
     batch_size: int = 64  # sentences per batch; batches are bucketed by length
+    accumulate: int = 1  # batches per update (gradient accumulation); under torchrun, per process
     max_epochs: int = 30
     max_steps: int = 0  # stop after this many updates (0 = no limit); a stopped run can --resume
     max_minutes: float = 0.0  # wall-clock budget for training (0 = no limit)
@@ -121,6 +122,7 @@ class TrainConfig:
     snapshot_minutes: float = 0.0  # also keep OUT/best_at_<N>min: the model a run with max_minutes = N returns
     save_every: int = 0  # also save a resumable checkpoint every N steps (0 = each epoch only)
     log_every: int = 50  # steps between training-loss lines in metrics.jsonl
+    max_nonfinite: int = 10  # an update whose loss or gradient is inf / nan is skipped; stop after this many in a row
     device: str = "cpu"  # "cpu" or "cuda"
     # auto: bf16 where this device runs it natively, else fp32 (attnseq.runtime.resolve_precision);
     # bf16: autocast matrix products and RNNs to bfloat16 (fp32 master weights); fp32: no autocast
@@ -476,6 +478,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.valid_count": _AT_LEAST_1,
     "model.frame_stack": _AT_LEAST_1,
     "train.batch_size": _AT_LEAST_1,
+    "train.accumulate": _AT_LEAST_1,
+    "train.max_nonfinite": _AT_LEAST_1,
     "train.max_epochs": _AT_LEAST_1,
     "train.max_steps": _NOT_NEGATIVE,
     "train.max_minutes": _NOT_NEGATIVE,

@@ -71,3 +71,54 @@ def read_text_file(path: Path) -> str:
     except UnicodeDecodeError as exc:
         line = path.read_bytes()[: exc.start].count(b"\n") + 1
         raise AttnseqError(f"{path}:{line}: not valid UTF-8; re-save the file as UTF-8") from None
+
+
+class DirectoryLock:
+    """An exclusive lock on a directory, held while this object is open (a `.lock` file inside
+    taken with `flock`; the system releases it when the process ends, however it ends).
+
+    Raises:
+        AttnseqError: when another process holds it, naming that process where it wrote its pid.
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, directory: Path, what: str = "a training run") -> None:
+        import fcntl
+
+        path = Path(directory) / self.NAME
+        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~umask())
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 32, 0).decode("ascii", "replace").strip()
+            self.close()
+            who = f" (pid {holder})" if holder.isdigit() else ""
+            raise AttnseqError(
+                f"{directory}: another process{who} is writing {what} here; wait for it to end or choose another --out"
+            ) from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the lock
+            self._fd = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Remove what an interrupted atomic write left in `directory` (`.NAME.*.tmp` files and
+    directories); call it only while holding the directory's lock. Returns what it removed."""
+    import shutil
+
+    removed = []
+    for entry in Path(directory).glob(".*.tmp"):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed

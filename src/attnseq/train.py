@@ -5,16 +5,24 @@ resume, a JSONL metrics log, budgets in epochs, steps and minutes.
 The trainer knows no vocabularies, metrics or decoding: the `Task` reads the data, builds the model,
 and names and computes the validation metrics (`attnseq.tasks.base`).
 
+Under `torchrun` the processes of one `attnseq.distributed.Group` train one model together
+(DistributedDataParallel): each takes its share of every update's batches, rank 0 validates, saves
+and logs.
+
 Run directory layout:
   OUT/best/      model directory of the best validation score
   OUT/last/      model directory of the latest state, with trainer_state.pt for --resume
   OUT/metrics.jsonl
+  OUT/.lock      held while a training writes here (a second one into the same OUT is refused)
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
+import os
 import shutil
 import tempfile
 import time
@@ -23,6 +31,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
@@ -36,7 +45,9 @@ from attnseq.checkpoint import (
     save_model_dir,
 )
 from attnseq.config import Config
+from attnseq.distributed import Group
 from attnseq.errors import AttnseqError
+from attnseq.fileio import DirectoryLock, remove_stale_temporaries
 from attnseq.metrics import perplexity
 from attnseq.runtime import autocast, resolve_device
 from attnseq.tasks.base import Task, TaskData, get_task
@@ -67,8 +78,8 @@ class Progress:
     """Where training stands; saved in trainer_state.pt so that --resume continues exactly."""
 
     epoch: int = 0  # epochs completed
-    batch_in_epoch: int = 0  # next batch of the current epoch
-    step: int = 0  # optimizer updates so far
+    batch_in_epoch: int = 0  # next update of the current epoch (its batches: `Trainer.updates`)
+    step: int = 0  # updates so far (skipped non-finite ones included)
     best: float | None = None  # best end-of-epoch validation score: drives the LR schedule and patience
     best_saved: float | None = None  # score of the model in best/ (budget stops in mid-epoch count too)
     bad_validations: int = 0  # end-of-epoch validations since `best` improved
@@ -76,6 +87,12 @@ class Progress:
     tgt_tokens: int = 0  # loss units (LossOutput.units: target tokens, sentences) trained on, over all runs
     early_stopped: bool = False
     snapshot_taken: bool = False  # train.snapshot_minutes reached and best_at_<N>min written
+    world: int = 1  # processes training together (torchrun); --resume needs the same number
+    window_loss: float = 0.0  # loss x units since the last training-loss record of metrics.jsonl ...
+    window_units: int = 0  # ... and its units, so a resumed run's next record averages the same steps
+    log_bytes: int = 0  # the length of metrics.jsonl when this state was saved (--resume cuts it back to it)
+    nonfinite: int = 0  # updates skipped because the loss or gradient was inf / nan
+    nonfinite_run: int = 0  # ... of them in a row, up to now
 
 
 class ProgressLine:
@@ -87,7 +104,7 @@ class ProgressLine:
     def __init__(self, trainer: Trainer, *, enabled: bool | None) -> None:
         self.trainer = trainer
         t, p = trainer.cfg.train, trainer.progress
-        per_epoch = max(len(trainer.data.train.batch_indices(t.batch_size, seed=t.seed + p.epoch)), 1)
+        per_epoch = max(len(trainer.updates(p.epoch)), 1)
         planned = p.step + (t.max_epochs - p.epoch) * per_epoch - p.batch_in_epoch
         self.total = min(planned, t.max_steps) if t.max_steps else planned
         self.start_step, self.start_seconds = p.step, p.train_seconds
@@ -135,22 +152,26 @@ class FitResult:
 
 
 class Trainer:
-    """Train a model described by a config into a run directory."""
+    """Train a model described by a config into a run directory (as one rank of `group` under
+    torchrun; alone by default)."""
 
     def __init__(
         self, cfg: Config, out_dir: str | Path, *, resume: bool = False, progress_bar: bool | None = None,
-        task: Task | None = None,
+        task: Task | None = None, group: Group | None = None,
     ):  # fmt: skip
         self.cfg, self.out = cfg, Path(out_dir)
         self.task = task or get_task(cfg.task)
+        self.group = group or Group()
         self.valid_metric = cfg.valid_metric
         self.progress_bar = progress_bar
         self.on_validate = None  # optional callback(record) with each validation's metrics.jsonl record
         self._line: ProgressLine | None = None  # the progress line while fit runs
         self._pending_log: list[str] = []
+        self._updates: tuple[int, list] | None = None  # (epoch, its updates), built once per epoch
         self._epoch_batches = 0
+        self._lock: DirectoryLock | None = None
         t = cfg.train
-        self.device = resolve_device(t.device)
+        self.device = self.group.device(resolve_device(t.device))
         # what train.precision and decode.precision run as here: an explicit precision this device
         # cannot run natively stops here, before anything is read or written
         self.precision = runtime.resolve_precision(
@@ -160,11 +181,51 @@ class Trainer:
             cfg.decode.precision, stage="decode", device=str(self.device), where="decode.precision"
         )
         self.saved_step: int | None = None  # the step of the last save of last/ (None: nothing saved)
+        self.created_out = False
+        main = self.group.main
+        if main:
+            self._take_run_dir(resume)
+        try:
+            self._build(resume)
+        except BaseException:
+            self.close()
+            if self.created_out:  # nothing was written into it yet
+                shutil.rmtree(self.out, ignore_errors=True)
+            raise
+
+    def _take_run_dir(self, resume: bool) -> None:
+        """Check OUT, create it and lock it (so no second training writes into it), and clear what
+        an interrupted save left there."""
         last = self.out / "last"
+        if self.out.exists() and not self.out.is_dir():
+            raise AttnseqError(f"{self.out}: is a file, not a directory; choose another --out")
         if resume:
             recover_interrupted_swap(last)
             if not (last / "trainer_state.pt").is_file():
                 raise AttnseqError(f"{self.out}: nothing to resume (no last/trainer_state.pt); drop --resume")
+        elif any((self.out / name).exists() for name in ("last", "best", "last.old", "metrics.jsonl")):
+            raise AttnseqError(
+                f"{self.out}: already holds a training run; pass --resume to continue it or choose another --out"
+            )
+        self.created_out = not self.out.exists()
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)  # a bad --out shows now, not after training
+        except OSError as exc:
+            raise AttnseqError(f"{self.out}: cannot create the run directory ({exc.strerror or exc})") from None
+        self._lock = DirectoryLock(self.out)
+        if not resume and any((self.out / name).exists() for name in ("last", "best", "metrics.jsonl")):
+            self.close()  # another training took OUT between the check and the lock
+            raise AttnseqError(
+                f"{self.out}: already holds a training run; pass --resume to continue it or choose another --out"
+            )
+        remove_stale_temporaries(self.out)
+        if resume:
+            recover_interrupted_swap(last)
+
+    def _build(self, resume: bool) -> None:
+        cfg, t, group, last = self.cfg, self.cfg.train, self.group, self.out / "last"
+        state = None
+        if resume and group.main:
             saved_cfg = load_config_json(last / "config.json")
             if saved_cfg.task != cfg.task or saved_cfg.model != cfg.model or saved_cfg.data != cfg.data:
                 raise AttnseqError(
@@ -176,18 +237,33 @@ class Trainer:
                     f"{self.out}: the run selects models by train.valid_metric = {saved_cfg.valid_metric}; "
                     "it cannot change on --resume (start a new run to use another)"
                 )
-            self.data: TaskData = self.task.data(cfg, saved=last)
-            self.model = self.task.build_model(cfg, self.data.assets)
-            load_weights(self.model, last)
-            self.model.to(self.device).train()
-        else:
-            if any((self.out / name).exists() for name in ("last", "best", "last.old", "metrics.jsonl")):
+            state = load_trainer_state(last)
+            world = state["progress"].get("world", 1)
+            if world != group.world:
                 raise AttnseqError(
-                    f"{self.out}: already holds a training run; pass --resume to continue it or choose another --out"
+                    f"{self.out}: this run trained on {world} process(es); resume it with as many "
+                    f"(torchrun --nproc-per-node ...), not {group.world}"
                 )
-            self.data = self.task.data(cfg)
+        if group.main:
+            self.data: TaskData = self.task.data(cfg, saved=last if resume else None)
+        files = group.broadcast(self.data.assets.files() if group.main else None)
+        if not group.main:  # the other ranks take the vocabularies / tokenizers rank 0 made
+            with tempfile.TemporaryDirectory(prefix="attnseq-rank-") as tmp:
+                for name, data in files.items():
+                    (Path(tmp) / name).write_bytes(data)
+                self.data = self.task.data(cfg, saved=Path(tmp))
+        if not resume:
             torch.manual_seed(t.seed)
-            self.model = self.task.build_model(cfg, self.data.assets).to(self.device)
+        self.model = self.task.build_model(cfg, self.data.assets)
+        if resume and group.main:
+            load_weights(self.model, last)
+        self.model.to(self.device).train()
+        # the module that trains: under torchrun a DistributedDataParallel wrapper (which starts every
+        # rank from rank 0's weights), else the model itself
+        self.train_model: nn.Module = self.model
+        if group.active:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.model, device_ids=ids, forward_sync_buffers=False)
         if t.weight_decay:
             self.optimizer = torch.optim.AdamW(
                 self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=True
@@ -203,30 +279,65 @@ class Trainer:
         if t.ema_decay:
             self.ema = AveragedModel(self.model, multi_avg_fn=bias_corrected_ema(t.ema_decay)).eval()
         self.eval_model: nn.Module = self.ema.module if self.ema is not None else self.model
-        self.progress = Progress()
+        self.progress = Progress(world=group.world)
         if resume:
-            self._restore(load_trainer_state(last))
+            self._restore(group.broadcast(state))
             self.saved_step = self.progress.step
+            if group.main:
+                self._cut_log(self.progress.log_bytes)
         else:
-            torch.manual_seed(t.seed)  # the same stream whether or not the model was built
-        if self.out.exists() and not self.out.is_dir():
-            raise AttnseqError(f"{self.out}: is a file, not a directory; choose another --out")
-        self.created_out = not self.out.exists()
-        self.out.mkdir(parents=True, exist_ok=True)  # everything is checked: a bad --out shows now, not after training
+            # the same stream whether or not the model was built; each rank its own dropout draws
+            torch.manual_seed(t.seed + group.rank)
+        if not self.updates(self.progress.epoch):
+            per = group.world * t.accumulate
+            raise AttnseqError(
+                f"train.batch_size = {t.batch_size}: the training data make fewer than {per} batches, the "
+                f"{group.world} process(es) x train.accumulate = {t.accumulate} one update needs; lower them"
+            )
+
+    def close(self) -> None:
+        """Release the run directory (fit does when it ends)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def updates(self, epoch: int) -> list[list[list[int]]]:
+        """The updates of an epoch: for each, this rank's batches (lists of example indices).
+
+        Every rank cuts the same seeded length-bucketed batches; update k is batches
+        [k P, (k + 1) P) with P = processes x train.accumulate, and rank r takes its
+        train.accumulate of them. A remainder of fewer than P batches is left out of the epoch
+        (it changes each epoch with the shuffle), so every rank runs the same number of updates."""
+        if self._updates is None or self._updates[0] != epoch:
+            t, g = self.cfg.train, self.group
+            batches = self.data.train.batch_indices(t.batch_size, seed=t.seed + epoch)
+            a, per = t.accumulate, g.world * t.accumulate
+            ups = [batches[k * per + g.rank * a : k * per + (g.rank + 1) * a] for k in range(len(batches) // per)]
+            self._updates = (epoch, ups)
+        return self._updates[1]
 
     # ------------------------------------------------------------------------------ state
     def _state(self) -> dict:
+        """What --resume needs beside the weights (under torchrun: every rank's RNG state too;
+        every rank must call it)."""
+        rngs = self.group.gather(self._rng_state())
         state = {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
             "progress": dataclasses.asdict(self.progress),
+            **rngs[0],
         }
+        if self.group.active:
+            state["rank_rng"] = rngs
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
-        if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state_all()
         return state
+
+    def _rng_state(self) -> dict:
+        rng = {"torch_rng": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return rng
 
     def _restore(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
@@ -234,25 +345,34 @@ class Trainer:
         t = self.cfg.train  # the LR continues where it was; the schedule's settings follow the config
         self.scheduler.factor, self.scheduler.patience = t.lr_factor, t.lr_patience
         self.scheduler.min_lrs = [t.min_lr] * len(self.optimizer.param_groups)
-        torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        rng = state["rank_rng"][self.group.rank] if self.group.active else state
+        torch.set_rng_state(rng["torch_rng"])
+        if "cuda_rng" in rng and self.device.type == "cuda":
+            cuda_rng = rng["cuda_rng"]  # one generator's state (older checkpoints: a list, one per GPU)
+            torch.cuda.set_rng_state(cuda_rng[0] if isinstance(cuda_rng, list) else cuda_rng, self.device)
         self.progress = Progress(**state["progress"])
         if self.ema is not None and "ema" in state:
             self.ema.load_state_dict(state["ema"])
 
     def _save(self, name: str, *, with_state: bool, metrics: dict | None = None) -> None:
         """best/ gets the weights validation saw (the average with train.ema_decay); last/ the
-        trained weights, which --resume continues from, with the average in trainer_state.pt."""
-        save_model_dir(
-            self.out / name,
-            model=self.model if with_state else self.eval_model,
-            config=self.cfg,
-            assets=self.data.assets,
-            trainer_state=self._state() if with_state else None,
-            resolved=self.resolved(),
-            metrics=metrics,
-        )
+        trained weights, which --resume continues from, with the average in trainer_state.pt.
+        Saving last/ flushes the log first and records its length in the state. Under torchrun
+        every rank calls it for last/ (the state gathers their RNG states); rank 0 writes."""
+        if with_state:
+            self._flush_log()
+            self.progress.log_bytes = self._log_size()
+            state = self._state()
+        if self.group.main:
+            save_model_dir(
+                self.out / name,
+                model=self.model if with_state else self.eval_model,
+                config=self.cfg,
+                assets=self.data.assets,
+                trainer_state=state if with_state else None,
+                resolved=self.resolved(),
+                metrics=metrics,
+            )
         if with_state:
             self.saved_step = self.progress.step
 
@@ -270,31 +390,65 @@ class Trainer:
         return True
 
     def _log(self, record: dict) -> None:
-        """Queue a metrics.jsonl record; records reach the file with the checkpoint they belong to."""
-        self._pending_log.append(json.dumps(record) + "\n")
+        """Queue a metrics.jsonl record (rank 0 keeps the log); records reach the file just before
+        the checkpoint they belong to, whose state records the log's length then."""
+        if self.group.main:
+            self._pending_log.append(json.dumps(record) + "\n")
 
     def _flush_log(self) -> None:
         if self._pending_log and self.out.is_dir():
             with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.writelines(self._pending_log)
+                f.flush()
+                os.fsync(f.fileno())
             self._pending_log.clear()
 
+    def _log_size(self) -> int:
+        try:
+            return (self.out / "metrics.jsonl").stat().st_size
+        except OSError:
+            return 0
+
+    def _cut_log(self, size: int) -> None:
+        """On --resume: drop what the log holds beyond the saved state (records of steps the
+        resumed run trains again, or a line cut short by a kill), so it reads as one run's."""
+        path = self.out / "metrics.jsonl"
+        if size and self._log_size() > size:
+            os.truncate(path, size)
+
     # ------------------------------------------------------------------------------ steps
-    def train_step(self, batch) -> float:
-        """One update; returns the mean loss per unit (LossOutput.units)."""
-        t = self.cfg.train
-        batch = batch.to(self.device)
-        with autocast(self.device, self.precision):
-            out = self.model(batch)
-        loss = out.loss_sum / out.units
+    def train_step(self, batches: list, units: int) -> float:
+        """One update on this rank's `batches` of it, whose units (LossOutput.units) over all
+        ranks are `units`: the gradient of the summed loss / units, as one process would take it
+        from all the update's batches. Returns that loss (nan where it or the gradient was not
+        finite: the update is then skipped and counted)."""
+        t, world = self.cfg.train, self.group.world
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if t.clip > 0:
-            nn.utils.clip_grad_norm_(self.model.parameters(), t.clip)
+        # DistributedDataParallel averages gradients over the ranks, so each rank divides by
+        # units / world; the last batch's backward runs the all-reduce
+        scale = units / world if world > 1 else units
+        total = 0.0
+        for i, batch in enumerate(batches):
+            last = i == len(batches) - 1
+            sync = contextlib.nullcontext() if last or world == 1 else self.train_model.no_sync()
+            with sync:
+                with autocast(self.device, self.precision):
+                    out = self.train_model(batch.to(self.device))
+                loss = out.loss_sum / scale
+                loss.backward()
+            total += loss.item()
+        total = self.group.sum([total], self.device)[0] / world if world > 1 else total
+        norm = nn.utils.clip_grad_norm_(self.model.parameters(), t.clip) if t.clip > 0 else None
+        if not math.isfinite(total) or (norm is not None and not torch.isfinite(norm)):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.progress.nonfinite += 1
+            self.progress.nonfinite_run += 1
+            return math.nan
+        self.progress.nonfinite_run = 0
         self.optimizer.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
-        return loss.item()
+        return total
 
     @torch.inference_mode()
     def validate(self) -> dict:
@@ -328,6 +482,22 @@ class Trainer:
             return f"train.max_minutes = {t.max_minutes:g} reached"
         return ""
 
+    def _step_plan(self, indices: list) -> tuple[list | None, int, bool, bool]:
+        """Before an update: whether a budget stops the run now and whether the snapshot is due;
+        under torchrun also the update's batches and their units over all ranks, in one exchange
+        (rank 0's clock decides for every rank). Alone, the batches are collated after the
+        snapshot (None here), in the order runs have always drawn them."""
+        t, p = self.cfg.train, self.progress
+        stop = bool(self._budget_spent())
+        snapshot = bool(t.snapshot_minutes) and not p.snapshot_taken and p.train_seconds >= 60 * t.snapshot_minutes
+        if not self.group.active:
+            return None, 0, stop, snapshot
+        batches = [self.data.train.collate(index) for index in indices]
+        main = self.group.main
+        units = sum(b.units for b in batches)
+        total, stop_n, snap_n = self.group.sum([units, stop and main, snapshot and main], self.device)
+        return batches, int(total), stop_n > 0, snap_n > 0
+
     def _better(self, score: float, than: float | None) -> bool:
         higher = self.task.higher_is_better(self.valid_metric)
         return than is None or (score > than if higher else score < than)
@@ -341,7 +511,7 @@ class Trainer:
         t, p = self.cfg.train, self.progress
         if self._line is not None:
             self._line.clear()  # the progress line gives way to what validation prints
-        metrics = self.validate()
+        metrics = self.group.broadcast(self.validate() if self.group.main else None)  # rank 0 validates
         score = metrics[self.valid_metric]
         if end_of_epoch:
             improved = self._better(score, p.best)
@@ -379,6 +549,8 @@ class Trainer:
         rest of the run is unchanged."""
         self.progress.snapshot_taken = True
         self._validate_and_save(result, end_of_epoch=False)
+        if not self.group.main:
+            return
         target = self.out / f"best_at_{self.cfg.train.snapshot_minutes:g}min"
         tmp = Path(tempfile.mkdtemp(dir=self.out, prefix=f".{target.name}.", suffix=".tmp"))
         shutil.copytree(self.out / "best", tmp, dirs_exist_ok=True)
@@ -388,12 +560,13 @@ class Trainer:
         """Train until a budget (epochs, steps, minutes) is spent or early stopping ends the run,
         with train.num_threads torch threads (the process's setting is restored afterwards)."""
         with runtime.torch_threads(self.cfg.train.num_threads):
-            self._line = ProgressLine(self, enabled=self.progress_bar)
+            self._line = ProgressLine(self, enabled=self.progress_bar if self.group.main else False)
             try:
                 return self._fit()
             finally:
                 self._line.close()
                 self._line = None
+                self.close()
 
     def _fit(self) -> FitResult:
         cfg, t, p = self.cfg, self.cfg.train, self.progress
@@ -415,32 +588,45 @@ class Trainer:
             }
         )
         self.model.train()
-        window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
+        window_start = time.perf_counter()
         steps_since_validation = 0
         while not result.stopped_because:
-            batches = self.data.train.batch_indices(t.batch_size, seed=t.seed + p.epoch)
-            self._epoch_batches = len(batches)
+            updates = self.updates(p.epoch)
+            self._epoch_batches = len(updates)
             clock = time.perf_counter()
-            while p.batch_in_epoch < len(batches):
+            while p.batch_in_epoch < len(updates):
                 now = time.perf_counter()
                 p.train_seconds += now - clock
                 clock = now
-                result.stopped_because = self._budget_spent()
-                if result.stopped_because:
+                batches, units, stop, snapshot = self._step_plan(updates[p.batch_in_epoch])
+                if stop:
+                    result.stopped_because = self._budget_spent() or "rank 0 stopped on its budget"
                     break
-                if t.snapshot_minutes and not p.snapshot_taken and p.train_seconds >= 60 * t.snapshot_minutes:
+                if snapshot:
                     self._snapshot(result)
                     steps_since_validation, clock = 0, time.perf_counter()
-                batch = self.data.train.collate(batches[p.batch_in_epoch])
-                loss = self.train_step(batch)
+                if batches is None:
+                    batches = [self.data.train.collate(index) for index in updates[p.batch_in_epoch]]
+                    units = sum(b.units for b in batches)
+                loss = self.train_step(batches, units)
                 result.losses.append(loss)
                 p.batch_in_epoch += 1
                 p.step += 1
                 steps_since_validation += 1
-                p.tgt_tokens += batch.units
-                window_loss += loss * batch.units
-                window_tokens += batch.units
-                self._line.update(loss, batch.units)
+                p.tgt_tokens += units
+                if math.isfinite(loss):
+                    p.window_loss += loss * units
+                    p.window_units += units
+                elif p.nonfinite_run >= t.max_nonfinite:
+                    raise AttnseqError(
+                        f"step {p.step}: the loss or its gradient was inf / nan in {p.nonfinite_run} updates in "
+                        f"a row (train.max_nonfinite = {t.max_nonfinite}; {p.nonfinite} skipped in all); "
+                        f"lower train.lr, or use train.precision fp32; "
+                        + (f"{self.out / 'last'} holds step {self.saved_step}" if self.saved_step is not None
+                           else "nothing was saved")
+                    )  # fmt: skip
+                if self._line is not None:
+                    self._line.update(loss, units)
                 if t.log_every and p.step % t.log_every == 0:
                     elapsed = time.perf_counter() - window_start
                     self._log(
@@ -448,17 +634,17 @@ class Trainer:
                             "event": "train",
                             "step": p.step,
                             "epoch": p.epoch + 1,
-                            "loss": window_loss / window_tokens,
+                            "loss": p.window_loss / max(p.window_units, 1),
                             "lr": self.optimizer.param_groups[0]["lr"],
-                            "tok_s": window_tokens / max(elapsed, 1e-9),
+                            "tok_s": p.window_units / max(elapsed, 1e-9),
+                            "skipped": p.nonfinite,
                         }
                     )
-                    window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
+                    p.window_loss, p.window_units, window_start = 0.0, 0, time.perf_counter()
                 if t.save_every and p.step % t.save_every == 0:
                     self._save("last", with_state=True)
-                    self._flush_log()
             p.train_seconds += time.perf_counter() - clock
-            if p.batch_in_epoch >= len(batches):
+            if p.batch_in_epoch >= len(updates):
                 p.epoch += 1
                 p.batch_in_epoch = 0
                 self._validate_and_save(result, end_of_epoch=True)

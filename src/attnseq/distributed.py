@@ -1,0 +1,135 @@
+"""Data-parallel training across processes, as `torchrun` starts them.
+
+`torchrun --nproc-per-node N -m attnseq train CONFIG --out DIR` starts N copies of the command with
+RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT set (and `--nnodes` / `--rdzv-endpoint`
+for several machines); `Group.from_env` joins them into one process group (gloo on CPUs, nccl on
+GPUs). A plain `attnseq train` is a group of one, whose operations do nothing, so the trainer has
+one code path.
+
+What the trainer does with a group (`attnseq.train`):
+- every rank builds the same length-bucketed batches of an epoch from the same seed and takes its
+  own share of each update's `world * train.accumulate` consecutive batches, so every rank runs
+  the same number of updates and the union of an update's batches is what one process with
+  `train.accumulate = world * accumulate` would train on;
+- the loss is divided by the update's global unit count (target tokens, examples), summed over
+  the ranks, so the gradient is the one of that union;
+- rank 0 validates, saves and logs; the others wait for its verdict;
+- stopping (budgets, early stopping) is decided together, and a checkpoint holds every rank's RNG
+  state, so `--resume` under the same world size continues exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from attnseq.errors import AttnseqError
+
+ENV_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+@dataclass
+class Group:
+    """The processes training one model together; rank 0 is the one that validates and saves."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    @classmethod
+    def from_env(cls, device: str = "cpu") -> Group:
+        """The group torchrun's environment describes (a group of one without torchrun).
+
+        Raises:
+            AttnseqError: when the environment is incomplete or the group cannot form.
+        """
+        if "WORLD_SIZE" not in os.environ and "RANK" not in os.environ:
+            return cls()
+        missing = [k for k in ENV_KEYS if k not in os.environ]
+        if missing:
+            raise AttnseqError(
+                f"environment: {', '.join(missing)} not set; start distributed training with "
+                "`torchrun --nproc-per-node N -m attnseq train ...` (it sets them all)"
+            )
+        try:
+            rank, world, local = (int(os.environ[k]) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+        except ValueError:
+            raise AttnseqError("environment: RANK, WORLD_SIZE and LOCAL_RANK must be whole numbers") from None
+        if world == 1:
+            return cls()
+        cuda = str(device).startswith("cuda")
+        if cuda:
+            torch.cuda.set_device(local)
+        if not dist.is_initialized():
+            try:
+                dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
+            except (RuntimeError, ValueError) as exc:
+                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise AttnseqError(f"distributed training: the process group did not form ({msg})") from None
+        return cls(rank=rank, world=world, local_rank=local)
+
+    def device(self, device: torch.device) -> torch.device:
+        """The device of this rank: its own GPU (LOCAL_RANK) under a CUDA group."""
+        if self.active and device.type == "cuda":
+            return torch.device("cuda", self.local_rank)
+        return device
+
+    # ------------------------------------------------------------------ collectives (no-ops for one process)
+    def sum(self, values: list[float], device: torch.device) -> list[float]:
+        """Each value summed over the ranks (float64, so unit counts stay exact)."""
+        if not self.active:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        with self._peers():
+            dist.all_reduce(t)
+        return t.tolist()
+
+    def broadcast(self, obj):
+        """Rank 0's `obj`, on every rank."""
+        if not self.active:
+            return obj
+        box = [obj]
+        with self._peers():
+            dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, obj) -> list:
+        """Every rank's `obj`, in rank order, on every rank."""
+        if not self.active:
+            return [obj]
+        out = [None] * self.world
+        with self._peers():
+            dist.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        if self.active:
+            with self._peers():
+                dist.barrier()
+
+    @contextlib.contextmanager
+    def _peers(self):
+        """A process that left the group (its own error, a kill) ends the others with one line."""
+        try:
+            yield
+        except RuntimeError as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise AttnseqError(
+                f"rank {self.rank}: another process of the group stopped ({msg[:120]}); its own message says why"
+            ) from None
+
+    def close(self) -> None:
+        if self.active and dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,109 @@
+"""DistributedDataParallel through torchrun: two gloo processes on loopback train as one process
+would on the same global batch, and a DDP run killed and resumed equals the uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.conftest import DATES_CONFIG, ROOT
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
+
+TIMING = {"tok_s", "train_minutes"}  # wall-clock fields: the only ones two equal runs may differ in
+
+
+def sets(dates_dir: Path, *extra: str) -> list[str]:
+    pairs = [f"data.train={dates_dir / 'train.tsv'}", f"data.valid={dates_dir / 'valid.tsv'}",
+             "data.test=", "model.emb_size=16", "model.enc_hidden_size=32", "model.dec_hidden_size=32",
+             "train.batch_size=16", "train.log_every=2", "train.precision=fp32", "train.num_threads=1",
+             "train.valid_max_sentences=20", *extra]  # fmt: skip
+    return [arg for pair in pairs for arg in ("--set", pair)]
+
+
+def torchrun(out: Path, args: list[str], *, resume: bool = False, kill: str = "") -> subprocess.Popen:
+    """`torchrun --nproc-per-node 2 -m attnseq train ...` (through tests.fault_driver, which kills
+    the whole group at the moment `kill` names)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "tests.fault_driver", "train", str(DATES_CONFIG), "--out", str(out), *args]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "ATTNSEQ_TEST_KILL": kill}
+    return subprocess.Popen(cmd + (["--resume"] if resume else []), env=env, start_new_session=True, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+
+
+def finish(proc: subprocess.Popen) -> str:
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def records(run: Path) -> list[dict]:
+    """metrics.jsonl without start records (one per process start) and wall-clock fields."""
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in map(json.loads, lines) if r["event"] != "start"]
+
+
+def weights(directory: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(directory / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def small_dates(tmp_path_factory):
+    from attnseq.tasks.dates import write_corpus
+
+    out = tmp_path_factory.mktemp("ddp_dates")
+    write_corpus(out, sizes={"train": 400, "valid": 40, "test": 10})
+    return out
+
+
+def test_two_gloo_processes_equal_one_process_on_the_same_global_batch(tmp_path, small_dates):
+    from attnseq.cli import main
+
+    args = sets(small_dates, "model.dropout=0", "train.max_steps=8")
+    proc = torchrun(tmp_path / "ddp", args)
+    one = tmp_path / "one"  # one process, each update on the same two batches (train.accumulate = 2)
+    assert main(["train", str(DATES_CONFIG), "--out", str(one), *args, "--set", "train.accumulate=2"]) == 0
+    finish(proc)
+    a, b = weights(tmp_path / "ddp" / "last"), weights(one / "last")
+    assert a.keys() == b.keys()
+    worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert worst <= 1e-6, worst
+    ddp_train = [r["loss"] for r in records(tmp_path / "ddp") if r["event"] == "train"]
+    one_train = [r["loss"] for r in records(one) if r["event"] == "train"]
+    assert ddp_train == pytest.approx(one_train, rel=1e-6) and len(ddp_train) == 4
+    state = torch.load(tmp_path / "ddp" / "last" / "trainer_state.pt", weights_only=True)
+    assert state["progress"]["world"] == 2 and len(state["rank_rng"]) == 2
+    assert not torch.equal(state["rank_rng"][0]["torch_rng"], state["rank_rng"][1]["torch_rng"])
+
+
+def test_a_killed_ddp_run_resumes_to_the_uninterrupted_run(tmp_path, small_dates):
+    args = sets(small_dates, "model.dropout=0.2", "train.max_steps=24", "train.save_every=4")
+    whole = tmp_path / "whole"
+    finish(torchrun(whole, args))
+    cut = tmp_path / "cut"
+    proc = torchrun(cut, args, kill="step:10")  # every process of the group, two updates after a save
+    proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    assert torch.load(cut / "last" / "trainer_state.pt", weights_only=True)["progress"]["step"] == 8
+    finish(torchrun(cut, args, resume=True))
+    for name in ("last", "best"):
+        a, b = weights(whole / name), weights(cut / name)
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    assert records(cut) == records(whole)
+
+
+def test_resume_with_another_number_of_processes_is_refused(tmp_path, small_dates, capsys):
+    from attnseq.cli import main
+
+    args = sets(small_dates, "train.max_steps=4")
+    finish(torchrun(tmp_path / "run", args))
+    assert main(["train", str(DATES_CONFIG), "--out", str(tmp_path / "run"), *args, "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "trained on 2 process(es); resume it with as many" in err
