@@ -45,9 +45,11 @@ def main() -> None:
             baseline = report.pop("baseline")
             end = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()][-1]
             report["train_minutes"] = end["train_minutes"]
+            report["valid_best"] = end["best"]  # best/'s validation score (train.valid_metric): what tuning may look at
             rows.setdefault(pooling, []).append(report)
             print(f"{pooling} seed {seed}: accuracy {report['accuracy']:.4f} macro-F1 {report['macro_f1']:.4f} "
-                  f"({report['train_minutes']:.2f} min)", flush=True)  # fmt: skip
+                  f"(valid {cfg.train.valid_metric} {report['valid_best']:.4f}, {report['train_minutes']:.2f} min)",
+                  flush=True)  # fmt: skip
     domains = sorted(baseline.get("domains", {}))
 
     def line(name: str, reports: list[dict]) -> str:
@@ -56,11 +58,12 @@ def main() -> None:
 
         cells = [f"{mean(lambda r: r['accuracy']):.4f}", f"{mean(lambda r: r['macro_f1']):.4f}"]
         cells += [f"{mean(lambda r, d=d: r['domains'][d]['accuracy']):.4f}" for d in domains]
-        return f"| {name} | " + " | ".join(cells) + " |"
+        valid = f"{mean(lambda r: r['valid_best']):.4f}" if "valid_best" in reports[0] else ""
+        return f"| {name} | " + " | ".join(cells) + f" | {valid} |"
 
-    print(f"\nmeans over seeds {args.seeds} (test split, {baseline['n']} texts)")
-    print("| model | accuracy | macro-F1 | " + "".join(f"{d} acc | " for d in domains))
-    print("|---|" + "---:|" * (2 + len(domains)))
+    print(f"\nmeans over seeds {args.seeds} (test split, {baseline['n']} texts; valid: best/'s validation score)")
+    print("| model | accuracy | macro-F1 | " + "".join(f"{d} acc | " for d in domains) + "valid |")
+    print("|---|" + "---:|" * (3 + len(domains)))
     for pooling, reports in rows.items():
         print(line(f"{pooling} pooling", reports))
     print(line(f"TF-IDF + logistic regression (C={baseline['C']:g})", [baseline]))

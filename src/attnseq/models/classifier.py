@@ -31,20 +31,53 @@ class LabelBatch:
         return LabelBatch(self.tokens.to(device), self.lengths, self.labels.to(device), self.index)
 
 
+class SharedDropout(nn.Module):
+    """Dropout with one mask per text, shared by all its positions: of x (B, S, F), a text loses
+    whole features at every position (Keras' SpatialDropout1D on embeddings; variational, or
+    locked, dropout on RNN states). The kept features are scaled by 1 / (1 - p)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def mask(self, x: Tensor) -> Tensor:
+        """A (B, 1, F) mask of 0 and 1 / (1 - p) for x (B, S, F)."""
+        return x.new_empty(x.shape[0], 1, x.shape[-1]).bernoulli_(1 - self.p) / (1 - self.p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0:
+            return x
+        return x * self.mask(x)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class AttentionClassifier(nn.Module):
     """SPEC 5.1: a (bi)RNN reads the tokens; the query is its final hidden state (last layer, both
     directions joined), the values all its states. SPEC 5.2: pooling (attention by default).
     SPEC 5.3: Dense(head_size, relu) -> Dropout -> Dense(1) with a sigmoid for two classes, or
-    Dense(K) with a softmax for K > 2."""
+    Dense(K) with a softmax for K > 2.
 
-    def __init__(self, cfg: ClassifierConfig, *, vocab_size: int, num_classes: int, pad_id: int = 0) -> None:
+    Regularizers (training only, each off at 0): `word_dropout` reads tokens as <unk>,
+    `spatial_dropout` drops whole embedding features of a text, `state_dropout` whole features of
+    its RNN states (values and query alike, the same mask at every position), and `label_smoothing`
+    moves the targets towards the uniform distribution."""
+
+    def __init__(
+        self, cfg: ClassifierConfig, *, vocab_size: int, num_classes: int, pad_id: int = 0,
+        label_smoothing: float = 0.0,
+    ) -> None:  # fmt: skip
         super().__init__()
-        self.num_classes = num_classes
+        self.num_classes, self.label_smoothing = num_classes, label_smoothing
         self.word_dropout, self.pad_id, self.unk_id = cfg.word_dropout, pad_id, 1  # Vocab.unk_id
         self.encoder = RNNEncoder(
             vocab_size, emb_size=cfg.emb_size, hidden_size=cfg.hidden_size, rnn=cfg.rnn, layers=cfg.layers,
             bidirectional=cfg.bidirectional, dropout=cfg.dropout, pad_id=pad_id,
         )  # fmt: skip
+        if cfg.spatial_dropout > 0:  # before the encoder's own dropout on the embeddings (no weights: same state dict)
+            self.encoder.dropout = nn.Sequential(SharedDropout(cfg.spatial_dropout), self.encoder.dropout)
+        self.state_dropout = SharedDropout(cfg.state_dropout)
         self.pooling = build_pooling(cfg.pooling, value_size=cfg.hidden_size, query_size=cfg.hidden_size,
                                      units=cfg.units)  # fmt: skip
         self.hidden = nn.Linear(cfg.hidden_size, cfg.head_size)
@@ -55,7 +88,11 @@ class AttentionClassifier(nn.Module):
         """tokens (B, S), lengths (B,) -> logits (B, 1) or (B, K), pooling weights (B, S) or None."""
         memory = self.encoder(tokens, lengths)
         final = memory.final[0] if isinstance(memory.final, tuple) else memory.final  # an LSTM's h, not c
-        context, weights = self.pooling(memory.outputs, memory.src_mask, final[-1])
+        values, query = memory.outputs, final[-1]
+        if self.training and self.state_dropout.p > 0:  # one mask per text for its states and its query
+            mask = self.state_dropout.mask(values)
+            values, query = values * mask, query * mask[:, 0]
+        context, weights = self.pooling(values, memory.src_mask, query)
         hidden = self.head_dropout(F.relu(self.hidden(context)))
         return self.out(hidden), weights
 
@@ -69,15 +106,18 @@ class AttentionClassifier(nn.Module):
         return torch.softmax(logits, dim=-1), weights
 
     def forward(self, batch: LabelBatch) -> LossOutput:
-        """Summed binary (two classes) or categorical cross-entropy over the batch's texts."""
+        """Summed binary (two classes) or categorical cross-entropy over the batch's texts (with
+        `label_smoothing` in training: targets eps / K + (1 - eps) * one-hot)."""
         tokens = batch.tokens
         if self.training and self.word_dropout > 0:
             drop = torch.rand(tokens.shape, device=tokens.device) < self.word_dropout
             tokens = tokens.masked_fill(drop & (tokens != self.pad_id), self.unk_id)
         logits, _ = self.logits(tokens, batch.lengths)
         logits = logits.float()
+        eps = self.label_smoothing if self.training else 0.0
         if self.num_classes == 2:
-            loss = F.binary_cross_entropy_with_logits(logits[:, 0], batch.labels.float(), reduction="sum")
+            target = batch.labels.float() * (1 - eps) + eps / 2
+            loss = F.binary_cross_entropy_with_logits(logits[:, 0], target, reduction="sum")
         else:
-            loss = F.cross_entropy(logits, batch.labels, reduction="sum")
+            loss = F.cross_entropy(logits, batch.labels, reduction="sum", label_smoothing=eps)
         return LossOutput(loss, batch.units)

@@ -362,7 +362,7 @@ class ClassifyTask(Task):
         from attnseq.models.classifier import AttentionClassifier
 
         return AttentionClassifier(cfg.model, vocab_size=len(assets.vocab), num_classes=len(assets.labels),
-                                   pad_id=assets.vocab.pad_id)  # fmt: skip
+                                   pad_id=assets.vocab.pad_id, label_smoothing=cfg.train.label_smoothing)  # fmt: skip
 
     def validate(self, model, data: TaskData, cfg: Config, *, device: str) -> dict[str, float]:
         valid = data.valid
