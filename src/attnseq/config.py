@@ -26,7 +26,7 @@ from attnseq.fileio import atomic_write_text, read_json_file, read_text_file
 
 RNNKind = Literal["rnn", "gru", "lstm"]
 DecoderKind = Literal["init", "every-step", "luong", "bahdanau"]
-AttentionKind = Literal["dot", "scaled_dot", "general", "concat", "location"]
+AttentionKind = Literal["dot", "scaled_dot", "general", "concat", "location", "location_aware"]
 TokenizerKind = Literal["word", "char", "spm"]
 SpmType = Literal["bpe", "unigram"]
 Precision = Literal["auto", "fp32", "bf16"]
@@ -82,7 +82,9 @@ class ModelConfig:
     dropout: float = 0.2  # on embeddings, between RNN layers and before the output layer
     decoder: DecoderKind = "luong"  # init (SPEC 1.2) | every-step (1.3) | luong (2) | bahdanau (4)
     attention: AttentionKind = "general"  # score function (SPEC 3); ignored by init / every-step
-    attn_size: int = 0  # concat attention's hidden size (W_b, W_c rows); 0 = dec_hidden_size
+    attn_size: int = 0  # concat / location_aware attention's hidden size (W_b, W_c rows); 0 = dec_hidden_size
+    attn_filters: int = 10  # location_aware attention: filters F convolving the previous step's weights
+    attn_kernel: int = 31  # location_aware attention: width of those filters in source positions (odd)
     max_src_len: int = 128  # location attention: W_a has one output per source position up to this
     input_feeding: bool = True  # luong: feed s~_{t-1} with e(y_{t-1}) (SPEC 2.6)
     deep_output: bool = True  # bahdanau: predict from tanh(W_o [s_t; a_t; e(y_{t-1})]), else s_t
@@ -99,6 +101,7 @@ class TrainConfig:
 
     seed: int = 1234  # seeds data order, initialisation, dropout and teacher-forcing draws
     batch_size: int = 64  # sentences per batch; batches are bucketed by length
+    accumulate: int = 1  # batches per update (gradient accumulation); under torchrun, per process
     max_epochs: int = 30
     max_steps: int = 0  # stop after this many updates (0 = no limit); a stopped run can --resume
     max_minutes: float = 0.0  # wall-clock budget for training (0 = no limit)
@@ -119,6 +122,7 @@ class TrainConfig:
     snapshot_minutes: float = 0.0  # also keep OUT/best_at_<N>min: the model a run with max_minutes = N returns
     save_every: int = 0  # also save a resumable checkpoint every N steps (0 = each epoch only)
     log_every: int = 50  # steps between training-loss lines in metrics.jsonl
+    max_nonfinite: int = 10  # an update whose loss or gradient is inf / nan is skipped; stop after this many in a row
     device: str = "cpu"  # "cpu" or "cuda"
     # auto: bf16 where this device runs it natively, else fp32 (attnseq.runtime.resolve_precision);
     # bf16: autocast matrix products and RNNs to bfloat16 (fp32 master weights); fp32: no autocast
@@ -446,6 +450,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.dec_layers": _AT_LEAST_1,
     "model.dropout": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
     "model.attn_size": _NOT_NEGATIVE,
+    "model.attn_filters": _AT_LEAST_1,
+    "model.attn_kernel": (lambda v: v >= 1 and v % 2 == 1, "an odd number (the filters centre on a position)"),
     "model.param_init": _NOT_NEGATIVE,
     "model.max_src_len": _AT_LEAST_1,
     "model.hidden_size": _AT_LEAST_1,  # classify
@@ -476,6 +482,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.valid_count": _AT_LEAST_1,
     "model.frame_stack": _AT_LEAST_1,
     "train.batch_size": _AT_LEAST_1,
+    "train.accumulate": _AT_LEAST_1,
+    "train.max_nonfinite": _AT_LEAST_1,
     "train.max_epochs": _AT_LEAST_1,
     "train.max_steps": _NOT_NEGATIVE,
     "train.max_minutes": _NOT_NEGATIVE,
