@@ -85,27 +85,48 @@ def save_model_dir(
     record of what `auto` settings ran as, `metrics` (the validation of these weights) into
     metrics.json."""
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+    writing = directory  # the file being written when a storage error strikes
+    tmp = None
     try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
         os.chmod(tmp, 0o777 & ~umask())
+        writing = directory / CONFIG
         save_config_json(config, tmp / CONFIG, resolved=resolved)
         for name, data in assets.files().items():
+            writing = directory / name
             (tmp / name).write_bytes(data)
         if metrics is not None:
+            writing = directory / METRICS
             (tmp / METRICS).write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
         tied = set(tied_keys(model))  # safetensors stores each tensor once; tying is rebuilt from config
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k not in tied}
+        writing = directory / WEIGHTS
         save_file(weights, str(tmp / WEIGHTS), metadata={"format": "pt", "library": "attnseq"})
         if trainer_state is not None:
+            writing = directory / TRAINER_STATE
             torch.save(trainer_state, tmp / TRAINER_STATE)
         for f in tmp.iterdir():
+            writing = directory / f.name
             os.chmod(f, 0o666 & ~umask())  # some writers (safetensors, mkstemp) make files private
             fsync_path(f)  # on disk before the swap, so even a power cut leaves a whole directory
+        writing = directory
         replace_dir(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, (OSError, RuntimeError, SafetensorError)) and not isinstance(exc, AttnseqError):
+            reason = storage_reason(exc)
+            raise AttnseqError(f"{writing}: could not write it ({reason}); {directory} is unchanged") from None
         raise
+
+
+def storage_reason(exc: BaseException) -> str:
+    """What a storage error of any library says, in a few words (OSError's strerror, else its first line)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).strip().splitlines()
+    return text[0][:160] if text else type(exc).__name__
 
 
 def resolve_model_dir(path: str | Path) -> Path:

@@ -93,6 +93,7 @@ class Progress:
     log_bytes: int = 0  # the length of metrics.jsonl when this state was saved (--resume cuts it back to it)
     nonfinite: int = 0  # updates skipped because the loss or gradient was inf / nan
     nonfinite_run: int = 0  # ... of them in a row, up to now
+    validated_step: int = -1  # the step of the last validation (a run stopped by a budget validates once)
 
 
 class ProgressLine:
@@ -202,8 +203,11 @@ class Trainer:
         if resume:
             recover_interrupted_swap(last)
             if not (last / "trainer_state.pt").is_file():
-                raise AttnseqError(f"{self.out}: nothing to resume (no last/trainer_state.pt); drop --resume")
-        elif any((self.out / name).exists() for name in ("last", "best", "last.old", "metrics.jsonl")):
+                raise AttnseqError(
+                    f"{self.out}: nothing to resume (no last/trainer_state.pt), as a run stopped before its first "
+                    "save has none; drop --resume to start it again"
+                )
+        elif any((self.out / name).exists() for name in ("last", "best", "last.old", "best.old")):
             raise AttnseqError(
                 f"{self.out}: already holds a training run; pass --resume to continue it or choose another --out"
             )
@@ -213,12 +217,14 @@ class Trainer:
         except OSError as exc:
             raise AttnseqError(f"{self.out}: cannot create the run directory ({exc.strerror or exc})") from None
         self._lock = DirectoryLock(self.out)
-        if not resume and any((self.out / name).exists() for name in ("last", "best", "metrics.jsonl")):
+        if not resume and any((self.out / name).exists() for name in ("last", "best")):
             self.close()  # another training took OUT between the check and the lock
             raise AttnseqError(
                 f"{self.out}: already holds a training run; pass --resume to continue it or choose another --out"
             )
         remove_stale_temporaries(self.out)
+        if not resume:  # the log of a run stopped before its first save completed, which this one replaces
+            (self.out / "metrics.jsonl").unlink(missing_ok=True)
         if resume:
             recover_interrupted_swap(last)
 
@@ -364,15 +370,24 @@ class Trainer:
             self.progress.log_bytes = self._log_size()
             state = self._state()
         if self.group.main:
-            save_model_dir(
-                self.out / name,
-                model=self.model if with_state else self.eval_model,
-                config=self.cfg,
-                assets=self.data.assets,
-                trainer_state=state if with_state else None,
-                resolved=self.resolved(),
-                metrics=metrics,
-            )
+            try:
+                save_model_dir(
+                    self.out / name,
+                    model=self.model if with_state else self.eval_model,
+                    config=self.cfg,
+                    assets=self.data.assets,
+                    trainer_state=state if with_state else None,
+                    resolved=self.resolved(),
+                    metrics=metrics,
+                )
+            except AttnseqError as exc:  # a full disk, a lost mount: what was saved before stays whole
+                kept = (
+                    f"the last good best/ and last/ are intact (last/ at step {self.saved_step}); free space "
+                    "and continue with --resume"
+                    if self.saved_step is not None
+                    else "nothing was saved before"
+                )
+                raise AttnseqError(f"{exc}; {kept}") from None
         if with_state:
             self.saved_step = self.progress.step
 
@@ -512,6 +527,7 @@ class Trainer:
         if self._line is not None:
             self._line.clear()  # the progress line gives way to what validation prints
         metrics = self.group.broadcast(self.validate() if self.group.main else None)  # rank 0 validates
+        p.validated_step = p.step
         score = metrics[self.valid_metric]
         if end_of_epoch:
             improved = self._better(score, p.best)
@@ -589,7 +605,6 @@ class Trainer:
         )
         self.model.train()
         window_start = time.perf_counter()
-        steps_since_validation = 0
         while not result.stopped_because:
             updates = self.updates(p.epoch)
             self._epoch_batches = len(updates)
@@ -604,7 +619,7 @@ class Trainer:
                     break
                 if snapshot:
                     self._snapshot(result)
-                    steps_since_validation, clock = 0, time.perf_counter()
+                    clock = time.perf_counter()
                 if batches is None:
                     batches = [self.data.train.collate(index) for index in updates[p.batch_in_epoch]]
                     units = sum(b.units for b in batches)
@@ -612,7 +627,6 @@ class Trainer:
                 result.losses.append(loss)
                 p.batch_in_epoch += 1
                 p.step += 1
-                steps_since_validation += 1
                 p.tgt_tokens += units
                 if math.isfinite(loss):
                     p.window_loss += loss * units
@@ -649,9 +663,8 @@ class Trainer:
                 p.batch_in_epoch = 0
                 self._validate_and_save(result, end_of_epoch=True)
                 result.stopped_because = result.stopped_because or self._budget_spent()
-            elif steps_since_validation:  # a budget stopped the run in mid-epoch
+            elif p.validated_step != p.step:  # a budget stopped the run in mid-epoch
                 self._validate_and_save(result, end_of_epoch=False)
-            steps_since_validation = 0
             window_start = time.perf_counter()
         result.best = p.best_saved
         tok_s = p.tgt_tokens / max(p.train_seconds, 1e-9)

@@ -1,0 +1,144 @@
+"""Faults during training: kill -9 at seeded random moments (some in the middle of saves) then
+--resume equals the uninterrupted run; a full disk keeps the last good models; a second training
+into the same run directory is refused; non-finite losses are skipped, counted and stop the run."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.conftest import DATES_CONFIG, ROOT
+
+TIMING = {"tok_s", "train_minutes"}
+MOMENTS = ("step", "weights", "state", "replace", "flush")
+
+
+def sets(dates_dir: Path, *extra: str) -> list[str]:
+    pairs = [f"data.train={dates_dir / 'train.tsv'}", f"data.valid={dates_dir / 'valid.tsv'}", "data.test=",
+             "model.emb_size=16", "model.enc_hidden_size=32", "model.dec_hidden_size=32", "model.dropout=0.2",
+             "train.batch_size=16", "train.log_every=3", "train.save_every=4", "train.max_steps=20",
+             "train.ema_decay=0.9", "train.valid_max_sentences=20", *extra]  # fmt: skip
+    return [arg for pair in pairs for arg in ("--set", pair)]
+
+
+def train(out: Path, args: list[str], *, resume: bool = False, kill: str = "") -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "tests.fault_driver", "train", str(DATES_CONFIG), "--out", str(out), *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ATTNSEQ_TEST_KILL": kill}
+    return subprocess.run(cmd + (["--resume"] if resume else []), env=env, cwd=ROOT, start_new_session=True,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def records(run: Path) -> list[dict]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in map(json.loads, lines) if r["event"] != "start"]
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    x, y = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+@pytest.fixture(scope="module")
+def small_dates(tmp_path_factory):
+    from attnseq.tasks.dates import write_corpus
+
+    out = tmp_path_factory.mktemp("fault_dates")
+    write_corpus(out, sizes={"train": 200, "valid": 30, "test": 10})
+    return out
+
+
+def test_kill_at_ten_seeded_random_moments_then_resume_equals_the_uninterrupted_run(tmp_path, small_dates):
+    args = sets(small_dates)
+    whole = tmp_path / "whole"
+    done = train(whole, args)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # 200 pairs / 16 = 13 updates an epoch: 20 steps make an end-of-epoch validation, 5 saves by
+    # save_every and a budget stop; each save writes weights, state and swaps directories
+    rng = random.Random(20261203)
+    moments = [(rng.choice(MOMENTS), rng.randint(1, 8)) for _ in range(10)]
+    assert {m for m, _ in moments} >= {"step", "weights", "state", "replace"}  # inside saves, not only between
+    for i, (where, n) in enumerate(moments):
+        run = tmp_path / f"cut{i}"
+        cut = train(run, args, kill=f"{where}:{n if where != 'step' else 2 * n}")
+        assert cut.returncode == -9, (where, n, cut.stderr[-2000:])
+        first = not (run / "last").exists() and not (run / "last.old").exists()  # killed in the first save
+        resumed = train(run, args, resume=not first)  # then it starts again in the same directory
+        assert resumed.returncode == 0, (where, n, resumed.stderr[-2000:])
+        for name in ("last", "best"):
+            assert same_weights(whole / name, run / name), (where, n, name)
+        assert records(run) == records(whole), (where, n)
+        assert not list(run.glob(".*.tmp")), (where, n)  # what the kill left mid-save is gone
+
+
+def test_a_second_training_into_the_same_run_directory_is_refused(tmp_path, small_dates, capsys):
+    from attnseq.cli import main
+    from attnseq.fileio import DirectoryLock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    lock = DirectoryLock(out)  # as a training running in another process holds it
+    try:
+        assert main(["train", str(DATES_CONFIG), "--out", str(out), *sets(small_dates)]) == 2
+    finally:
+        lock.close()
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"(pid {os.getpid()}) is writing a training run here" in err
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing of the refused run
+
+
+def test_a_full_disk_keeps_the_last_good_models_and_says_so(tmp_path, small_dates, capsys, monkeypatch):
+    from attnseq import checkpoint
+    from attnseq.cli import main
+
+    out = tmp_path / "run"
+    args = sets(small_dates)
+    real, calls = checkpoint.save_file, []
+
+    def full_at_the_fifth(*a, **kw):  # saves: last/ at steps 4, 8, 12, best/ at 13, then last/ at 13: disk full
+        calls.append(a[1])
+        if len(calls) > 4:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(checkpoint, "save_file", full_at_the_fifth)
+    assert main(["train", str(DATES_CONFIG), "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "No space left on device" in err and "model.safetensors" in err
+    assert "best/ and last/ are intact" in err, err
+    assert (out / "last" / "trainer_state.pt").is_file() and (out / "best" / "model.safetensors").is_file()
+    assert not list(out.glob(".*.tmp"))
+    monkeypatch.setattr(checkpoint, "save_file", real)
+    assert main(["train", str(DATES_CONFIG), "--out", str(out), *args, "--resume"]) == 0
+
+
+def test_non_finite_losses_are_skipped_counted_and_stop_the_run(tmp_path, tiny_config, monkeypatch):
+    from attnseq.errors import AttnseqError
+    from attnseq.models.seq2seq import Seq2Seq
+    from attnseq.train import Trainer
+
+    original, calls = Seq2Seq.forward, []
+
+    def poisoned(self, batch):
+        out = original(self, batch)
+        calls.append(1)
+        if 3 <= len(calls) <= 4 or len(calls) >= 8:  # two bad updates, then bad for good
+            out.loss_sum = out.loss_sum * float("nan")
+        return out
+
+    monkeypatch.setattr(Seq2Seq, "forward", poisoned)
+    trainer = Trainer(tiny_config("train.max_steps=40", "train.max_nonfinite=3"), tmp_path / "run", progress_bar=False)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with pytest.raises(AttnseqError, match=r"step 10: the loss or its gradient was inf / nan in 3 updates in a row"):
+        trainer.fit()
+    assert trainer.progress.nonfinite == 5 and trainer.progress.nonfinite_run == 3
+    assert all(torch.isfinite(v).all() for v in trainer.model.state_dict().values())
+    assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())  # good steps trained
