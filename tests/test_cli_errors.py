@@ -104,7 +104,9 @@ def test_bad_config_value_in_the_file(capsys, tmp_path, data):
         ("train.label_smoothing=2", "'train.label_smoothing' must be in [0, 1) (got 2.0)"),
         ("decode.batch_size=0", "'decode.batch_size' must be at least 1 (got 0)"),
         ("train.max_epochs=0", "'train.max_epochs' must be at least 1 (got 0)"),
-        ("decode.max_len_b=0", "'decode.max_len_b' must be at least 1 (got 0)"),
+        ("decode.max_len_b=0", "'decode.max_len_b' must be in [1, 100000] (got 0)"),
+        ("decode.max_len_b=1000000000", "'decode.max_len_b' must be in [1, 100000] (got 1000000000)"),
+        ("model.emb_size=1000000000", "parameters, 1,400.7 GiB with their gradients and Adam state, more than the"),
         ("model.attention=location", "raise model.max_src_len to 65 or lower data.max_src_len"),
     ],
 )
@@ -339,12 +341,13 @@ def test_corrupt_weights_are_a_one_line_error(capsys, tmp_path, data):
     weights = out / "best" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:20])
     msg = error_line(main(["translate", "--model", str(out), "--input", str(data["train"])]), capsys.readouterr())
-    assert msg.startswith(f"{weights}: does not match config.json")
+    assert msg.startswith(f"{weights}: does not match its checksum in config.json (truncated or altered)")
     state = out / "last" / "trainer_state.pt"
     state.write_bytes(state.read_bytes()[:100])
     overrides = [*data_overrides(data["train"], data["valid"]), "train.max_steps=2"]
     msg = error_line(*train(capsys, DATES_CONFIG, out, overrides, resume=True))
-    assert msg.startswith(f"{state}: unreadable") and msg.endswith("start a new one")
+    assert msg.startswith(f"{state}: does not match its checksum in config.json (truncated or altered)")
+    assert msg.endswith("the run cannot resume from it; start a new one")
 
 
 @pytest.mark.parametrize(

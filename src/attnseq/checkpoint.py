@@ -14,6 +14,8 @@ one, never a mixture.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import pickle
@@ -26,7 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from attnseq.config import Config, load_config_json, save_config_json
+from attnseq.config import CHECKSUMS, Config, load_config_json, read_config_record, save_config_json
 from attnseq.errors import AttnseqError
 from attnseq.fileio import fsync_path, umask
 from attnseq.runtime import resolve_device
@@ -91,8 +93,6 @@ def save_model_dir(
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
         os.chmod(tmp, 0o777 & ~umask())
-        writing = directory / CONFIG
-        save_config_json(config, tmp / CONFIG, resolved=resolved)
         for name, data in assets.files().items():
             writing = directory / name
             (tmp / name).write_bytes(data)
@@ -106,10 +106,14 @@ def save_model_dir(
         if trainer_state is not None:
             writing = directory / TRAINER_STATE
             torch.save(trainer_state, tmp / TRAINER_STATE)
-        for f in tmp.iterdir():
+        checksums = {}
+        for f in sorted(tmp.iterdir()):
             writing = directory / f.name
             os.chmod(f, 0o666 & ~umask())  # some writers (safetensors, mkstemp) make files private
             fsync_path(f)  # on disk before the swap, so even a power cut leaves a whole directory
+            checksums[f.name] = sha256_file(f)
+        writing = directory / CONFIG  # last: it holds the others' checksums
+        save_config_json(config, tmp / CONFIG, resolved=resolved, checksums=checksums)
         writing = directory
         replace_dir(tmp, directory)
     except BaseException as exc:
@@ -119,6 +123,34 @@ def save_model_dir(
             reason = storage_reason(exc)
             raise AttnseqError(f"{writing}: could not write it ({reason}); {directory} is unchanged") from None
         raise
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def verify_model_dir(
+    directory: Path, *, skip: tuple[str, ...] = (), fix: str = "copy the model directory whole again"
+) -> None:
+    """Check every file config.json lists against its SHA-256 (directories written before
+    checksums existed list none and pass).
+
+    Raises:
+        AttnseqError: naming the first file that is missing, truncated or altered.
+    """
+    directory = Path(directory)
+    listed = read_config_record(directory / CONFIG).get(CHECKSUMS) or {}
+    if not isinstance(listed, dict):
+        raise AttnseqError(f"{directory / CONFIG}: '{CHECKSUMS}' must map file names to checksums")
+    for name, digest in listed.items():
+        if name in skip:
+            continue
+        path = directory / str(name)
+        if "/" in str(name) or not path.is_file():
+            raise AttnseqError(f"{path}: missing; the model directory is incomplete (copy it whole)")
+        if sha256_file(path) != digest:
+            raise AttnseqError(f"{path}: does not match its checksum in config.json (truncated or altered); {fix}")
 
 
 def storage_reason(exc: BaseException) -> str:
@@ -163,11 +195,50 @@ def load_model_dir(path: str | Path, *, device: str | torch.device = "cpu", task
     device = resolve_device(str(device))
     directory = resolve_model_dir(path)
     config = load_config_json(directory / CONFIG)
+    verify_model_dir(directory, skip=(TRAINER_STATE,))  # trainer_state.pt is checked when a run resumes
     task = task or get_task(config.task)
     assets = task.load_assets(config, directory)
-    model = task.build_model(config, assets)
+    model = build_checked(task, config, assets, device=device, training=False, where=str(directory / CONFIG))
     load_weights(model, directory)
     return model.to(device).eval(), config, assets
+
+
+def device_memory(device: torch.device) -> int:
+    """Bytes of memory a model on `device` can use at most: the GPU's, or the machine's RAM."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0  # unknown: no check
+
+
+def build_checked(task: Task, config: Config, assets, *, device: torch.device, training: bool, where: str):
+    """`task.build_model`, after building it once on the meta device (no memory) to check that its
+    parameters fit: 4 bytes each for the weights, 16 for `training` (weights, gradients and the
+    two Adam moments).
+
+    Raises:
+        AttnseqError: naming the model's size settings when it cannot fit.
+    """
+    memory = device_memory(device)
+    try:
+        with torch.device("meta"):
+            count = sum(p.numel() for p in task.build_model(config, assets).parameters())
+    except Exception:  # noqa: BLE001 - a builder that needs real tensors: the real build below decides
+        count = 0
+    need = count * (16 if training else 4)
+    if memory and need > memory:
+        sizes = sorted(((v, f"model.{k}") for k, v in dataclasses.asdict(config.model).items()
+                        if isinstance(v, int) and not isinstance(v, bool)), reverse=True)  # fmt: skip
+        large = [(v, k) for v, k in sizes if v > 4096] or sizes[:1]  # sizes of an everyday model stay below
+        biggest = ", ".join(f"{k} = {v:,}" for v, k in large)
+        raise AttnseqError(
+            f"{where}: the model would have {count:,} parameters, {need / 2**30:,.1f} GiB "
+            f"{'with their gradients and Adam state' if training else 'of weights'}, more than the "
+            f"{memory / 2**30:,.1f} GiB of {device.type} memory here; lower the model's sizes ({biggest})"
+        )
+    return task.build_model(config, assets)
 
 
 def load_metrics(path: str | Path) -> dict:
@@ -184,10 +255,34 @@ def load_trainer_state(directory: Path) -> dict:
     if not path.is_file():
         raise AttnseqError(f"{path}: not found; --resume needs a run directory written by `attnseq train`")
     try:
-        return torch.load(path, weights_only=True, map_location="cpu")
+        state = torch.load(path, weights_only=True, map_location="cpu")
     except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
-        msg = str(exc).splitlines()[0]
+        msg = (str(exc).splitlines() or [type(exc).__name__])[0].split(". ")[0][:160]  # torch's first sentence
         raise AttnseqError(f"{path}: unreadable ({msg}); the run cannot resume, start a new one") from None
+    problem = trainer_state_problem(state)
+    if problem:
+        raise AttnseqError(f"{path}: not a trainer state ({problem}); the run cannot resume, start a new one")
+    return state
+
+
+def trainer_state_problem(state) -> str:
+    """What is wrong with the structure of a loaded trainer_state.pt ("" when nothing)."""
+    if not isinstance(state, dict):
+        return f"a {type(state).__name__}, not a mapping"
+    for key, kind in (("optimizer", dict), ("scheduler", dict), ("progress", dict), ("torch_rng", torch.Tensor)):
+        if not isinstance(state.get(key), kind):
+            return f"'{key}' is missing or not a {kind.__name__}"
+    if not isinstance(state["optimizer"].get("state"), dict) or not isinstance(
+        state["optimizer"].get("param_groups"), list
+    ):
+        return "'optimizer' lacks its state and param_groups"
+    rank_rng = state.get("rank_rng")
+    if rank_rng is not None and not (
+        isinstance(rank_rng, list) and all(isinstance(r, dict) and isinstance(r.get("torch_rng"), torch.Tensor)
+                                           for r in rank_rng)
+    ):  # fmt: skip
+        return "'rank_rng' is not a list of RNG states"
+    return ""
 
 
 def model_task(path: str | Path) -> str:

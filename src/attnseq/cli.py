@@ -69,8 +69,19 @@ def _load_translator(args, cls=None):
     validate(translator.config, "command line", {f"decode.{k}": "command line" for k in vars(dec)})
     precision = translator.precision  # a precision this device cannot run stops here, before any input is read
     if dec.precision == "auto":
-        print(f"attnseq: decoding in {precision} (auto on {_device_summary(args.device)})", file=sys.stderr)
+        _NOTICES.append(f"attnseq: decoding in {precision} (auto on {_device_summary(args.device)})")
     return translator
+
+
+# Lines for stderr that say how a command runs; shown before its first output (`_show_notices`),
+# dropped when it fails, so a mistake is the one line of its error
+_NOTICES: list[str] = []
+
+
+def _show_notices() -> None:
+    for line in _NOTICES:
+        print(line, file=sys.stderr, flush=True)
+    _NOTICES.clear()
 
 
 def _device_summary(device: str) -> str:
@@ -216,9 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_train(args) -> int:
     from attnseq.config import load_config
-    from attnseq.train import Trainer
-
     from attnseq.distributed import Group
+    from attnseq.train import Trainer
 
     cfg = load_config(args.config, args.overrides)
     group = Group.from_env(cfg.train.device)  # torchrun's processes train together; alone, a group of one
@@ -333,17 +343,20 @@ def _train_and_report(trainer) -> None:
 
 
 def _read_sentences(path: str | None) -> list[str]:
-    from attnseq.data import read_lines
+    from attnseq.data import decode_lines, read_lines
 
-    if path is None:
-        return [line.rstrip("\r\n") for line in sys.stdin]
+    if path is None:  # the same checks as a file's lines: bytes that are not UTF-8 name their line
+        stdin = getattr(sys.stdin, "buffer", None)  # a text stream put in its place (tests) has none
+        return [line for _, line in decode_lines(stdin or (t.encode() for t in sys.stdin), "stdin")]
     return [line for _, line in read_lines(path)]
 
 
 def cmd_translate(args) -> int:
     translator = _load_translator(args)
     n_best = translator.config.decode.n_best
-    for line, tr in enumerate(translator.translate(_read_sentences(args.input)), start=1):
+    translations = translator.translate(_read_sentences(args.input))
+    _show_notices()
+    for line, tr in enumerate(translations, start=1):
         if args.json:
             print(json.dumps(tr.to_dict(), ensure_ascii=False))
         elif n_best > 1:
@@ -521,6 +534,7 @@ def cmd_chat(args) -> int:
     from attnseq.tasks.chatbot import Chatbot
 
     bot = _load_translator(args, Chatbot)
+    _show_notices()
     if args.input is None and sys.stdin.isatty():
         return chat.interactive(bot, args)
     chat.batch(bot, args, _read_sentences(args.input))
@@ -761,8 +775,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     tune_process()  # the process-wide settings, in one place (attnseq.runtime)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        _show_notices()
+        return code
     except AttnseqError as exc:
+        _NOTICES.clear()
         print(f"attnseq: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `attnseq translate ... | head -1`: the reader has all it wanted

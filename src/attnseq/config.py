@@ -142,6 +142,7 @@ class DecodeConfig:
     length_penalty: LengthPenalty = "gnmt"  # how beam search ranks hypotheses of different lengths
     alpha: float = 0.6  # GNMT length penalty ((5 + length) / 6) ** alpha
     block_ngram_repeat: int = 0  # n > 0: no output repeats an n-gram of itself (0 = off)
+    max_src_tokens: int = 1024  # a longer input is refused (its attention and search memory grow with it)
     # auto: the fastest this device runs natively (CPU: int8 where a quantized engine runs, GPU: fp32);
     # bf16: decode with a bfloat16 copy of the model; int8: the copy (bfloat16 where native, else
     # float32) with its output layer W_y dynamically quantized to int8 (CPU only); scores stay float32
@@ -501,13 +502,14 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.snapshot_minutes": _NOT_NEGATIVE,
     "train.log_every": _NOT_NEGATIVE,
     "train.num_threads": _NOT_NEGATIVE,
-    "decode.max_len_a": _NOT_NEGATIVE,
-    "decode.max_len_b": _AT_LEAST_1,
+    "decode.max_len_a": (lambda v: 0 <= v <= 100, "in [0, 100]"),
+    "decode.max_len_b": (lambda v: 1 <= v <= 100_000, "in [1, 100000]"),
     "decode.batch_size": _AT_LEAST_1,
     "decode.beam_size": _AT_LEAST_1,
     "decode.n_best": _AT_LEAST_1,
     "decode.alpha": _NOT_NEGATIVE,
     "decode.block_ngram_repeat": _NOT_NEGATIVE,
+    "decode.max_src_tokens": _AT_LEAST_1,
 }
 
 
@@ -678,7 +680,8 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = f":{mark.line + 1}" if mark else ""
-            raise AttnseqError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+            problem = str(getattr(exc, "problem", None) or exc).strip().splitlines()[0]  # one line, for every kind
+            raise AttnseqError(f"{path}{line}: invalid YAML ({problem})") from None
         if not isinstance(raw, dict):
             raise AttnseqError(f"{path}: expected sections data / model / train / decode at top level")
         lines = _key_lines(node)
@@ -694,19 +697,74 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
 # config.json's record of how the model was trained (e.g. {"train.precision": "bf16"}): what `auto`
 # resolved to on the training machine; written for people and tools, not read back into the Config
 RESOLVED = "resolved"
+# config.json's SHA-256 of every other file of its model directory, checked when the model loads
+CHECKSUMS = "files"
+# config.json's format: a saved config must hold every key its format had (a missing key is an
+# error, never a silent default); a key added later goes into ADDED_KEYS with the next format
+FORMAT_KEY = "format"
+FORMAT = 2
+ADDED_KEYS: dict[str, int] = {
+    "train.accumulate": 2,
+    "train.max_nonfinite": 2,
+    "decode.max_src_tokens": 2,
+    "model.spatial_dropout": 2,
+    "model.state_dropout": 2,
+    "model.attn_filters": 2,
+    "model.attn_kernel": 2,
+}
 
 
-def save_config_json(cfg: Config, path: Path, *, resolved: dict[str, str] | None = None) -> None:
-    record = cfg.to_dict()
+def save_config_json(
+    cfg: Config, path: Path, *, resolved: dict[str, str] | None = None, checksums: dict[str, str] | None = None
+) -> None:
+    record = {FORMAT_KEY: FORMAT, **cfg.to_dict()}
     if resolved:
         record[RESOLVED] = resolved
+    if checksums:
+        record[CHECKSUMS] = checksums
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")
 
 
-def load_config_json(path: Path) -> Config:
+def read_config_record(path: Path) -> dict:
+    """config.json as written by `save_config_json`: a JSON object (its records included)."""
     if not path.is_file():
         raise AttnseqError(f"{path}: not found; a model directory holds config.json")
     raw = read_json_file(path)
-    if isinstance(raw, dict):
-        raw.pop(RESOLVED, None)
-    return validate(config_from_dict(raw, str(path)), str(path))
+    if not isinstance(raw, dict):
+        raise AttnseqError(
+            f"{path}: expected a JSON object (task, data, model, train, decode), found a JSON "
+            f"{type(raw).__name__ if raw is not None else 'null'}; the model directory is damaged, copy it whole again"
+        )
+    return raw
+
+
+def load_config_json(path: Path) -> Config:
+    """A model directory's config, read strictly: every key of its format must be there."""
+    raw = dict(read_config_record(path))
+    for record in (RESOLVED, CHECKSUMS):
+        raw.pop(record, None)
+    version = raw.pop(FORMAT_KEY, 1)
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT:
+        raise AttnseqError(
+            f"{path}: '{FORMAT_KEY}' = {version!r} is not a config format this attnseq reads (1 to {FORMAT}); "
+            "a newer attnseq wrote it: upgrade attnseq"
+        )
+    if "task" not in raw:
+        raise AttnseqError(f"{path}: 'task' is missing; a saved model's config names its task (restore the key)")
+    cfg = config_from_dict(raw, str(path))
+    for section, cls in TASK_SECTIONS[cfg.task].items():
+        values = raw.get(section)
+        if not isinstance(values, dict):
+            raise AttnseqError(
+                f"{path}: section '{section}' is missing; a saved model's config.json holds every section and key "
+                "it was trained with (restore it from a copy of the model directory)"
+            )
+        missing = [f"{section}.{f.name}" for f in dataclasses.fields(cls)
+                   if f.name not in values and ADDED_KEYS.get(f"{section}.{f.name}", 1) <= version]  # fmt: skip
+        if missing:
+            raise AttnseqError(
+                f"{path}: '{missing[0]}' is missing{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; "
+                "a saved model's config.json holds every key it was trained with, and a default could give wrong "
+                "output (restore it from a copy of the model directory)"
+            )
+    return validate(cfg, str(path))

@@ -13,7 +13,7 @@ import io
 import json
 import random
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,19 +35,28 @@ def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
-            for lineno, raw in enumerate(f, start=1):
-                try:
-                    text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-                except UnicodeDecodeError as exc:
-                    raise AttnseqError(
-                        f"{path}:{lineno}: byte {exc.start + 1} of the line is not valid UTF-8; "
-                        "re-save the file as UTF-8"
-                    ) from None
-                yield lineno, text.rstrip("\r\n")
+            yield from decode_lines(f, str(path))
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise AttnseqError(f"{path}: not a readable gzip file ({exc}); re-compress it") from None
     except OSError as exc:
         raise AttnseqError(f"{path}: cannot be read ({exc.strerror}); check its permissions") from None
+
+
+def decode_lines(stream: Iterable[bytes], name: str) -> Iterator[tuple[int, str]]:
+    """(1-based line number, text without the newline) of a binary stream of UTF-8 lines (a file,
+    standard input's buffer); `name` is what errors call it.
+
+    Raises:
+        AttnseqError: naming the line and byte that is not UTF-8.
+    """
+    for lineno, raw in enumerate(stream, start=1):
+        try:
+            text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise AttnseqError(
+                f"{name}:{lineno}: byte {exc.start + 1} of the line is not valid UTF-8; re-save the file as UTF-8"
+            ) from None
+        yield lineno, text.rstrip("\r\n")
 
 
 def read_tsv(path: str | Path) -> list[tuple[str, str]]:

@@ -37,12 +37,14 @@ from tqdm import tqdm
 
 from attnseq import runtime
 from attnseq.checkpoint import (
+    build_checked,
     load_config_json,
     load_trainer_state,
     load_weights,
     recover_interrupted_swap,
     replace_dir,
     save_model_dir,
+    verify_model_dir,
 )
 from attnseq.config import Config
 from attnseq.distributed import Group
@@ -243,6 +245,7 @@ class Trainer:
                     f"{self.out}: the run selects models by train.valid_metric = {saved_cfg.valid_metric}; "
                     "it cannot change on --resume (start a new run to use another)"
                 )
+            verify_model_dir(last, fix="the run cannot resume from it; start a new one")
             state = load_trainer_state(last)
             world = state["progress"].get("world", 1)
             if world != group.world:
@@ -260,7 +263,9 @@ class Trainer:
                 self.data = self.task.data(cfg, saved=Path(tmp))
         if not resume:
             torch.manual_seed(t.seed)
-        self.model = self.task.build_model(cfg, self.data.assets)
+        self.model = build_checked(
+            self.task, cfg, self.data.assets, device=self.device, training=True, where="training"
+        )
         if resume and group.main:
             load_weights(self.model, last)
         self.model.to(self.device).train()
@@ -346,6 +351,16 @@ class Trainer:
         return rng
 
     def _restore(self, state: dict) -> None:
+        try:
+            self._restore_state(state)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+            raise AttnseqError(
+                f"{self.out / 'last' / 'trainer_state.pt'}: does not fit this model and trainer "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); "
+                "the run cannot resume, start a new one"
+            ) from None
+
+    def _restore_state(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         t = self.cfg.train  # the LR continues where it was; the schedule's settings follow the config

@@ -240,6 +240,13 @@ class Translator(Seq2SeqPredictor):
         if sampler is not None:
             n_best = 1
         src_tokens = [self.src_tok.tokenize(s) for s in sentences]
+        limit = self.config.decode.max_src_tokens
+        for i, toks in enumerate(src_tokens):
+            if len(toks) > limit:  # memory for attention and search grows with the source
+                raise AttnseqError(
+                    f"input {i + 1}: {len(toks):,} tokens, more than decode.max_src_tokens = {limit:,}; "
+                    "split it into shorter pieces (or raise decode.max_src_tokens in the model's config.json)"
+                )
         src_ids = [encode_source(toks, self.src_vocab) for toks in src_tokens]
         results: list[Translation | None] = [None] * len(sentences)
         for i, toks in enumerate(src_tokens):

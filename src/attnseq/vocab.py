@@ -82,6 +82,14 @@ class Vocab:
         if not path.is_file():
             raise AttnseqError(f"{path}: vocabulary file not found in the model directory")
         try:
-            return cls(json.loads(read_text_file(path)))
-        except (json.JSONDecodeError, ValueError) as exc:
+            tokens = json.loads(read_text_file(path))
+        except json.JSONDecodeError as exc:
+            raise AttnseqError(f"{path}:{exc.lineno}: not a valid vocabulary file (invalid JSON: {exc.msg})") from None
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            raise AttnseqError(f"{path}: not a valid vocabulary file (expected a JSON list of token strings)")
+        if len(set(tokens)) != len(tokens):
+            raise AttnseqError(f"{path}: not a valid vocabulary file (a token appears twice)")
+        try:
+            return cls(tokens)
+        except ValueError as exc:
             raise AttnseqError(f"{path}: not a valid vocabulary file ({exc})") from None

@@ -58,12 +58,17 @@ def greedy_search(
     memory = model.encode(src, src_lengths)
     state = model.init_state(memory)
     prev = torch.full((batch,), bos_id, dtype=torch.long, device=device)
-    tokens = torch.full((batch, steps), pad_id, dtype=torch.long, device=device)
+    tokens = torch.full((batch, min(steps, 64)), pad_id, dtype=torch.long, device=device)  # grows as needed
     scores = torch.zeros(batch, device=device)
-    attn_weights: Tensor | None = None  # (B, T, S) once the model shows attention
+    # each step's attention of the sentences still searched: memory grows with the output produced,
+    # not with the worst case max_len allows (a long source's limit could ask for gigabytes up front)
+    attn_steps: list[tuple[Tensor, Tensor]] = []  # (rows of the batch, their weights (n, S))
     never = torch.tensor([pad_id, bos_id], device=device)  # ids search never generates
     active = torch.arange(batch, device=device)  # the sentences still searched; finished ones leave the batch
     for t in range(steps):
+        if t == tokens.size(1):  # double the room for tokens, up to the longest limit
+            more = torch.full((batch, min(t, steps - t)), pad_id, dtype=torch.long, device=device)
+            tokens = torch.cat([tokens, more], dim=1)
         logits, state, attn = model.step(prev, state, memory)
         logp = torch.log_softmax(logits.float(), dim=-1).index_fill_(1, never, float("-inf"))  # (n, V)
         if block_ngram_repeat:
@@ -76,13 +81,10 @@ def greedy_search(
         tokens[active, t] = best
         scores[active] += best_logp
         if attn is not None:
-            if attn_weights is None:
-                attn_weights = attn.new_zeros(batch, steps, attn.size(-1), dtype=torch.float32)
-            attn_weights[active, t] = attn.float()
+            attn_steps.append((active, attn.float()))
         done = (best == eos_id) | (t + 1 >= limit)
         if bool(done.all()):
             tokens = tokens[:, : t + 1]
-            attn_weights = None if attn_weights is None else attn_weights[:, : t + 1]
             break
         prev = best
         if bool(done.any()):
@@ -90,4 +92,9 @@ def greedy_search(
             active, limit, prev = active[kept], limit[kept], prev[kept]
             memory, state = memory.index_select(kept), state.index_select(kept)
     lengths = (tokens != pad_id).sum(dim=1)
+    attn_weights = None
+    if attn_steps:
+        attn_weights = attn_steps[0][1].new_zeros(batch, len(attn_steps), attn_steps[0][1].size(-1))
+        for t, (rows, weights) in enumerate(attn_steps):
+            attn_weights[rows, t] = weights
     return Hypotheses(tokens=tokens, lengths=lengths, scores=scores, attn_weights=attn_weights)
