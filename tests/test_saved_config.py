@@ -1,0 +1,67 @@
+"""config.json is read strictly: every key of its format must be there, so that a model never
+loads with a default in place of what it was trained with; keys added since a format are listed
+in ADDED_KEYS, and files of older formats load without them."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from attnseq.config import ADDED_KEYS, FORMAT, TASK_SECTIONS, load_config, load_config_json, save_config_json
+from attnseq.errors import AttnseqError
+from tests.conftest import ROOT
+
+FORMAT1 = Path(__file__).with_name("config_keys_format1.txt")  # every task's keys when format 1 was current
+RECIPES = {"translate": "dates", "classify": "sentiment", "chat": "chatbot_ko", "headline": "headlines",
+           "speech": "yesno"}  # fmt: skip
+
+
+def recipe(task: str):
+    return load_config(ROOT / "configs" / f"{RECIPES[task]}.yaml")
+
+
+def keys_now() -> set[str]:
+    return {f"{task}:{section}.{f.name}" for task, sections in TASK_SECTIONS.items()
+            for section, cls in sections.items() for f in dataclasses.fields(cls)}  # fmt: skip
+
+
+def test_every_key_added_since_format_1_is_listed_with_its_format():
+    added = {key.split(":", 1)[1] for key in keys_now() - set(FORMAT1.read_text().split())}
+    assert added <= set(ADDED_KEYS), f"add {sorted(added - set(ADDED_KEYS))} to config.ADDED_KEYS (format {FORMAT})"
+    assert all(2 <= v <= FORMAT for v in ADDED_KEYS.values())
+
+
+@pytest.mark.parametrize("task", sorted(TASK_SECTIONS))
+def test_a_format_1_file_loads_without_the_keys_added_since(task, tmp_path):
+    path = tmp_path / "config.json"
+    save_config_json(recipe(task), path)
+    record = json.loads(path.read_text())
+    del record["format"]
+    for key in ADDED_KEYS:
+        section, name = key.split(".")
+        record.get(section, {}).pop(name, None)
+    path.write_text(json.dumps(record))
+    assert load_config_json(path) == recipe(task)
+    record["format"] = FORMAT  # the same file claiming the current format lacks keys it must hold
+    path.write_text(json.dumps(record))
+    with pytest.raises(AttnseqError, match="is missing"):
+        load_config_json(path)
+
+
+def test_every_format_1_key_is_required(tmp_path):
+    path = tmp_path / "config.json"
+    for task in sorted(TASK_SECTIONS):
+        save_config_json(recipe(task), path)
+        record = json.loads(path.read_text())
+        for section, cls in TASK_SECTIONS[task].items():
+            for f in dataclasses.fields(cls):
+                if f"{section}.{f.name}" in ADDED_KEYS:
+                    continue
+                broken = json.loads(json.dumps(record))
+                del broken[section][f.name]
+                path.write_text(json.dumps(broken))
+                with pytest.raises(AttnseqError, match=rf"'{section}\.{f.name}' is missing"):
+                    load_config_json(path)
