@@ -56,5 +56,7 @@ def _seed():
     torch.manual_seed(0)
 
 
-# The server's fixtures (two small trained models, a live server); imported here so tests can ask for them.
+# Fixtures imported here so tests can ask for them: the small dates corpus of the tests that compare
+# whole runs (distributed, faults); the server's (two small trained models, a live server).
+from tests.runs import small_dates  # noqa: E402, F401
 from tests.serving import model_dirs, served, server  # noqa: E402, F401

@@ -3,7 +3,6 @@ would on the same global batch, and a DDP run killed and resumed equals the unin
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -11,13 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from tests.conftest import DATES_CONFIG, ROOT
+from tests.runs import records, weights
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
-
-TIMING = {"tok_s", "train_minutes"}  # wall-clock fields: the only ones two equal runs may differ in
 
 
 def sets(dates_dir: Path, *extra: str) -> list[str]:
@@ -41,25 +38,6 @@ def torchrun(out: Path, args: list[str], *, resume: bool = False, kill: str = ""
 def finish(proc: subprocess.Popen) -> str:
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out[-3000:]
-    return out
-
-
-def records(run: Path) -> list[dict]:
-    """metrics.jsonl without start records (one per process start) and wall-clock fields."""
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in map(json.loads, lines) if r["event"] != "start"]
-
-
-def weights(directory: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(directory / "model.safetensors"))
-
-
-@pytest.fixture(scope="module")
-def small_dates(tmp_path_factory):
-    from attnseq.tasks.dates import write_corpus
-
-    out = tmp_path_factory.mktemp("ddp_dates")
-    write_corpus(out, sizes={"train": 400, "valid": 40, "test": 10})
     return out
 
 
@@ -88,10 +66,12 @@ def test_a_killed_ddp_run_resumes_to_the_uninterrupted_run(tmp_path, small_dates
     whole = tmp_path / "whole"
     finish(torchrun(whole, args))
     cut = tmp_path / "cut"
-    proc = torchrun(cut, args, kill="step:10")  # every process of the group, two updates after a save
+    # 19 batches = 9 updates of 2 an epoch; saves at steps 4, 8, 9 (epoch end), 12, ...: kill every
+    # process of the group two updates after the one at 12
+    proc = torchrun(cut, args, kill="step:14")
     proc.communicate(timeout=300)
     assert proc.returncode != 0
-    assert torch.load(cut / "last" / "trainer_state.pt", weights_only=True)["progress"]["step"] == 8
+    assert torch.load(cut / "last" / "trainer_state.pt", weights_only=True)["progress"]["step"] == 12
     finish(torchrun(cut, args, resume=True))
     for name in ("last", "best"):
         a, b = weights(whole / name), weights(cut / name)

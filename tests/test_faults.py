@@ -5,7 +5,6 @@ into the same run directory is refused; non-finite losses are skipped, counted a
 from __future__ import annotations
 
 import errno
-import json
 import os
 import random
 import subprocess
@@ -14,11 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from tests.conftest import DATES_CONFIG, ROOT
+from tests.runs import records, same_weights
 
-TIMING = {"tok_s", "train_minutes"}
 MOMENTS = ("step", "weights", "state", "replace", "flush")
 
 
@@ -37,32 +35,13 @@ def train(out: Path, args: list[str], *, resume: bool = False, kill: str = "") -
                           capture_output=True, text=True, timeout=300)  # fmt: skip
 
 
-def records(run: Path) -> list[dict]:
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in map(json.loads, lines) if r["event"] != "start"]
-
-
-def same_weights(a: Path, b: Path) -> bool:
-    x, y = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
-    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
-
-
-@pytest.fixture(scope="module")
-def small_dates(tmp_path_factory):
-    from attnseq.tasks.dates import write_corpus
-
-    out = tmp_path_factory.mktemp("fault_dates")
-    write_corpus(out, sizes={"train": 200, "valid": 30, "test": 10})
-    return out
-
-
 def test_kill_at_ten_seeded_random_moments_then_resume_equals_the_uninterrupted_run(tmp_path, small_dates):
     args = sets(small_dates)
     whole = tmp_path / "whole"
     done = train(whole, args)
     assert done.returncode == 0, done.stderr[-2000:]
-    # 200 pairs / 16 = 13 updates an epoch: 20 steps make an end-of-epoch validation, 5 saves by
-    # save_every and a budget stop; each save writes weights, state and swaps directories
+    # 300 pairs / 16 = 19 updates an epoch: 20 steps make saves by save_every, an end-of-epoch
+    # validation and a budget stop; each save writes weights, state and swaps directories
     rng = random.Random(20261203)
     moments = [(rng.choice(MOMENTS), rng.randint(1, 8)) for _ in range(10)]
     assert {m for m, _ in moments} >= {"step", "weights", "state", "replace"}  # inside saves, not only between
@@ -103,13 +82,13 @@ def test_a_full_disk_keeps_the_last_good_models_and_says_so(tmp_path, small_date
     args = sets(small_dates)
     real, calls = checkpoint.save_file, []
 
-    def full_at_the_fifth(*a, **kw):  # saves: last/ at steps 4, 8, 12, best/ at 13, then last/ at 13: disk full
+    def full_at_the_sixth(*a, **kw):  # saves: last/ at steps 4, 8, 12, 16, best/ at 19, then last/ at 19: disk full
         calls.append(a[1])
-        if len(calls) > 4:
+        if len(calls) > 5:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(*a, **kw)
 
-    monkeypatch.setattr(checkpoint, "save_file", full_at_the_fifth)
+    monkeypatch.setattr(checkpoint, "save_file", full_at_the_sixth)
     assert main(["train", str(DATES_CONFIG), "--out", str(out), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "No space left on device" in err and "model.safetensors" in err

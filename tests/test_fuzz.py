@@ -113,8 +113,9 @@ def test_sentencepiece_tokenizer_on_any_text(spm_tokenizer, text):
 
 yaml_keys = st.sampled_from(["data", "model", "train", "decode", "task", "emb_size", "lr", "attention", "x",
                              "train.lr", "batch_size", "src_tokenizer", "beam_size"])  # fmt: skip
+words = st.sampled_from(["dot", "concat", "translate", "classify", "1e9"])
 yaml_scalars = st.one_of(st.integers(-10**12, 10**12), st.floats(allow_nan=True), st.booleans(), st.none(),
-                         st.text(max_size=8), st.sampled_from(["dot", "concat", "translate", "classify", "1e9"]))  # fmt: skip
+                         st.text(max_size=8), words)  # fmt: skip
 yaml_values = st.recursive(yaml_scalars, lambda inner: st.lists(inner, max_size=3)
                            | st.dictionaries(yaml_keys, inner, max_size=4), max_leaves=12)  # fmt: skip
 
