@@ -74,28 +74,46 @@ def test_a_second_training_into_the_same_run_directory_is_refused(tmp_path, smal
     assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing of the refused run
 
 
-def test_a_full_disk_keeps_the_last_good_models_and_says_so(tmp_path, small_dates, capsys, monkeypatch):
+def _storage_errors():
+    from safetensors import SafetensorError
+
+    return [  # what each writer raises when the disk fills up: (writer in attnseq.checkpoint, error, file, reason)
+        ("save_file", OSError(errno.ENOSPC, "No space left on device"), "model.safetensors", "No space left on device"),
+        ("save_file", SafetensorError("Error while serializing: IoError(No space left on device)"), "model.safetensors",
+         "Error while serializing: IoError(No space left on device)"),
+        ("torch.save", RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 2048 vs 1984"),
+         "trainer_state.pt", "[enforce fail at inline_container.cc:626] . unexpected pos 2048 vs 1984"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("writer, error, name, reason", _storage_errors(), ids=["oserror", "safetensors", "torch"])
+def test_a_full_disk_keeps_the_last_good_models_and_says_so(
+    tmp_path, small_dates, capsys, monkeypatch, writer, error, name, reason
+):
     from attnseq import checkpoint
     from attnseq.cli import main
 
     out = tmp_path / "run"
     args = sets(small_dates)
-    real, calls = checkpoint.save_file, []
+    owner, attr = (checkpoint, "save_file") if writer == "save_file" else (checkpoint.torch, "save")
+    real, calls = getattr(owner, attr), []
 
-    def full_at_the_sixth(*a, **kw):  # saves: last/ at steps 4, 8, 12, 16, best/ at 19, then last/ at 19: disk full
-        calls.append(a[1])
-        if len(calls) > 5:
-            raise OSError(errno.ENOSPC, "No space left on device")
+    def full_at_the_sixth_save(*a, **kw):  # saves: last/ at steps 4, 8, 12, 16, best/ at 19, then last/ at 19
+        calls.append(1)
+        if len(calls) > (5 if writer == "save_file" else 4):  # torch.save writes only last/'s state
+            raise error
         return real(*a, **kw)
 
-    monkeypatch.setattr(checkpoint, "save_file", full_at_the_sixth)
+    monkeypatch.setattr(owner, attr, full_at_the_sixth_save)
     assert main(["train", str(DATES_CONFIG), "--out", str(out), *args]) == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "No space left on device" in err and "model.safetensors" in err
-    assert "best/ and last/ are intact" in err, err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert err[0] == (f"attnseq: error: {out / 'last' / name}: could not write it ({reason}); {out / 'last'} is "
+                      "unchanged; the last good best/ and last/ are intact (last/ at step 16); free space and "
+                      "continue with --resume")  # fmt: skip
     assert (out / "last" / "trainer_state.pt").is_file() and (out / "best" / "model.safetensors").is_file()
     assert not list(out.glob(".*.tmp"))
-    monkeypatch.setattr(checkpoint, "save_file", real)
+    monkeypatch.setattr(owner, attr, real)
     assert main(["train", str(DATES_CONFIG), "--out", str(out), *args, "--resume"]) == 0
 
 
