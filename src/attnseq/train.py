@@ -209,26 +209,23 @@ class Trainer:
                     f"{self.out}: nothing to resume (no last/trainer_state.pt), as a run stopped before its first "
                     "save has none; drop --resume to start it again"
                 )
-        elif any((self.out / name).exists() for name in ("last", "best", "last.old", "best.old")):
-            raise AttnseqError(
-                f"{self.out}: already holds a training run; pass --resume to continue it or choose another --out"
-            )
+        else:
+            self._refuse_a_held_run()
         self.created_out = not self.out.exists()
         try:
             self.out.mkdir(parents=True, exist_ok=True)  # a bad --out shows now, not after training
         except OSError as exc:
             raise AttnseqError(f"{self.out}: cannot create the run directory ({exc.strerror or exc})") from None
-        self._lock = DirectoryLock(self.out)
-        if not resume and any((self.out / name).exists() for name in ("last", "best")):
-            self.close()  # another training took OUT between the check and the lock
-            raise AttnseqError(
-                f"{self.out}: already holds a training run; pass --resume to continue it or choose another --out"
-            )
+        self._lock = DirectoryLock(self.out)  # a training that started into OUT since the checks holds it
         remove_stale_temporaries(self.out)
         if not resume:  # the log of a run stopped before its first save completed, which this one replaces
             (self.out / "metrics.jsonl").unlink(missing_ok=True)
-        if resume:
-            recover_interrupted_swap(last)
+
+    def _refuse_a_held_run(self) -> None:
+        if any((self.out / name).exists() for name in ("last", "best", "last.old", "best.old")):
+            raise AttnseqError(
+                f"{self.out}: already holds a training run; pass --resume to continue it or choose another --out"
+            )
 
     def _build(self, resume: bool) -> None:
         cfg, t, group, last = self.cfg, self.cfg.train, self.group, self.out / "last"
