@@ -272,6 +272,9 @@ class SpeechModelConfig(ModelConfig):
     emb_size: int = 64
     enc_layers: int = 3
     max_src_len: int = 1024  # location attention: listener positions it can score
+    # > 0: a CTC layer on the listener, trained with the decoder: loss (1 - w) attention + w CTC
+    # (modules/ctc.py); decoding uses the attention decoder alone
+    ctc_weight: float = 0.0
 
 
 @dataclass
@@ -463,6 +466,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.word_dropout": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
     "model.spatial_dropout": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
     "model.state_dropout": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+    "model.ctc_weight": (lambda v: 0.0 <= v < 1.0, "in [0, 1) (the attention decoder keeps 1 - w)"),
     "train.weight_decay": _NOT_NEGATIVE,
     "data.max_len": _AT_LEAST_1,
     "data.sample_rate": (lambda v: 1000 <= v <= 192000, "in [1000, 192000]"),
@@ -711,6 +715,7 @@ ADDED_KEYS: dict[str, int] = {
     "model.state_dropout": 2,
     "model.attn_filters": 2,
     "model.attn_kernel": 2,
+    "model.ctc_weight": 2,
 }
 
 

@@ -13,6 +13,7 @@ from attnseq.errors import AttnseqError
 from attnseq.fast.loss import cross_entropy_sum
 from attnseq.modules.attention import build_attention
 from attnseq.modules.copy import CopyGenerator
+from attnseq.modules.ctc import CTCHead
 from attnseq.modules.decoder import DECODERS, DecoderState, RNNDecoder
 from attnseq.modules.encoder import Memory, RNNEncoder
 from attnseq.runtime import autocast, resolve_device  # noqa: F401  (their home is runtime)
@@ -33,6 +34,8 @@ class Seq2Seq(nn.Module):
         self.encoder = encoder
         self.decoder = decoder
         self.copy = copy  # a pointer-generator: step / logits give log P of the mixed distribution
+        self.ctc: CTCHead | None = None  # a CTC layer on the encoder, trained jointly (modules.ctc)
+        self.ctc_weight = 0.0
         self.pad_id = pad_id
         self.label_smoothing = 0.0
         self.teacher_forcing = 1.0
@@ -81,21 +84,28 @@ class Seq2Seq(nn.Module):
     def forward(self, batch: Batch) -> LossOutput:
         """The summed cross-entropy of a batch (`data.Batch`) over its target tokens."""
         smoothing, forcing = (self.label_smoothing, self.teacher_forcing) if self.training else (0.0, 1.0)
+        joint = self.ctc is not None and self.training  # validation scores the attention decoder alone
+        memory = self.encode(batch.src, batch.src_lengths) if joint else None
         loss_sum = self.loss(
             batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out, pad_id=self.pad_id,
-            label_smoothing=smoothing, teacher_forcing=forcing,
+            label_smoothing=smoothing, teacher_forcing=forcing, memory=memory,
         )  # fmt: skip
+        if joint:
+            w = self.ctc_weight
+            loss_sum = (1.0 - w) * loss_sum + w * self.ctc.loss_sum(memory, batch.tgt_out, batch.tgt_lengths)
         return LossOutput(loss_sum, batch.n_tgt_tokens)
 
     def logits(
-        self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, *, teacher_forcing: float = 1.0
-    ) -> tuple[Tensor, Tensor | None]:
+        self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, *, teacher_forcing: float = 1.0,
+        memory: Memory | None = None,
+    ) -> tuple[Tensor, Tensor | None]:  # fmt: skip
         """Logits (B, T, V) and attention (B, T, S) for a batch.
 
         With teacher_forcing < 1, each step feeds the reference y_{t-1} with that probability and
-        the model's own argmax otherwise (per sentence, drawn from torch's seeded RNG).
+        the model's own argmax otherwise (per sentence, drawn from torch's seeded RNG). `memory`:
+        the batch already encoded.
         """
-        memory = self.encode(src, src_lengths)
+        memory = self.encode(src, src_lengths) if memory is None else memory
         state = self.decoder.init_state(memory)
         if teacher_forcing >= 1.0:
             if self.copy is not None:
@@ -115,7 +125,7 @@ class Seq2Seq(nn.Module):
 
     def loss(
         self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, tgt_out: Tensor, *, pad_id: int,
-        label_smoothing: float = 0.0, teacher_forcing: float = 1.0,
+        label_smoothing: float = 0.0, teacher_forcing: float = 1.0, memory: Memory | None = None,
     ) -> Tensor:  # fmt: skip
         """Summed cross-entropy of a batch over the real (non-padding) positions of tgt_out.
 
@@ -124,12 +134,12 @@ class Seq2Seq(nn.Module):
         """
         keep = tgt_out != pad_id
         if teacher_forcing >= 1.0:
-            memory = self.encode(src, src_lengths)
+            memory = self.encode(src, src_lengths) if memory is None else memory
             features, attn = self.decoder.features(tgt_in, self.decoder.init_state(memory), memory)
             if self.copy is not None:
                 return nll_sum(self._copied(features, tgt_in, attn, memory, keep), tgt_out[keep], label_smoothing)
             return self.decoder.loss(features[keep], tgt_out[keep], label_smoothing)
-        logits, _ = self.logits(src, src_lengths, tgt_in, teacher_forcing=teacher_forcing)
+        logits, _ = self.logits(src, src_lengths, tgt_in, teacher_forcing=teacher_forcing, memory=memory)
         if self.copy is not None:
             return nll_sum(logits[keep], tgt_out[keep], label_smoothing)
         return cross_entropy_sum(logits[keep], tgt_out[keep], label_smoothing)

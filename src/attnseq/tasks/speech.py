@@ -548,6 +548,10 @@ class SpeechTask(Task):
         listener = PyramidalListener(cfg.data.n_mels, hidden_size=m.enc_hidden_size, layers=m.enc_layers, rnn=m.rnn,
                                      dropout=m.dropout, frame_stack=m.frame_stack)  # fmt: skip
         model = assemble(m, listener, tgt_vocab_size=len(assets.vocab), pad_id=assets.vocab.pad_id)
+        if m.ctc_weight > 0:
+            from attnseq.modules.ctc import CTCHead
+
+            model.ctc, model.ctc_weight = CTCHead(m.enc_hidden_size, len(assets.vocab)), m.ctc_weight
         model.label_smoothing, model.teacher_forcing = cfg.train.label_smoothing, cfg.train.teacher_forcing
         return model
 
