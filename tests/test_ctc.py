@@ -72,12 +72,13 @@ def test_a_transcript_longer_than_the_listener_adds_nothing_rather_than_infinity
 
 
 def speech_model(ctc_weight: float):
-    from attnseq.tasks.speech import SpeechAssets, SpeechTask, fit_tokenizer
     from attnseq.audio import FeatureStats
+    from attnseq.tasks.speech import SpeechAssets, SpeechTask, fit_tokenizer
     from attnseq.vocab import Vocab
 
     cfg = load_config(None, overrides=[
-        "task=speech", "data.train=t.tsv", "data.valid=v.tsv", "data.tokenizer=word", "data.n_mels=8", "model.enc_hidden_size=16", "model.dec_hidden_size=16",
+        "task=speech", "data.train=t.tsv", "data.valid=v.tsv", "data.tokenizer=word", "data.n_mels=8",
+        "model.enc_hidden_size=16", "model.dec_hidden_size=16",
         "model.emb_size=8", "model.enc_layers=2", f"model.ctc_weight={ctc_weight}", "model.dropout=0.0",
     ])  # fmt: skip
     tokenizer = fit_tokenizer(cfg.data, ["yes no"])
