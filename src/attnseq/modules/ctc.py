@@ -1,11 +1,12 @@
-"""A CTC output layer on the listener, trained jointly with the attention decoder (SPEC 6.4's
-optional joint loss; Kim, Hori and Watanabe 2017).
+"""A CTC output layer on the listener, trained jointly with the attention decoder (an optional
+joint loss for speech; Kim, Hori and Watanabe 2017; not one of SPEC's equations).
 
 CTC reads each listener state h_i on its own: P(pi_i | h_i) = softmax(W_ctc h_i + b) over the
 target tokens and a blank, and sums over every monotonic path pi that collapses (repeats merged,
 blanks dropped) to the transcript. The attention decoder is free to look anywhere; the CTC term
-makes the listener states themselves line up with the words in order, which helps an attention
-model find its alignment from few recordings. Decoding still uses the attention decoder alone.
+asks the listener states themselves to line up with the words in order (meant to help an
+attention model find its alignment from few recordings; docs/speech.md has what it measured).
+Decoding still uses the attention decoder alone.
 
     L = (1 - w) L_attention + w L_CTC        (w = model.ctc_weight)
 """
