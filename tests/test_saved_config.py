@@ -34,21 +34,25 @@ def test_every_key_added_since_format_1_is_listed_with_its_format():
     assert all(2 <= v <= FORMAT for v in ADDED_KEYS.values())
 
 
+@pytest.mark.parametrize("version", range(1, FORMAT))
 @pytest.mark.parametrize("task", sorted(TASK_SECTIONS))
-def test_a_format_1_file_loads_without_the_keys_added_since(task, tmp_path):
+def test_an_older_format_loads_without_the_keys_added_since(task, version, tmp_path):
     path = tmp_path / "config.json"
     save_config_json(recipe(task), path)
     record = json.loads(path.read_text())
-    del record["format"]
-    for key in ADDED_KEYS:
-        section, name = key.split(".")
-        record.get(section, {}).pop(name, None)
+    if version == 1:
+        del record["format"]  # format 1 files had no format key
+    else:
+        record["format"] = version
+    removed = [key for key, added in ADDED_KEYS.items() if added > version
+               and record.get(key.split(".")[0], {}).pop(key.split(".")[1], None) is not None]  # fmt: skip
     path.write_text(json.dumps(record))
     assert load_config_json(path) == recipe(task)
-    record["format"] = FORMAT  # the same file claiming the current format lacks keys it must hold
-    path.write_text(json.dumps(record))
-    with pytest.raises(AttnseqError, match="is missing"):
-        load_config_json(path)
+    if removed:  # the same file claiming the current format lacks keys it must hold
+        record["format"] = FORMAT
+        path.write_text(json.dumps(record))
+        with pytest.raises(AttnseqError, match="is missing"):
+            load_config_json(path)
 
 
 def test_every_format_1_key_is_required(tmp_path):

@@ -369,6 +369,37 @@ def test_split_words_cuts_at_the_pauses_or_declines():
     assert split_words(wave, 4, RATE) is None  # three words heard, four said: not cut
 
 
+def test_a_click_is_not_a_word_and_every_recording_lends_its_opening(tmp_path):
+    import soundfile as sf
+
+    from attnseq.config import load_config
+    from attnseq.tasks.speech import lead_in, read_split, split_words
+
+    rng = np.random.default_rng(1)
+    pause = lambda s: rng.normal(0, 0.002, int(s * RATE)).astype(np.float32)  # noqa: E731
+    click = np.zeros(int(0.02 * RATE), np.float32)
+    click[:8] = 0.9
+    words = [tone(300, 0.3), tone(500, 0.3)]
+    plain = np.concatenate([pause(0.6), words[0], pause(0.3), words[1], pause(0.4)])
+    clicked = np.concatenate([click, pause(0.6), words[0], words[1], pause(0.4)])  # words run together
+    assert 0.55 < len(lead_in(clicked, RATE)) / RATE < 0.62  # the click opens it: it is not a word
+    assert np.abs(lead_in(clicked, RATE)[:8]).max() == pytest.approx(0.9)
+    assert split_words(plain, 2, RATE) is not None and split_words(clicked, 2, RATE) is None
+    folder = tmp_path / "waves_yesno"
+    folder.mkdir()
+    for name, wave in (("0_0", plain), ("0_1", clicked), ("1_0", plain), ("1_1", plain)):
+        sf.write(folder / f"{name}.wav", wave, RATE)
+    d = load_config(None, ["task=speech", "data.corpus=yesno", f"data.manifest={folder}", "data.sample_rate=8000",
+                           "data.train_count=4", "data.valid_count=1", "data.train_strings=60",
+                           "data.edge_ms=[500, 600]"]).data  # fmt: skip
+    strings = read_split(d, "train")[3:]  # after the recordings 0_0, 0_1 and 1_0
+    # 0_1 cannot be cut into words but lends its opening: about a third of the strings open with its
+    # click, whatever words follow (words of 0_0 and 1_0 only)
+    opens_with_click = [np.abs(u.wave[:8]).max() > 0.8 for u in strings]
+    assert len(strings) == 60 and 5 < sum(opens_with_click) < 40
+    assert {u.text for u, c in zip(strings, opens_with_click) if c} & {"NO YES", "YES NO", "YES YES"}
+
+
 def test_clip_strings_fill_pauses_with_the_background_and_are_seeded():
     from attnseq.config import load_config
     from attnseq.tasks.speech import Utterance, clip_strings

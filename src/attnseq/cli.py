@@ -64,6 +64,11 @@ def _load_translator(args, cls=None):
         value = getattr(args, option, None)
         if value is not None:
             setattr(dec, key, value)
+    if getattr(args, "ctc_weight", None) is not None:
+        if not hasattr(dec, "ctc_weight"):
+            raise AttnseqError(f"--ctc-weight: {args.model} is a {translator.config.task} model; joint CTC "
+                               "decoding is for speech models trained with model.ctc_weight > 0")  # fmt: skip
+        dec.ctc_weight = args.ctc_weight
     if getattr(args, "n_best", None) is None:
         dec.n_best = min(dec.n_best, dec.beam_size)
     validate(translator.config, "command line", {f"decode.{k}": "command line" for k in vars(dec)})
@@ -131,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_search(p)
     p.add_argument("--n-best", type=int, help="hypotheses per file (in --json's alternatives)")
+    p.add_argument("--ctc-weight", type=float,
+                   help="speech models with a CTC layer: joint CTC / attention decoding weight in [0, 1] "
+                        "(default: the model's decode.ctc_weight)")  # fmt: skip
 
     p = sub.add_parser("chat", help="talk to a chatbot model at a prompt (piped stdin: one reply per line)")
     p.add_argument("--model", required=True, help="model directory or training run directory of a chatbot")
@@ -153,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON line (keys bleu, chrf, bleu_lc_tok, ...)")
     p.add_argument("--output", help="also write the translations to this file, one per line")
     _add_search(p)
+    p.add_argument("--ctc-weight", type=float,
+                   help="speech models with a CTC layer: joint CTC / attention decoding weight in [0, 1] "
+                        "(default: the model's decode.ctc_weight)")  # fmt: skip
 
     p = sub.add_parser(
         "ablate", help="train every decoder wiring x attention (and the baselines) under one budget; table + chart"

@@ -150,6 +150,16 @@ class DecodeConfig:
 
 
 @dataclass
+class SpeechDecodeConfig(DecodeConfig):
+    """task: speech. Generation as for text, and for a model trained with a CTC layer
+    (model.ctc_weight > 0) joint CTC / attention decoding (`decoding/ctc_prefix.py`)."""
+
+    # beam search ranks (1 - w) log P_attention + w log P_CTC(prefix): the CTC layer counts every word
+    # of the recording in order, so a hypothesis that drops or adds one loses; 0 = attention alone
+    ctc_weight: float = 0.0
+
+
+@dataclass
 class RecordsDataConfig(DataConfig):
     """task: chat, headline. Text pairs as records of a CSV file (a header naming `src_field` and
     `tgt_field`) or a JSON Lines file (one object a line, those keys): either `files` pooled and
@@ -298,7 +308,12 @@ class Config:
 TASK_SECTIONS: dict[str, dict[str, type]] = {
     "translate": {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "decode": DecodeConfig},
     "classify": {"data": ClassifyDataConfig, "model": ClassifierConfig, "train": TrainConfig, "decode": DecodeConfig},
-    "speech": {"data": SpeechDataConfig, "model": SpeechModelConfig, "train": TrainConfig, "decode": DecodeConfig},
+    "speech": {
+        "data": SpeechDataConfig,
+        "model": SpeechModelConfig,
+        "train": TrainConfig,
+        "decode": SpeechDecodeConfig,
+    },
     "chat": {"data": RecordsDataConfig, "model": ModelConfig, "train": TrainConfig, "decode": DecodeConfig},
     "headline": {"data": RecordsDataConfig, "model": ModelConfig, "train": TrainConfig, "decode": DecodeConfig},
 }
@@ -308,7 +323,7 @@ SECTIONS: dict[str, type] = TASK_SECTIONS["translate"]
 def for_task(task: str) -> Config:
     """A default config of `task`."""
     sections = TASK_SECTIONS[task]
-    return Config(data=sections["data"](), model=sections["model"](), task=task)
+    return Config(data=sections["data"](), model=sections["model"](), decode=sections["decode"](), task=task)
 
 
 def _key_lines(node: yaml.Node | None, prefix: str = "") -> dict[str, int]:
@@ -379,7 +394,9 @@ def _apply(cfg: Config, raw: dict[str, Any], source: str, lines: dict[str, int])
     if "task" in raw:
         task = _coerce(raw["task"], TaskName, where("task"))
         if task != cfg.task:
-            cfg = dataclasses.replace(for_task(task), train=cfg.train, decode=cfg.decode)
+            decode = {f.name: getattr(cfg.decode, f.name) for f in dataclasses.fields(DecodeConfig)}
+            cfg = dataclasses.replace(for_task(task), train=cfg.train)
+            cfg.decode = dataclasses.replace(cfg.decode, **decode)  # the shared keys set so far, kept
     sections = TASK_SECTIONS[cfg.task]
     for section, values in raw.items():
         if section == "task":
@@ -467,6 +484,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.spatial_dropout": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
     "model.state_dropout": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
     "model.ctc_weight": (lambda v: 0.0 <= v < 1.0, "in [0, 1) (the attention decoder keeps 1 - w)"),
+    "decode.ctc_weight": (lambda v: 0.0 <= v <= 1.0, "in [0, 1] (1: the CTC layer alone ranks what beam search finds)"),
     "train.weight_decay": _NOT_NEGATIVE,
     "data.max_len": _AT_LEAST_1,
     "data.sample_rate": (lambda v: 1000 <= v <= 192000, "in [1000, 192000]"),
@@ -622,6 +640,10 @@ def _validate_speech(cfg: Config, at) -> None:
     if d.valid_count >= d.train_count:
         raise AttnseqError(f"{at('data.valid_count', 'data.train_count')}: data.valid_count ({d.valid_count}) must "
                            f"be less than data.train_count ({d.train_count})")  # fmt: skip
+    if cfg.decode.ctc_weight > 0 and cfg.model.ctc_weight <= 0:
+        raise AttnseqError(f"{at('decode.ctc_weight', 'model.ctc_weight')}: decode.ctc_weight = "
+                           f"{cfg.decode.ctc_weight:g} needs a model trained with a CTC layer (model.ctc_weight > 0); "
+                           "set decode.ctc_weight: 0 or train with --set model.ctc_weight=0.3")  # fmt: skip
     if round(d.sample_rate * d.win_ms / 1000) < 2 or round(d.sample_rate * d.hop_ms / 1000) < 1:
         raise AttnseqError(f"{at('data.win_ms', 'data.hop_ms')}: the analysis window must span at least 2 samples "
                            "and the hop at least 1 at data.sample_rate")  # fmt: skip
@@ -706,7 +728,7 @@ CHECKSUMS = "files"
 # config.json's format: a saved config must hold every key its format had (a missing key is an
 # error, never a silent default); a key added later goes into ADDED_KEYS with the next format
 FORMAT_KEY = "format"
-FORMAT = 2
+FORMAT = 3
 ADDED_KEYS: dict[str, int] = {
     "train.accumulate": 2,
     "train.max_nonfinite": 2,
@@ -715,7 +737,8 @@ ADDED_KEYS: dict[str, int] = {
     "model.state_dropout": 2,
     "model.attn_filters": 2,
     "model.attn_kernel": 2,
-    "model.ctc_weight": 2,
+    "model.ctc_weight": 3,
+    "decode.ctc_weight": 3,
 }
 
 

@@ -100,6 +100,11 @@ class Seq2SeqPredictor:
         """What decode.max_len_a multiplies: the source lengths (source tokens for text)."""
         return src_lengths
 
+    def prefix_scorer(self, model: Seq2Seq):
+        """What beam search adds to the decoder's scores (`beam_search(prefix_scorer=...)`): None for
+        text; a speech model with a CTC layer can decode jointly with it (`Transcriber`)."""
+        return None
+
     def _search(self, model: Seq2Seq, src, src_lengths, beam_size: int, n_best: int, sampler=None):
         """For each input of the batch: a list of (ids, score, rank_score, attention (T, S) or None).
         With a `Sampler`, one draw per input instead of a search."""
@@ -109,9 +114,11 @@ class Seq2SeqPredictor:
         )
         specials = dict(bos_id=v.bos_id, eos_id=v.eos_id, pad_id=v.pad_id, max_len=max_len,
                         block_ngram_repeat=dec.block_ngram_repeat)  # fmt: skip
-        if beam_size > 1 and sampler is None:
-            found = beam_search(model, src.to(self.device), src_lengths, beam_size=beam_size,
-                                n_best=n_best, penalty=dec.length_penalty, alpha=dec.alpha, **specials)  # fmt: skip
+        scorer = self.prefix_scorer(model)
+        if (beam_size > 1 or scorer is not None) and sampler is None:
+            found = beam_search(model, src.to(self.device), src_lengths, beam_size=beam_size, n_best=n_best,
+                                penalty=dec.length_penalty, alpha=dec.alpha, prefix_scorer=scorer,
+                                **specials)  # fmt: skip
             return [
                 [
                     (h.tokens, h.score, h.rank_score, None if h.attention is None else h.attention.cpu().numpy())

@@ -66,6 +66,7 @@ def beam_search(
     penalty: str = "gnmt",
     alpha: float = 0.6,
     block_ngram_repeat: int = 0,
+    prefix_scorer=None,
 ) -> list[list[Hypothesis]]:
     """Beam search over a batch of sentences.
 
@@ -80,6 +81,9 @@ def beam_search(
         max_len: most tokens to generate, one int or a (B,) tensor.
         penalty, alpha: the length penalty (see the module docstring).
         block_ngram_repeat: n > 0: no hypothesis holds the same n-gram twice (`decoding/repeats.py`).
+        prefix_scorer: None, or a function of the memory returning a scorer with `extend(logp (N, V))
+            -> joint increments (N, V)` and `advance(rows, tokens)` (`decoding/ctc_prefix.py`):
+            hypotheses are then ranked by its joint scores, which their `score` holds.
     Returns:
         For each sentence, its `n_best` finished hypotheses, best first.
     """
@@ -94,6 +98,7 @@ def beam_search(
 
     memory = model.encode(src, src_lengths)
     state = model.init_state(memory)
+    scorer = None if prefix_scorer is None else prefix_scorer(memory)
     scores = torch.zeros(B, 1, device=device)  # (sentences, beams): one beam, <s>, at the first step
     prev = torch.full((B,), bos_id, dtype=torch.long, device=device)
     history = torch.empty(B, 0, dtype=torch.long, device=device)
@@ -110,6 +115,8 @@ def beam_search(
         logp = torch.log_softmax(logits.float(), dim=-1).index_fill_(1, never, float("-inf"))  # (B*K, V)
         if block_ngram_repeat:
             logp = block_repeats(logp, history, block_ngram_repeat)
+        if scorer is not None:
+            logp = scorer.extend(logp)
         (n, g), vocab = scores.shape, logp.size(-1)  # sentences still searched, beams each (1 or K)
         top_scores, top_index = top_k(logp.view(n, g, vocab), min(2 * K, g * vocab), bias=scores)  # (n, 2K)
         beam, token = top_index // vocab, top_index % vocab
@@ -147,6 +154,8 @@ def beam_search(
             rows, prev = rows.view(n, K)[kept].view(-1), prev.view(n, K)[kept].view(-1)
             scores, limit, active = scores[kept], limit[kept], active[kept]
             memory = memory.index_select(kept)
+        if scorer is not None:
+            scorer.advance(rows, prev)
         history = torch.cat([history.index_select(0, rows), prev.unsqueeze(1)], dim=1)
         if attn_history is not None:
             attn_history = attn_history.index_select(0, rows)

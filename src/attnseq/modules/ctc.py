@@ -29,8 +29,9 @@ class CTCHead(nn.Module):
         self.blank = vocab_size
 
     def log_probs(self, memory: Memory) -> Tensor:
-        """(B, S, vocab_size + 1) float32 log-probabilities at each listener position."""
-        return F.log_softmax(self.W_ctc(memory.outputs).float(), dim=-1)
+        """(B, S, vocab_size + 1) float32 log-probabilities at each listener position (the states
+        cast to the layer's dtype: a decoding copy holds its memory in float32, its layers in bf16)."""
+        return F.log_softmax(self.W_ctc(memory.outputs.to(self.W_ctc.weight.dtype)).float(), dim=-1)
 
     def loss_sum(self, memory: Memory, tgt_out: Tensor, tgt_lengths: Tensor) -> Tensor:
         """Summed CTC loss of a batch. tgt_out (B, T) holds y_1 .. y_n </s> then padding and

@@ -19,6 +19,7 @@ from attnseq.audio import FeatureStats, Frontend, read_wav, spec_augment
 from attnseq.config import Config, SpeechDataConfig
 from attnseq.data import Batch, bucketed_batches, pad
 from attnseq.datasets import resolve
+from attnseq.decoding.ctc_prefix import CTCPrefixScorer
 from attnseq.errors import AttnseqError
 from attnseq.fileio import read_text_file
 from attnseq.tasks.base import Prediction, Task, TaskData
@@ -122,15 +123,16 @@ def yesno_corpus(d: SpeechDataConfig, split: str) -> list[Utterance]:
     utterances = [Utterance(Path(r["file"]).name, r["transcript"], _load(manifest, d, r, "file")) for r in part]
     if split != "train" or not d.train_strings:
         return utterances
-    words, background = [], []
+    words = []
+    # every recording lends its opening, also one whose words cannot be cut: a click that opens one
+    # training recording in 27 (and 4 test recordings in 29) must not come to mean its first words
+    background = [lead_in(u.wave, d.sample_rate) for u in utterances]
     for u in utterances:
         cut = split_words(u.wave, len(u.text.split()), d.sample_rate)
         if cut is None:  # the pauses do not separate the words: the recording trains as it is only
             continue
-        segments, lead = cut
-        for k, (word, segment) in enumerate(zip(u.text.split(), segments)):
+        for k, (word, segment) in enumerate(zip(u.text.split(), cut[0])):
             words.append(Utterance(f"{Path(u.name).stem}#{k}", word, segment))
-        background.append(lead)
     if not words:
         return utterances
     strings = clip_strings(words, d, d.train_strings, SPLIT_KEYS["train"], background=np.concatenate(background),
@@ -138,15 +140,14 @@ def yesno_corpus(d: SpeechDataConfig, split: str) -> list[Utterance]:
     return utterances + strings
 
 
-def split_words(wave: np.ndarray, n_words: int, sample_rate: int, *, margin_ms: float = 40.0):
-    """Cut a recording of `n_words` words said with pauses between them into its words: 10 ms
-    frames louder than a tenth of the loudest are voice, runs of them shorter than 50 ms are
-    dropped and runs closer than 80 ms joined. Returns (the words' waveforms, each with margin_ms
-    either side, and the silence before the first word), or None when the runs are not n_words."""
+def voiced_runs(wave: np.ndarray, sample_rate: int) -> list[tuple[int, int]]:
+    """The stretches of voice in a recording, as (start, end) 10 ms frame numbers: frames louder than
+    a tenth of the loudest are voice, runs of them shorter than 50 ms are dropped (a click is not a
+    word) and runs closer than 80 ms joined."""
     hop = sample_rate // 100
     frames = len(wave) // hop
     if frames < 2:
-        return None
+        return []
     rms = np.sqrt(np.mean(wave[: frames * hop].reshape(frames, hop).astype(np.float64) ** 2, axis=1))
     voiced = rms > 0.1 * rms.max()
     runs, start = [], None
@@ -159,12 +160,28 @@ def split_words(wave: np.ndarray, n_words: int, sample_rate: int, *, margin_ms: 
             else:
                 runs.append((start, i))
             start = None
-    runs = [(a, b) for a, b in runs if b - a >= 5]
+    return [(a, b) for a, b in runs if b - a >= 5]
+
+
+def lead_in(wave: np.ndarray, sample_rate: int, *, margin_ms: float = 40.0) -> np.ndarray:
+    """What a recording holds before its first word (up to margin_ms before the voice): its
+    background, and whatever clicks or breaths open it."""
+    runs = voiced_runs(wave, sample_rate)
+    if not runs:
+        return wave[:0]
+    return wave[: max(runs[0][0] * (sample_rate // 100) - int(margin_ms * sample_rate / 1000), 0)]
+
+
+def split_words(wave: np.ndarray, n_words: int, sample_rate: int, *, margin_ms: float = 40.0):
+    """Cut a recording of `n_words` words said with pauses between them into its words at the
+    pauses (`voiced_runs`). Returns (the words' waveforms, each with margin_ms either side, and the
+    silence before the first word), or None when the runs are not n_words."""
+    runs = voiced_runs(wave, sample_rate)
     if len(runs) != n_words:
         return None
-    margin = int(margin_ms * sample_rate / 1000)
+    hop, margin = sample_rate // 100, int(margin_ms * sample_rate / 1000)
     segments = [wave[max(a * hop - margin, 0) : min(b * hop + margin, len(wave))] for a, b in runs]
-    return segments, wave[: max(runs[0][0] * hop - margin, 0)]
+    return segments, lead_in(wave, sample_rate, margin_ms=margin_ms)
 
 
 FSDD_VALID = range(5, 10)  # the clips of index 5-9 validate; 0-4 are the official test set
@@ -451,6 +468,19 @@ class Transcriber(Seq2SeqPredictor):
                 results[i] = shown[0]
                 shown[0].alternatives = shown
         return results  # type: ignore[return-value]
+
+    def prefix_scorer(self, model):
+        """decode.ctc_weight > 0: beam search ranks by the attention decoder and the CTC layer
+        together (`decoding/ctc_prefix.py`), also at beam size 1."""
+        weight = self.config.decode.ctc_weight
+        if weight <= 0:
+            return None
+        if model.ctc is None:
+            raise AttnseqError("decode.ctc_weight > 0 needs a model trained with a CTC layer (model.ctc_weight > 0); "
+                               "decode with --ctc-weight 0")  # fmt: skip
+        eos = self.tgt_vocab.eos_id
+        return lambda memory: CTCPrefixScorer(model.ctc.log_probs(memory), memory.src_mask.sum(dim=1), eos_id=eos,
+                                              weight=weight)  # fmt: skip
 
     def limit_basis(self, src_lengths: torch.Tensor) -> torch.Tensor:
         """decode.max_len_a counts listener positions for a speech model (not frames)."""
