@@ -126,3 +126,46 @@ def test_a_speech_model_with_ctc_saves_and_loads_identically(tmp_path):
     assert loaded.ctc is not None
     for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_joint_decoding_scores_each_hypothesis_by_both_decoders(beam_size):
+    """A Transcriber with decode.ctc_weight: each hypothesis's score is (1 - lam) log P_attention of
+    its tokens + lam log P_CTC(exactly its words), computed here from the model's own outputs."""
+    from attnseq.tasks.speech import Transcriber
+
+    model, cfg, assets = speech_model(0.3)
+    model.eval()
+    cfg.decode.ctc_weight, cfg.decode.precision, cfg.decode.max_len_a, cfg.decode.max_len_b = 0.4, "fp32", 0.0, 5
+    transcriber = Transcriber(model, cfg, assets)
+    feats = [torch.randn(20, 8), torch.randn(13, 8)]
+    found = transcriber.transcribe_features(feats, ["a", "b"], beam_size=beam_size, n_best=beam_size)
+    vocab = assets.vocab
+    for f, p in zip(feats, found):
+        for alt in p.alternatives:
+            ids = vocab.encode(alt.output_tokens)  # the words, then </s> where the search ended it
+            words = [i for i in ids if i != vocab.eos_id]
+            batch_src, lengths = f.unsqueeze(0), torch.tensor([f.size(0)])
+            tgt_in = torch.tensor([[vocab.bos_id, *ids[:-1]]])
+            with torch.no_grad():
+                logits, _ = model.logits(batch_src, lengths, tgt_in)
+                attention = torch.log_softmax(logits.float(), -1)[0].gather(1, torch.tensor(ids).unsqueeze(1)).sum()
+                memory = model.encode(batch_src, lengths)
+                logp = model.ctc.log_probs(memory).transpose(0, 1)
+                ctc = -torch.nn.functional.ctc_loss(logp, torch.tensor([words or [0]]), memory.src_mask.sum(1),
+                                                    torch.tensor([len(words)]), blank=model.ctc.blank,
+                                                    reduction="sum")  # fmt: skip
+            if ids[-1] == vocab.eos_id:
+                assert alt.score == pytest.approx(0.6 * attention.item() + 0.4 * ctc.item(), abs=1e-3)
+    scores = [[a.rank_score for a in p.alternatives] for p in found]
+    assert all(s == sorted(s, reverse=True) for s in scores)
+
+
+def test_joint_decoding_needs_a_ctc_layer():
+    from attnseq.config import validate
+    from attnseq.errors import AttnseqError
+
+    _, cfg, _ = speech_model(0.0)
+    cfg.decode.ctc_weight = 0.5
+    with pytest.raises(AttnseqError, match=r"decode.ctc_weight = 0.5 needs a model trained with a CTC layer"):
+        validate(cfg)
