@@ -11,18 +11,10 @@ import pytest
 import torch
 
 from attnseq.decoding.ctc_prefix import CTCPrefixScorer
+from tests.test_ctc import collapse
 
 V = 3  # target ids 0..2 (2 plays </s>); the blank is id 3
 EOS = 2
-
-
-def collapse(path, blank):
-    out, prev = [], None
-    for p in path:
-        if p != prev and p != blank:
-            out.append(p)
-        prev = p
-    return tuple(out)
 
 
 def brute_force(logp: np.ndarray):
