@@ -13,8 +13,8 @@ stop early; the CTC term counts every word of the recording in order, so such a 
 
 Each hypothesis keeps two (S,) forward variables in log space: r_n(t), the paths over positions
 1..t that collapse to g and end in its last token, and r_b(t), those that end in a blank. For
-every candidate token c at once (all V), with phi(t) = r_b(t) + r_n(t) if c == last(g) else
-r_b(t) + r_n(t) (log-added; a repeated token needs a blank between):
+every candidate token c at once (all V), with phi(t) = r_b(t) if c == last(g) (a repeated token
+needs a blank between) and r_b(t) + r_n(t) otherwise:
 
     r_n'(1) = x_1(c) if g is empty else 0 (log: -inf);   r_b'(1) = 0 (log: -inf)
     r_n'(t) = (r_n'(t - 1) + phi(t - 1)) x_t(c)
