@@ -126,9 +126,10 @@ def yesno_corpus(d: SpeechDataConfig, split: str) -> list[Utterance]:
     words = []
     # every recording lends its opening, also one whose words cannot be cut: a click that opens one
     # training recording in 27 (and 4 test recordings in 29) must not come to mean its first words
-    background = [lead_in(u.wave, d.sample_rate) for u in utterances]
-    for u in utterances:
-        cut = split_words(u.wave, len(u.text.split()), d.sample_rate)
+    runs = [voiced_runs(u.wave, d.sample_rate) for u in utterances]
+    background = [lead_in(u.wave, d.sample_rate, runs=r) for u, r in zip(utterances, runs)]
+    for u, r in zip(utterances, runs):
+        cut = split_words(u.wave, len(u.text.split()), d.sample_rate, runs=r)
         if cut is None:  # the pauses do not separate the words: the recording trains as it is only
             continue
         for k, (word, segment) in enumerate(zip(u.text.split(), cut[0])):
@@ -163,25 +164,27 @@ def voiced_runs(wave: np.ndarray, sample_rate: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in runs if b - a >= 5]
 
 
-def lead_in(wave: np.ndarray, sample_rate: int, *, margin_ms: float = 40.0) -> np.ndarray:
+def lead_in(wave: np.ndarray, sample_rate: int, *, runs: list[tuple[int, int]] | None = None,
+            margin_ms: float = 40.0) -> np.ndarray:  # fmt: skip
     """What a recording holds before its first word (up to margin_ms before the voice): its
-    background, and whatever clicks or breaths open it."""
-    runs = voiced_runs(wave, sample_rate)
+    background, and whatever clicks or breaths open it. `runs`: its `voiced_runs`, if known."""
+    runs = voiced_runs(wave, sample_rate) if runs is None else runs
     if not runs:
         return wave[:0]
     return wave[: max(runs[0][0] * (sample_rate // 100) - int(margin_ms * sample_rate / 1000), 0)]
 
 
-def split_words(wave: np.ndarray, n_words: int, sample_rate: int, *, margin_ms: float = 40.0):
+def split_words(wave: np.ndarray, n_words: int, sample_rate: int, *, runs: list[tuple[int, int]] | None = None,
+                margin_ms: float = 40.0):  # fmt: skip
     """Cut a recording of `n_words` words said with pauses between them into its words at the
-    pauses (`voiced_runs`). Returns (the words' waveforms, each with margin_ms either side, and the
-    silence before the first word), or None when the runs are not n_words."""
-    runs = voiced_runs(wave, sample_rate)
+    pauses (`voiced_runs`, or `runs` when known). Returns (the words' waveforms, each with margin_ms
+    either side, and the silence before the first word), or None when the runs are not n_words."""
+    runs = voiced_runs(wave, sample_rate) if runs is None else runs
     if len(runs) != n_words:
         return None
     hop, margin = sample_rate // 100, int(margin_ms * sample_rate / 1000)
     segments = [wave[max(a * hop - margin, 0) : min(b * hop + margin, len(wave))] for a, b in runs]
-    return segments, lead_in(wave, sample_rate, margin_ms=margin_ms)
+    return segments, lead_in(wave, sample_rate, runs=runs, margin_ms=margin_ms)
 
 
 FSDD_VALID = range(5, 10)  # the clips of index 5-9 validate; 0-4 are the official test set
