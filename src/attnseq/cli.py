@@ -243,21 +243,31 @@ def cmd_train(args) -> int:
 
     cfg = load_config(args.config, args.overrides)
     group = Group.from_env(cfg.train.device)  # torchrun's processes train together; alone, a group of one
+    finished = False
     try:
-        trainer = Trainer(cfg, args.out, resume=args.resume, group=group)
-        if not group.main:
-            trainer.fit()  # rank 0 prints and reports
-            return 0
-        _train_and_report(trainer)
+        out = _fit(Trainer(cfg, args.out, resume=args.resume, group=group))
+        finished = True
     finally:
-        group.close()
+        group.close(together=finished)  # the trainer (and its DDP wrapper) is gone by now
+    if not group.main:
+        return 0  # rank 0 reports
     if cfg.task == "classify":
-        _classifier_held_out(trainer.out)
+        _classifier_held_out(out)
     if cfg.task == "speech":
-        _speech_held_out(trainer.out)
+        _speech_held_out(out)
     if cfg.task in ("chat", "headline"):
-        _records_held_out(trainer.out)
+        _records_held_out(out)
     return 0
+
+
+def _fit(trainer) -> Path:
+    """Train (rank 0 prints as it goes) and return the run directory; the trainer ends with the call,
+    so the group can close after it."""
+    if trainer.group.main:
+        _train_and_report(trainer)
+    else:
+        trainer.fit()
+    return trainer.out
 
 
 def _speech_held_out(run: Path) -> None:

@@ -21,6 +21,7 @@ What the trainer does with a group (`attnseq.train`):
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from dataclasses import dataclass
 
@@ -130,6 +131,15 @@ class Group:
                 f"rank {self.rank}: another process of the group stopped ({msg[:120]}); its own message says why"
             ) from None
 
-    def close(self) -> None:
-        if self.active and dist.is_initialized():
-            dist.destroy_process_group()
+    def close(self, together: bool = True) -> None:
+        """Leave the group. `together` (every rank finished its work): wait for the others first, so
+        no rank tears its connections down while a peer still reports. Either way, what still holds
+        the process group is freed first: DistributedDataParallel sits in reference cycles, and
+        its reducer, left to the interpreter's exit, aborts the process (SIGABRT, "terminate called
+        without an active exception") when gloo's threads still hold its work."""
+        if not (self.active and dist.is_initialized()):
+            return
+        if together:
+            self.barrier()
+        gc.collect()
+        dist.destroy_process_group()
