@@ -342,11 +342,11 @@ def child_throughput(args) -> None:
         data = trainer.data.train
         batches = [data.collate(i) for i in data.batch_indices(BATCH, seed=1)[: args.warmup + args.measure]]
         for batch in batches[: args.warmup]:
-            trainer.train_step(batch)
+            trainer.train_step([batch], batch.units)
         synchronize(args.device)
         start = time.perf_counter()
         for batch in batches[args.warmup :]:
-            trainer.train_step(batch)
+            trainer.train_step([batch], batch.units)
         synchronize(args.device)
         seconds = time.perf_counter() - start
     tokens = sum(b.n_tgt_tokens for b in batches[args.warmup :])
