@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from attnseq.fast.decoding import decoding_copy
-from attnseq.fast.frozen import PackedLinear
+from attnseq.fast.frozen import PackedLinear, can_pack
 from attnseq.fast.loss import cross_entropy_sum, linear_cross_entropy_sum
 from attnseq.modules.pointwise import tanh
 from tests.conftest import needs_native_bf16
@@ -171,6 +171,24 @@ def test_losses_equal_torch_cross_entropy(eps, chunk_rows):
         2.5 * torch.nn.functional.cross_entropy(logits, y, label_smoothing=eps, reduction="sum"), logits
     )
     torch.testing.assert_close(g, want)
+
+
+@pytest.mark.skipif(not can_pack(torch.empty(1, 1)), reason="oneDNN packs no float32 weights on this CPU")
+def test_the_packed_output_product_equals_the_plain_one():
+    """On a CPU whose oneDNN packs float32, each chunk's logits come from the weight reordered once
+    a step (fast.loss._output_product); loss and gradients equal the float64 reference."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 64, dtype=torch.float64, generator=gen).requires_grad_()
+    w = (torch.randn(500, 64, dtype=torch.float64, generator=gen) * 0.1).requires_grad_()
+    b = torch.randn(500, dtype=torch.float64, generator=gen).requires_grad_()
+    y = torch.randint(0, 500, (300,), generator=gen)
+    ref = torch.nn.functional.cross_entropy(x @ w.T + b, y, label_smoothing=0.1, reduction="sum")
+    ref_grads = torch.autograd.grad(ref, (x, w, b))
+    x32, w32, b32 = (t.detach().float().requires_grad_() for t in (x, w, b))
+    fused = linear_cross_entropy_sum(x32, w32, b32, y, 0.1, chunk_rows=64)
+    torch.testing.assert_close(fused.double(), ref, rtol=1e-5, atol=1e-3)
+    for got, want in zip(torch.autograd.grad(fused, (x32, w32, b32)), ref_grads):
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize(("decoder", "attention"), [("luong", "general"), ("bahdanau", "concat"), ("init", "dot")])

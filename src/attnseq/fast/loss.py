@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from attnseq.fast.frozen import can_pack
+
 
 def _loss_sum(logits: Tensor, lse: Tensor, target: Tensor, eps: float) -> Tensor:
     """sum_i lse_i - (1 - eps) x_{i,y_i} - (eps / V) sum_j x_ij, for target (N, 1)."""
@@ -53,6 +55,18 @@ def cross_entropy_sum(logits: Tensor, target: Tensor, label_smoothing: float = 0
     return _SmoothedCrossEntropySum.apply(logits, target, float(label_smoothing))
 
 
+def _output_product(w: Tensor):
+    """x -> x @ w.T for every chunk of a step. On a CPU whose oneDNN packs this dtype, the weight
+    is reordered into oneDNN's layout once per step and every chunk's product reads it: measured on
+    a 2-core AMD EPYC (Zen 4) for 214 x 256 rows against a 9,762 x 256 weight, 2x the speed of the
+    plain product in float32 (also as an AVX2-only CPU) and 1.7x in bfloat16, for a reorder that
+    costs about one third of one chunk's product."""
+    if can_pack(w):
+        packed = torch.ops.mkldnn._reorder_linear_weight(w.detach())
+        return lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
+    return lambda x: x @ w.t()
+
+
 class _LinearCrossEntropySum(torch.autograd.Function):
     """sum_i CE(W x_i + b, y_i) with the gradients computed in the forward pass, chunk by chunk."""
 
@@ -65,6 +79,7 @@ class _LinearCrossEntropySum(torch.autograd.Function):
         with torch.autocast(device_type, enabled=False):
             w = weight.to(dtype)
             b = bias.to(work)
+            logits_of = _output_product(w)
             n = x.size(0)
             loss = x.new_zeros((), dtype=work)
             if need_grad:
@@ -74,7 +89,7 @@ class _LinearCrossEntropySum(torch.autograd.Function):
             for start in range(0, n, chunk_rows):
                 xs = x[start : start + chunk_rows].to(dtype)
                 ts = target[start : start + chunk_rows].unsqueeze(1)
-                logits = (xs @ w.t()).to(work).add_(b)  # (n_chunk, V)
+                logits = logits_of(xs).to(work).add_(b)  # (n_chunk, V)
                 lse = torch.logsumexp(logits, dim=-1)
                 loss += _loss_sum(logits, lse, ts, eps)
                 if not need_grad:
@@ -82,7 +97,10 @@ class _LinearCrossEntropySum(torch.autograd.Function):
                 grad = _loss_grad_(logits, lse, ts, eps)  # in place: the logits are not needed again
                 g = grad.to(dtype)
                 dx[start : start + chunk_rows] = (g @ w).to(work)
-                dw += (g.t() @ xs).to(work) if dtype != work else g.t() @ xs
+                if dtype != work:
+                    dw += (g.t() @ xs).to(work)
+                else:
+                    dw.addmm_(g.t(), xs)
                 db += grad.sum(0)
         if need_grad:
             ctx.save_for_backward(dx, dw, db)
