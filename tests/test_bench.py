@@ -39,7 +39,10 @@ def test_the_bench_children_train_and_decode(tmp_path):
     run = tmp_path / "run"
     overrides = speed.attnseq_overrides(tmp_path, "general", "auto", "cpu") + ["train.max_steps=3"]
     cmd = [sys.executable, "-m", "attnseq", "train", str(speed.RECIPE), "--out", str(run)]
-    subprocess.run([*cmd, *[a for o in overrides for a in ("--set", o)]], check=True, capture_output=True, cwd=ROOT)
+    proc = subprocess.run(
+        [*cmd, *[a for o in overrides for a in ("--set", o)]], capture_output=True, text=True, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
 
     decoded = bench_child(*common, "--child", "decode", "--model", str(run / "last"), "--precisions", "auto")
     assert set(decoded["auto"]["beams"]) == {"1", "5"}

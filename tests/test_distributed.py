@@ -110,3 +110,17 @@ def test_the_trainer_is_freed_before_the_group_closes(tmp_path, small_dates, mon
     args = sets(small_dates, "train.max_steps=2")
     assert main(["train", str(DATES_CONFIG), "--out", str(tmp_path / "run"), *args]) == 0
     assert seen == [(True, 0)]
+
+
+def test_fit_lets_go_of_the_ddp_wrapper(tiny_config, tmp_path):
+    """Trainer.close (the end of fit) drops the module that wraps the model for training, so the
+    group's close collects a DistributedDataParallel wrapper even while an error's traceback still
+    holds the trainer. A plain wrapper stands in for it here (a group of one has none)."""
+    from torch import nn
+
+    from attnseq.train import Trainer
+
+    trainer = Trainer(tiny_config("train.max_steps=1"), tmp_path / "run", progress_bar=False)
+    trainer.train_model = nn.Sequential(trainer.model)
+    trainer.fit()
+    assert trainer.train_model is trainer.model

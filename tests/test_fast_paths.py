@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from attnseq.fast.decoding import decoding_copy
-from attnseq.fast.frozen import PackedLinear, can_pack
+from attnseq.fast.frozen import PackedLinear, can_pack, pack_weight
 from attnseq.fast.loss import cross_entropy_sum, linear_cross_entropy_sum
 from attnseq.modules.pointwise import tanh
 from tests.conftest import needs_native_bf16
@@ -174,9 +174,14 @@ def test_losses_equal_torch_cross_entropy(eps, chunk_rows):
 
 
 @pytest.mark.skipif(not can_pack(torch.empty(1, 1)), reason="oneDNN packs no float32 weights on this CPU")
-def test_the_packed_output_product_equals_the_plain_one():
-    """On a CPU whose oneDNN packs float32, each chunk's logits come from the weight reordered once
-    a step (fast.loss._output_product); loss and gradients equal the float64 reference."""
+def test_the_packed_output_product_equals_the_plain_one(monkeypatch):
+    """On a CPU whose oneDNN packs float32, a step of at least two chunks takes each chunk's logits
+    from the weight reordered once (fast.loss._output_product); loss and gradients equal the float64
+    reference. A step of one chunk keeps the plain product (the reorder would cost more)."""
+    import attnseq.fast.loss as loss_module
+
+    packed = []
+    monkeypatch.setattr(loss_module, "pack_weight", lambda w: packed.append(w.shape) or pack_weight(w))
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(300, 64, dtype=torch.float64, generator=gen).requires_grad_()
     w = (torch.randn(500, 64, dtype=torch.float64, generator=gen) * 0.1).requires_grad_()
@@ -189,6 +194,9 @@ def test_the_packed_output_product_equals_the_plain_one():
     torch.testing.assert_close(fused.double(), ref, rtol=1e-5, atol=1e-3)
     for got, want in zip(torch.autograd.grad(fused, (x32, w32, b32)), ref_grads):
         torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4)
+    assert packed == [(500, 64)]
+    linear_cross_entropy_sum(x32, w32, b32, y, 0.1, chunk_rows=200)  # 300 rows: fewer than two chunks
+    assert packed == [(500, 64)]
 
 
 @pytest.mark.parametrize(("decoder", "attention"), [("luong", "general"), ("bahdanau", "concat"), ("init", "dot")])

@@ -248,7 +248,7 @@ def cmd_train(args) -> int:
         out = _fit(Trainer(cfg, args.out, resume=args.resume, group=group))
         finished = True
     finally:
-        group.close(together=finished)  # the trainer (and its DDP wrapper) is gone by now
+        group.close(together=finished)  # the trainer let go of its DDP wrapper when fit ended
     if not group.main:
         return 0  # rank 0 reports
     if cfg.task == "classify":

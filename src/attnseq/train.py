@@ -304,7 +304,11 @@ class Trainer:
             )
 
     def close(self) -> None:
-        """Release the run directory (fit does when it ends)."""
+        """Release the run directory and the DistributedDataParallel wrapper (fit does when it ends;
+        a trainer fits once). The wrapper sits in reference cycles, so letting go of it here lets
+        `Group.close` collect it even where an error's traceback still holds the trainer."""
+        if hasattr(self, "train_model"):  # a build that failed may not have made it
+            self.train_model = self.model
         if self._lock is not None:
             self._lock.close()
             self._lock = None

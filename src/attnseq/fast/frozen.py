@@ -26,6 +26,17 @@ def can_pack(weight: Tensor) -> bool:
     return weight.device.type == "cpu" and PACKED_DTYPES.get(weight.dtype) in runtime.capabilities("cpu").packed
 
 
+def pack_weight(weight: Tensor) -> Tensor:
+    """A linear layer's weight (out, in) reordered once into oneDNN's blocked layout, for
+    `packed_linear`; `can_pack(weight)` must hold."""
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach())
+
+
+def packed_linear(x: Tensor, packed: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x W^T + b with W as `pack_weight` left it."""
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+
+
 class PackedLinear(nn.Module):
     """y = x W^T + b, the weight reordered once into oneDNN's layout for its matrix products. The
     same arithmetic as `nn.Linear` in the weight's dtype (summed in another order). For decoding
@@ -36,11 +47,11 @@ class PackedLinear(nn.Module):
         if not can_pack(linear.weight):
             raise ValueError(f"cannot pack a {linear.weight.dtype} weight on {linear.weight.device}")
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.weight = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach())
+        self.weight = pack_weight(linear.weight)
         self.bias = None if linear.bias is None else linear.bias.detach().clone()
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
+        return packed_linear(x, self.weight, self.bias)
 
 
 def pack_linears(module: nn.Module) -> None:

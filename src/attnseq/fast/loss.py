@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from attnseq.fast.frozen import can_pack
+from attnseq.fast.frozen import can_pack, pack_weight, packed_linear
 
 
 def _loss_sum(logits: Tensor, lse: Tensor, target: Tensor, eps: float) -> Tensor:
@@ -55,15 +55,17 @@ def cross_entropy_sum(logits: Tensor, target: Tensor, label_smoothing: float = 0
     return _SmoothedCrossEntropySum.apply(logits, target, float(label_smoothing))
 
 
-def _output_product(w: Tensor):
-    """x -> x @ w.T for every chunk of a step. On a CPU whose oneDNN packs this dtype, the weight
-    is reordered into oneDNN's layout once per step and every chunk's product reads it: measured on
-    a 2-core AMD EPYC (Zen 4) for 214 x 256 rows against a 9,762 x 256 weight, 2x the speed of the
-    plain product in float32 (also as an AVX2-only CPU) and 1.7x in bfloat16, for a reorder that
-    costs about one third of one chunk's product."""
-    if can_pack(w):
-        packed = torch.ops.mkldnn._reorder_linear_weight(w.detach())
-        return lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
+def _output_product(w: Tensor, rows: int, chunk_rows: int):
+    """x -> x @ w.T for every chunk of a step of `rows` rows. Where oneDNN packs this dtype and the
+    step fills at least two chunks, the weight is reordered into oneDNN's layout once and every
+    chunk's product reads it. Measured on a 2-core AMD EPYC (Zen 4), 214 x 256 rows against a
+    9,762 x 256 weight: 1.9-2.3x the plain product in float32 (natively and as an AVX2-only CPU) and
+    1.7x in bfloat16, for a reorder of about a third of one such product. The reorder is a fixed
+    cost (0.14-0.2 ms even for a 14 x 160 weight, whose plain product takes 0.005-0.02 ms), so a
+    small output layer or a short step keeps the plain product."""
+    if rows >= 2 * chunk_rows and can_pack(w):
+        packed = pack_weight(w)
+        return lambda x: packed_linear(x, packed)
     return lambda x: x @ w.t()
 
 
@@ -79,7 +81,7 @@ class _LinearCrossEntropySum(torch.autograd.Function):
         with torch.autocast(device_type, enabled=False):
             w = weight.to(dtype)
             b = bias.to(work)
-            logits_of = _output_product(w)
+            logits_of = _output_product(w, x.size(0), chunk_rows)
             n = x.size(0)
             loss = x.new_zeros((), dtype=work)
             if need_grad:
