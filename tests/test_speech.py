@@ -5,6 +5,7 @@ their pitch names."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import subprocess
 import sys
 from pathlib import Path
@@ -416,6 +417,40 @@ def test_clip_strings_fill_pauses_with_the_background_and_are_seeded():
         assert np.all(u.wave[: int(0.1 * RATE)] == 0.5)  # the lead silence is background, not zeros
     zeros = clip_strings(clips, d, 2, 1)
     assert np.all(zeros[0].wave[: int(0.1 * RATE)] == 0)
+
+
+def test_speed_perturbation_plays_a_clip_faster_and_higher_and_leaves_other_strings_alone():
+    from attnseq.config import load_config
+    from attnseq.errors import AttnseqError
+    from attnseq.tasks.speech import Utterance, clip_strings, played_at
+
+    fast = played_at(tone(400, 1.0), 1.25, RATE)
+    assert abs(len(fast) - RATE / 1.25) <= 2  # 0.8 s
+    spectrum = np.abs(np.fft.rfft(fast[200:-200] * np.hanning(len(fast) - 400)))
+    assert abs(spectrum.argmax() * RATE / (len(fast) - 400) - 500) < 5  # 400 Hz played at 1.25x: 500 Hz
+
+    args = ["task=speech", "data.train=x", "data.valid=x", "data.sample_rate=8000", "data.min_clips=1",
+            "data.max_clips=1", "data.edge_ms=[0, 0]"]  # fmt: skip
+    d = load_config(None, args).data
+    clips = [Utterance("c0", "0", tone(300, 0.5))]
+    plain = clip_strings(clips, d, 20, 1)
+    perturbed = clip_strings(clips, replace(d, speed_perturb=[0.8, 1.25]), 20, 1, training=True)
+    assert [len(u.wave) for u in clip_strings(clips, replace(d, speed_perturb=[0.8, 1.25]), 20, 1)] == [4000] * 20
+    assert {len(u.wave) for u in plain} == {int(0.5 * RATE)}
+    lengths = [len(u.wave) for u in perturbed]
+    assert min(lengths) >= 0.5 * RATE / 1.25 - 2 and max(lengths) <= 0.5 * RATE / 0.8 + 2
+    assert len(set(lengths)) > 10  # a speed drawn per clip
+    assert lengths == [len(u.wave) for u in clip_strings(clips, replace(d, speed_perturb=[0.8, 1.25]), 20, 1,
+                                                         training=True)]  # seeded
+    # bare edges: about that share of training strings starts (and, apart, ends) with the clip itself
+    bare = replace(d, edge_ms=[100.0, 200.0], bare_edge=0.5)
+    framed = clip_strings(clips, bare, 200, 1, training=True)
+    starts_bare = [np.array_equal(u.wave[:50], clips[0].wave[:50]) for u in framed]
+    ends_bare = [np.array_equal(u.wave[-50:], clips[0].wave[-50:]) for u in framed]
+    assert 70 < sum(starts_bare) < 130 and 70 < sum(ends_bare) < 130 and starts_bare != ends_bare
+    assert not any(np.array_equal(u.wave[:50], clips[0].wave[:50]) for u in clip_strings(clips, bare, 50, 1))
+    with pytest.raises(AttnseqError, match=r"data.speed_perturb.*0 < min <= max"):
+        load_config(None, [*args, "data.speed_perturb=[1.1, 0.9]"])
 
 
 @pytest.mark.skipif(not SHARED_FSDD.is_file(), reason="the FSDD recordings are not on this machine")

@@ -267,6 +267,12 @@ class SpeechDataConfig:
     max_clips: int = 7
     silence_ms: list[float] = field(default_factory=lambda: [50.0, 300.0])  # pause between clips, [min, max]
     edge_ms: list[float] = field(default_factory=lambda: [0.0, 300.0])  # silence before and after a string, [min, max]
+    # generated training strings: each clip's speed (tempo and pitch together, as sox's `speed`) drawn
+    # uniformly from [min, max], e.g. [0.9, 1.1]; [] = as recorded. Valid and test strings never are.
+    speed_perturb: list[float] = field(default_factory=list)
+    # generated training strings: the share with no silence before them (and, drawn apart, after them),
+    # as a clip on its own starts and ends with the voice
+    bare_edge: float = 0.0
     held_out_speaker: str = ""  # fsdd: train without this speaker, test on that speaker only
     train_count: int = 31  # yesno: recordings (sorted by name) that train ...
     valid_count: int = 4  # ... of which the last this many validate
@@ -634,6 +640,13 @@ def _validate_speech(cfg: Config, at) -> None:
         if len(value) != 2 or not 0 <= value[0] <= value[1]:
             raise AttnseqError(f"{at('data.' + key)}: 'data.{key}' must be [min, max] with 0 <= min <= max "
                                f"(got {value})")  # fmt: skip
+    speeds = d.speed_perturb
+    if speeds and (len(speeds) != 2 or not 0 < speeds[0] <= speeds[1]):
+        raise AttnseqError(f"{at('data.speed_perturb')}: 'data.speed_perturb' must be [min, max] with "
+                           f"0 < min <= max, e.g. [0.9, 1.1], or [] (got {speeds})")  # fmt: skip
+    if not 0 <= d.bare_edge <= 1:
+        raise AttnseqError(f"{at('data.bare_edge')}: 'data.bare_edge' is a share of the training strings, "
+                           f"from 0 to 1 (got {d.bare_edge:g})")  # fmt: skip
     if d.corpus == "fsdd" and not d.train_strings:
         raise AttnseqError(f"{at('data.train_strings')}: corpus fsdd trains on generated strings; "
                            "data.train_strings must be at least 1")  # fmt: skip

@@ -137,7 +137,7 @@ def yesno_corpus(d: SpeechDataConfig, split: str) -> list[Utterance]:
     if not words:
         return utterances
     strings = clip_strings(words, d, d.train_strings, SPLIT_KEYS["train"], background=np.concatenate(background),
-                           leads=background)  # fmt: skip
+                           leads=background, training=True)  # fmt: skip
     return utterances + strings
 
 
@@ -232,13 +232,19 @@ def fsdd_clips(d: SpeechDataConfig, split: str) -> list[Utterance]:
 
 def clip_strings(
     clips: list[Utterance], d: SpeechDataConfig, count: int, seed_key: int, *,
-    background: np.ndarray | None = None, leads: list[np.ndarray] | None = None,
+    background: np.ndarray | None = None, leads: list[np.ndarray] | None = None, training: bool = False,
 ) -> list[Utterance]:  # fmt: skip
     """`count` utterances of min_clips-max_clips clips drawn from `clips`, joined by pauses of
     silence_ms and led and trailed by edge_ms of silence (FSDD's edge_ms starts at 0: a clip on its
     own starts and ends with the voice), each silence digital zero or a stretch of `background`;
     with `leads` (the silences that open real recordings), a string opens as one of them does, up
-    to the drawn length (clicks and all); the same for the same split_seed on every machine."""
+    to the drawn length (clicks and all). Training strings (`training`) are augmented as the data
+    section says: each clip played at a speed drawn from `speed_perturb` (resampled, as sox's
+    `speed` effect: tempo and pitch change together), and with probability `bare_edge` a string
+    has no silence before it (and, drawn apart, after it), as a clip on its own. The same for the
+    same split_seed on every machine."""
+    speeds = d.speed_perturb if training else None
+    bare = d.bare_edge if training else 0.0
     rng = np.random.default_rng([d.split_seed, seed_key])
 
     def silence(ms_range) -> np.ndarray:
@@ -248,8 +254,13 @@ def clip_strings(
         start = int(rng.integers(0, len(background)))
         return np.resize(np.roll(background, -start), n).astype(np.float32)
 
+    def edge() -> np.ndarray:
+        if bare and rng.uniform() < bare:
+            return np.zeros(0, np.float32)
+        return silence(d.edge_ms)
+
     def opening() -> np.ndarray:
-        gap = silence(d.edge_ms)
+        gap = edge()
         if not leads:
             return gap
         lead = leads[int(rng.integers(0, len(leads)))][: len(gap)]
@@ -260,10 +271,21 @@ def clip_strings(
         picks = rng.integers(0, len(clips), size=int(rng.integers(d.min_clips, d.max_clips + 1)))
         parts = [opening()]
         for k, pick in enumerate(picks):
-            parts += [clips[pick].wave, silence(d.edge_ms if k == len(picks) - 1 else d.silence_ms)]
+            wave = clips[pick].wave
+            if speeds:
+                wave = played_at(wave, float(rng.uniform(*speeds)), d.sample_rate)
+            parts += [wave, edge() if k == len(picks) - 1 else silence(d.silence_ms)]
         names = "+".join(Path(clips[p].name).stem for p in picks)
         out.append(Utterance(names, " ".join(clips[p].text for p in picks), np.concatenate(parts)))
     return out
+
+
+def played_at(wave: np.ndarray, speed: float, sample_rate: int) -> np.ndarray:
+    """`wave` played `speed` times as fast (shorter and higher for speed > 1): read as if recorded
+    at sample_rate * speed and resampled back to sample_rate."""
+    import soxr
+
+    return soxr.resample(wave, sample_rate * speed, sample_rate).astype(np.float32)
 
 
 SPLIT_KEYS = {"train": 1, "valid": 2, "test": 3}
@@ -280,7 +302,7 @@ def read_split(d: SpeechDataConfig, split: str) -> list[Utterance]:
         return fsdd_clips(d, "test")
     clips = fsdd_clips(d, split)
     count = {"train": d.train_strings, "valid": d.valid_strings, "test": d.test_strings}[split]
-    return clip_strings(clips, d, count, SPLIT_KEYS[split])
+    return clip_strings(clips, d, count, SPLIT_KEYS[split], training=split == "train")
 
 
 # ------------------------------------------------------------------------------------ assets
