@@ -5,9 +5,9 @@ their pitch names."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -440,8 +440,9 @@ def test_speed_perturbation_plays_a_clip_faster_and_higher_and_leaves_other_stri
     lengths = [len(u.wave) for u in perturbed]
     assert min(lengths) >= 0.5 * RATE / 1.25 - 2 and max(lengths) <= 0.5 * RATE / 0.8 + 2
     assert len(set(lengths)) > 10  # a speed drawn per clip
-    assert lengths == [len(u.wave) for u in clip_strings(clips, replace(d, speed_perturb=[0.8, 1.25]), 20, 1,
-                                                         training=True)]  # seeded
+    assert lengths == [
+        len(u.wave) for u in clip_strings(clips, replace(d, speed_perturb=[0.8, 1.25]), 20, 1, training=True)
+    ]  # seeded
     # bare edges: about that share of training strings starts (and, apart, ends) with the clip itself
     bare = replace(d, edge_ms=[100.0, 200.0], bare_edge=0.5)
     framed = clip_strings(clips, bare, 200, 1, training=True)
