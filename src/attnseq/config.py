@@ -741,7 +741,7 @@ CHECKSUMS = "files"
 # config.json's format: a saved config must hold every key its format had (a missing key is an
 # error, never a silent default); a key added later goes into ADDED_KEYS with the next format
 FORMAT_KEY = "format"
-FORMAT = 3
+FORMAT = 4
 ADDED_KEYS: dict[str, int] = {
     "train.accumulate": 2,
     "train.max_nonfinite": 2,
@@ -752,6 +752,8 @@ ADDED_KEYS: dict[str, int] = {
     "model.attn_kernel": 2,
     "model.ctc_weight": 3,
     "decode.ctc_weight": 3,
+    "data.speed_perturb": 4,
+    "data.bare_edge": 4,
 }
 
 
