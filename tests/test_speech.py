@@ -422,7 +422,8 @@ def test_clip_strings_fill_pauses_with_the_background_and_are_seeded():
 def test_speed_perturbation_plays_a_clip_faster_and_higher_and_leaves_other_strings_alone():
     from attnseq.config import load_config
     from attnseq.errors import AttnseqError
-    from attnseq.tasks.speech import Utterance, clip_strings, played_at
+    from attnseq.audio.features import played_at
+    from attnseq.tasks.speech import Utterance, clip_strings
 
     fast = played_at(tone(400, 1.0), 1.25, RATE)
     assert abs(len(fast) - RATE / 1.25) <= 2  # 0.8 s

@@ -1,9 +1,10 @@
 """Reading wav files and log-mel features.
 
 `read_wav` reads any file libsndfile reads (wav, flac, ...) with `soundfile`, mixes it to mono and
-resamples it with `soxr` when its rate differs from the model's. `Frontend.log_mel` computes
+resamples it with `soxr` when its rate differs from the model's (`resample`; `played_at` uses it
+to change a clip's speed for training). `Frontend.log_mel` computes
 log(mel power + floor) through `torch.stft` and a Slaney-style mel filterbank (the one librosa
-builds by default; tests/test_audio.py holds the two equal). `FeatureStats` are the per-bin mean
+builds by default; tests/test_speech.py holds the two equal). `FeatureStats` are the per-bin mean
 and deviation that normalize features; they are fitted on the training set and travel in the model
 directory. `spec_augment` masks frequency bands and time spans (Park et al. 2019) for training.
 """
@@ -46,10 +47,21 @@ def read_wav(source: str | Path | bytes, sample_rate: int, *, name: str | None =
     if not len(wave):
         raise AttnseqError(f"{where}: the audio holds no samples")
     if rate != sample_rate:
-        import soxr
-
-        wave = soxr.resample(wave, rate, sample_rate).astype(np.float32)
+        wave = resample(wave, rate, sample_rate)
     return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def resample(wave: np.ndarray, rate: float, sample_rate: float) -> np.ndarray:
+    """`wave`, sampled at `rate`, resampled (soxr) to `sample_rate`, as float32."""
+    import soxr
+
+    return soxr.resample(wave, rate, sample_rate).astype(np.float32)
+
+
+def played_at(wave: np.ndarray, speed: float, sample_rate: int) -> np.ndarray:
+    """`wave` played `speed` times as fast, as sox's `speed` effect (shorter and higher for
+    speed > 1): read as if recorded at sample_rate * speed and resampled back to sample_rate."""
+    return resample(wave, sample_rate * speed, sample_rate)
 
 
 def hz_to_mel(hz: np.ndarray) -> np.ndarray:

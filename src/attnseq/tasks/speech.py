@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from attnseq.audio import FeatureStats, Frontend, read_wav, spec_augment
+from attnseq.audio.features import played_at
 from attnseq.config import Config, SpeechDataConfig
 from attnseq.data import Batch, bucketed_batches, pad
 from attnseq.datasets import resolve
@@ -278,14 +279,6 @@ def clip_strings(
         names = "+".join(Path(clips[p].name).stem for p in picks)
         out.append(Utterance(names, " ".join(clips[p].text for p in picks), np.concatenate(parts)))
     return out
-
-
-def played_at(wave: np.ndarray, speed: float, sample_rate: int) -> np.ndarray:
-    """`wave` played `speed` times as fast (shorter and higher for speed > 1): read as if recorded
-    at sample_rate * speed and resampled back to sample_rate."""
-    import soxr
-
-    return soxr.resample(wave, sample_rate * speed, sample_rate).astype(np.float32)
 
 
 SPLIT_KEYS = {"train": 1, "valid": 2, "test": 3}
