@@ -453,6 +453,11 @@ def test_speed_perturbation_plays_a_clip_faster_and_higher_and_leaves_other_stri
     assert not any(np.array_equal(u.wave[:50], clips[0].wave[:50]) for u in clip_strings(clips, bare, 50, 1))
     with pytest.raises(AttnseqError, match=r"data.speed_perturb.*0 < min <= max"):
         load_config(None, [*args, "data.speed_perturb=[1.1, 0.9]"])
+    # a corpus of recordings as they are makes no strings: the options would do nothing, so they are refused
+    with pytest.raises(AttnseqError, match=r"data.speed_perturb and data.bare_edge shape generated .*corpus tsv"):
+        load_config(None, [*args, "data.speed_perturb=[0.9, 1.1]", "data.bare_edge=0.5"])
+    with pytest.raises(AttnseqError, match=r"data.bare_edge shapes generated .*yesno with data.train_strings = 0"):
+        load_config(None, [*args, "data.corpus=yesno", "data.manifest=x", "data.train_strings=0", "data.bare_edge=0.5"])
 
 
 @pytest.mark.skipif(not SHARED_FSDD.is_file(), reason="the FSDD recordings are not on this machine")

@@ -647,6 +647,12 @@ def _validate_speech(cfg: Config, at) -> None:
     if not 0 <= d.bare_edge <= 1:
         raise AttnseqError(f"{at('data.bare_edge')}: 'data.bare_edge' is a share of the training strings, "
                            f"from 0 to 1 (got {d.bare_edge:g})")  # fmt: skip
+    generates = d.corpus == "fsdd" or d.corpus == "yesno" and d.train_strings > 0
+    if (speeds or d.bare_edge) and not generates:
+        keys = [key for key, on in (("data.speed_perturb", speeds), ("data.bare_edge", d.bare_edge)) if on]
+        raise AttnseqError(f"{at(*keys)}: {' and '.join(keys)} shape{'s' * (len(keys) == 1)} generated training strings (corpus fsdd, or "
+                           f"yesno with data.train_strings > 0), and corpus {d.corpus} with data.train_strings = "
+                           f"{d.train_strings} makes none; remove {' and '.join(keys)}")  # fmt: skip
     if d.corpus == "fsdd" and not d.train_strings:
         raise AttnseqError(f"{at('data.train_strings')}: corpus fsdd trains on generated strings; "
                            "data.train_strings must be at least 1")  # fmt: skip
