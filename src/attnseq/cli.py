@@ -48,6 +48,14 @@ def _add_search(p: argparse.ArgumentParser) -> None:
         help="auto: the fastest this device runs natively (default: the model's decode.precision); bf16: decode "
         "with a bfloat16 copy of the model; int8: a copy with an int8 output layer (CPU)",
     )
+    p.add_argument(
+        "--shortlist",
+        type=int,
+        metavar="K",
+        help="compute the output layer only for the K target words per source word that co-occur with it most in "
+        "training, plus the frequent ones (text models; faster, 0 = the whole vocabulary; default: the model's "
+        "decode.shortlist)",
+    )
     p.add_argument("--device", default="cpu")
 
 
@@ -60,7 +68,8 @@ def _load_translator(args, cls=None):
     translator = (cls or Translator).from_pretrained(args.model, device=args.device)
     dec = translator.config.decode
     for option, key in (("beam_size", "beam_size"), ("length_penalty", "length_penalty"), ("alpha", "alpha"),
-                        ("batch_size", "batch_size"), ("precision", "precision"), ("n_best", "n_best")):  # fmt: skip
+                        ("batch_size", "batch_size"), ("precision", "precision"), ("n_best", "n_best"),
+                        ("shortlist", "shortlist")):  # fmt: skip
         value = getattr(args, option, None)
         if value is not None:
             setattr(dec, key, value)

@@ -147,6 +147,11 @@ class DecodeConfig:
     # bf16: decode with a bfloat16 copy of the model; int8: the copy (bfloat16 where native, else
     # float32) with its output layer W_y dynamically quantized to int8 (CPU only); scores stay float32
     precision: DecodePrecision = "auto"
+    # > 0: the output layer and search cover a lexical shortlist only (fast/shortlist.py): this many
+    # target words per source word that co-occur with it most in the training pairs, plus the
+    # `shortlist_frequent` most frequent target words (text -> text models; 0 = the whole vocabulary)
+    shortlist: int = 0
+    shortlist_frequent: int = 100
 
 
 @dataclass
@@ -538,6 +543,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "decode.alpha": _NOT_NEGATIVE,
     "decode.block_ngram_repeat": _NOT_NEGATIVE,
     "decode.max_src_tokens": _AT_LEAST_1,
+    "decode.shortlist": (lambda v: 0 <= v <= 50, "in [0, 50]"),
+    "decode.shortlist_frequent": _NOT_NEGATIVE,
 }
 
 
@@ -572,6 +579,10 @@ def validate(cfg: Config, source: str = "config", origins: dict[str, str] | None
             f"{at('train.valid_metric')}: 'train.valid_metric': {cfg.train.valid_metric!r} is not allowed with "
             f"task {cfg.task}; choose one of {', '.join(metrics)}" + _suggest(cfg.train.valid_metric, list(metrics))
         )
+    if cfg.decode.shortlist and cfg.task not in ("translate", "chat", "headline"):
+        raise AttnseqError(f"{at('decode.shortlist')}: a shortlist of target words per source word is for text -> "
+                           f"text models (task translate, chat, headline), not task {cfg.task}; "
+                           "set decode.shortlist: 0")  # fmt: skip
     if cfg.task == "classify":
         return _validate_classify(cfg, at)
     if cfg.task == "speech":
@@ -614,6 +625,9 @@ def validate(cfg: Config, source: str = "config", origins: dict[str, str] | None
             f"model.emb_size ({m.emb_size}) equal to model.dec_hidden_size ({m.dec_hidden_size}), since W_y reads "
             "decoder states; make them equal or set model.tie_embeddings: false"
         )
+    if cfg.decode.shortlist and getattr(m, "copy", False):
+        raise AttnseqError(f"{at('decode.shortlist', 'model.copy')}: a model that copies (model.copy) writes "
+                           "source words that no shortlist holds; set decode.shortlist: 0")  # fmt: skip
     if cfg.decode.n_best > cfg.decode.beam_size:
         raise AttnseqError(
             f"{at('decode.n_best', 'decode.beam_size')}: decode.n_best = {cfg.decode.n_best} is more than "
@@ -747,7 +761,7 @@ CHECKSUMS = "files"
 # config.json's format: a saved config must hold every key its format had (a missing key is an
 # error, never a silent default); a key added later goes into ADDED_KEYS with the next format
 FORMAT_KEY = "format"
-FORMAT = 4
+FORMAT = 5
 ADDED_KEYS: dict[str, int] = {
     "train.accumulate": 2,
     "train.max_nonfinite": 2,
@@ -760,6 +774,8 @@ ADDED_KEYS: dict[str, int] = {
     "decode.ctc_weight": 3,
     "data.speed_perturb": 4,
     "data.bare_edge": 4,
+    "decode.shortlist": 5,
+    "decode.shortlist_frequent": 5,
 }
 
 

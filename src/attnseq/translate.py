@@ -16,6 +16,7 @@ from attnseq.decoding import Sampler, beam_search, greedy_search
 from attnseq.errors import AttnseqError
 from attnseq.fast.decoding import decoding_copy
 from attnseq.fast.frozen import Int8Linear
+from attnseq.fast.shortlist import Shortlist, Shortlisted, shortlist_layer
 from attnseq.metrics import score_translations
 from attnseq.models.seq2seq import Seq2Seq
 from attnseq.tasks.base import Prediction, SearchOption, check_count, check_inputs
@@ -181,11 +182,13 @@ class Translator(Seq2SeqPredictor):
         *,
         device: str = "cpu",
         tokenizers: tuple[Tokenizer, Tokenizer] | None = None,
+        shortlist: Shortlist | None = None,
     ) -> None:
         self.model, self.config = model, config
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
         self.device = torch.device(device)
         self.src_tok, self.tgt_tok = tokenizers or build_tokenizers(config.data)
+        self.shortlist = shortlist  # the model's lexical shortlist, used when decode.shortlist > 0
         self._copies: dict[str, Seq2Seq] = {}  # decode precision -> decoding copy of the model's weights
 
     @classmethod
@@ -243,6 +246,12 @@ class Translator(Seq2SeqPredictor):
         """
         sentences = check_inputs(sentences, what="sentences")
         batch_size, beam_size, n_best = self.search_settings(batch_size, beam_size, n_best)
+        if self.config.decode.shortlist and self.shortlist is None:
+            raise AttnseqError(
+                f"decode.shortlist = {self.config.decode.shortlist}: this model was saved without a shortlist "
+                "(models saved before attnseq made one, and models that copy, have none); decode with "
+                "decode.shortlist: 0 (--shortlist 0), or train the model again"
+            )
         sampler = sampler_for(sample, temperature, top_k, top_p, seed, device=self.device)
         if sampler is not None:
             n_best = 1
@@ -268,11 +277,21 @@ class Translator(Seq2SeqPredictor):
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
             src, src_lengths = collate_source([src_ids[i] for i in index], self.src_vocab.pad_id)
-            for i, hyps in zip(index, self._search(model, src, src_lengths, beam_size, n_best, sampler)):
+            searched = self._shortlisted(model, src) if self.config.decode.shortlist else model
+            for i, hyps in zip(index, self._search(searched, src, src_lengths, beam_size, n_best, sampler)):
+                if searched is not model:  # the shortlist's positions back to target vocabulary ids
+                    hyps = [(searched.words(ids), *rest) for ids, *rest in hyps]
                 shown = [self._translation(sentences[i], src_tokens[i], *h) for h in hyps]
                 results[i] = shown[0]
                 shown[0].alternatives = shown
         return results  # type: ignore[return-value]
+
+    def _shortlisted(self, model: Seq2Seq, src) -> Shortlisted:
+        """The decoding copy `model` with its vocabulary cut to the shortlist of the batch `src`."""
+        dec = self.config.decode
+        ids = self.shortlist.select(src, dec.shortlist, dec.shortlist_frequent)
+        dtype = next(model.parameters()).dtype
+        return Shortlisted(model, ids, shortlist_layer(self.model.decoder.W_y, ids, self.precision, dtype))
 
     def _translation(self, source: str, src_tokens: list[str], ids, score, rank_score, attention) -> Translation:
         out_tokens, shown = self._written(ids)

@@ -64,4 +64,5 @@ class ChatTask(RecordsTask):
                 **scores, "outputs": outputs}  # fmt: skip
 
     def predictor(self, model, cfg: Config, assets, *, device: str = "cpu") -> Chatbot:
-        return Chatbot(model, cfg, assets.src_vocab, assets.tgt_vocab, device=device, tokenizers=assets.tokenizers)
+        return Chatbot(model, cfg, assets.src_vocab, assets.tgt_vocab, device=device, tokenizers=assets.tokenizers,
+                       shortlist=assets.shortlist)  # fmt: skip

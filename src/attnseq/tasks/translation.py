@@ -10,6 +10,8 @@ from pathlib import Path
 from attnseq.config import Config
 from attnseq.data import PairDataset, read_pairs, tokenize_pairs
 from attnseq.errors import AttnseqError
+from attnseq.fast.shortlist import FILE as SHORTLIST
+from attnseq.fast.shortlist import Shortlist
 from attnseq.tasks.base import Task, TaskData
 from attnseq.tokenize import Tokenizer, fit_tokenizers, load_tokenizers, tokenizer_files
 from attnseq.vocab import Vocab
@@ -22,10 +24,14 @@ class TranslationAssets:
     src_vocab: Vocab
     tgt_vocab: Vocab
     tokenizers: tuple[Tokenizer, Tokenizer]
+    shortlist: Shortlist | None = None  # for decode.shortlist; None in models saved before it existed
 
     def files(self) -> dict[str, bytes]:
-        return {SRC_VOCAB: self.src_vocab.to_bytes(), TGT_VOCAB: self.tgt_vocab.to_bytes(),
-                **tokenizer_files(self.tokenizers)}  # fmt: skip
+        files = {SRC_VOCAB: self.src_vocab.to_bytes(), TGT_VOCAB: self.tgt_vocab.to_bytes(),
+                 **tokenizer_files(self.tokenizers)}  # fmt: skip
+        if self.shortlist is not None:
+            files[SHORTLIST] = self.shortlist.to_bytes()
+        return files
 
     def describe(self) -> str:
         return f"vocab {len(self.src_vocab):,}/{len(self.tgt_vocab):,}"
@@ -33,6 +39,11 @@ class TranslationAssets:
 
 def load_vocabs(directory: Path) -> tuple[Vocab, Vocab]:
     return Vocab.load(Path(directory) / SRC_VOCAB), Vocab.load(Path(directory) / TGT_VOCAB)
+
+
+def load_shortlist(directory: Path) -> Shortlist | None:
+    path = Path(directory) / SHORTLIST
+    return Shortlist.from_bytes(path.read_bytes()) if path.is_file() else None
 
 
 class TranslationTask(Task):
@@ -80,6 +91,14 @@ class TranslationTask(Task):
                 )  # fmt: skip
                 for sides, suffix in (((2,), d.src_suffix), (tgt_sides, d.tgt_suffix))
             )
+        if saved is not None:
+            shortlist = load_shortlist(saved)
+        elif cfg.model.copy:  # a copying model writes source words: no shortlist applies
+            shortlist = None
+        else:
+            shortlist = Shortlist.build([src_vocab.encode(p[2]) for p in train_pairs],
+                                        [tgt_vocab.encode(p[3]) for p in train_pairs], len(src_vocab),
+                                        len(tgt_vocab))  # fmt: skip
         datasets = []
         for path, pairs in ((self.source(cfg, "train"), train_pairs), (self.source(cfg, "valid"), valid_pairs)):
             dataset = PairDataset(pairs, src_vocab=src_vocab, tgt_vocab=tgt_vocab, max_src_len=d.max_src_len,
@@ -90,14 +109,14 @@ class TranslationTask(Task):
                     "tokenizes to nothing on one side; raise the limits or check the file"
                 )
             datasets.append(dataset)
-        return TaskData(*datasets, TranslationAssets(src_vocab, tgt_vocab, tokenizers))
+        return TaskData(*datasets, TranslationAssets(src_vocab, tgt_vocab, tokenizers, shortlist))
 
     def source(self, cfg: Config, split: str) -> str:
         """Where a split's pairs come from, for messages."""
         return getattr(cfg.data, split)
 
     def load_assets(self, cfg: Config, directory: Path) -> TranslationAssets:
-        return TranslationAssets(*load_vocabs(directory), load_tokenizers(cfg.data, directory))
+        return TranslationAssets(*load_vocabs(directory), load_tokenizers(cfg.data, directory), load_shortlist(directory))
 
     def build_model(self, cfg: Config, assets: TranslationAssets):
         from attnseq.models.seq2seq import build_model
@@ -121,7 +140,8 @@ class TranslationTask(Task):
     def predictor(self, model, cfg: Config, assets: TranslationAssets, *, device: str = "cpu"):
         from attnseq.translate import Translator
 
-        return Translator(model, cfg, assets.src_vocab, assets.tgt_vocab, device=device, tokenizers=assets.tokenizers)
+        return Translator(model, cfg, assets.src_vocab, assets.tgt_vocab, device=device, tokenizers=assets.tokenizers,
+                          shortlist=assets.shortlist)  # fmt: skip
 
 
 class RecordsTask(TranslationTask):

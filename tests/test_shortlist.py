@@ -1,0 +1,112 @@
+"""The lexical shortlist (fast/shortlist.py): its table from co-occurrence, the words a batch keeps,
+search over a shortlist equal to search over the vocabulary when it holds every word, only
+shortlisted words otherwise, and what a model without one says."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from attnseq.cli import main
+from attnseq.config import load_config
+from attnseq.errors import AttnseqError
+from attnseq.fast.shortlist import FILE, PER_WORD_MAX, Shortlist
+from attnseq.train import Trainer
+from attnseq.translate import Translator
+from tests.conftest import CPU, DATES_CONFIG
+
+SOURCES = ["3 March 2021", "July 4, 1976", "the 9th of May 1999", "Mon, 12 Oct 2020", "5/6/07"]
+
+
+def test_the_table_ranks_target_words_by_how_often_they_share_a_sentence():
+    # source 4 always comes with target 7, sometimes with 8; source 5 with 8 only; 6 with 7 and 9
+    src = [[4], [4, 5], [5], [6, 4], [6]]
+    tgt = [[7], [7, 8], [8], [9, 7], [9, 7]]
+    shortlist = Shortlist.build(src, tgt, 7, 10)
+    table = shortlist.table
+    assert table.shape == (7, PER_WORD_MAX)
+    # Dice: 4-7: 2*3/(3+4) = 0.857, 4-8: 2*1/(3+2) = 0.4, 4-9: 2*1/(3+2) = 0.4 (tie: lower id first)
+    assert table[4, :3].tolist() == [7, 8, 9] and table[4, 3:].eq(0).all()
+    assert table[5, :2].tolist() == [8, 7]  # 5-8: 2*2/(2+2) = 1.0, 5-7: 2*1/(2+4) = 0.33
+    assert table[6, :2].tolist() == [9, 7]  # 6-9: 1.0, 6-7: 2*2/(2+4) = 0.67
+    assert shortlist.frequent[:3].tolist() == [7, 8, 9]  # by training frequency: 4, 2, 2 sentences
+    # a batch keeps its words' first candidates, the frequent words and the specials, ascending
+    assert shortlist.select(torch.tensor([[5, 0]]), per_word=1, frequent=0).tolist() == [0, 1, 2, 3, 8]
+    assert shortlist.select(torch.tensor([[5], [6]]), per_word=1, frequent=1).tolist() == [0, 1, 2, 3, 7, 8, 9]
+    again = Shortlist.from_bytes(shortlist.to_bytes())
+    assert torch.equal(again.table, table) and torch.equal(again.frequent, shortlist.frequent)
+
+
+@pytest.fixture(scope="module")
+def word_run(tmp_path_factory, dates_dir):
+    """A small word-level dates model: its directory holds a shortlist."""
+    out = tmp_path_factory.mktemp("shortlist") / "run"
+    cfg = load_config(DATES_CONFIG, [
+        f"data.train={dates_dir / 'train.tsv'}", f"data.valid={dates_dir / 'valid.tsv'}",
+        "model.emb_size=32", "model.enc_hidden_size=32", "model.dec_hidden_size=32",
+        "train.batch_size=32", "train.max_epochs=2", "train.max_minutes=0", "train.lr=0.005",
+        "decode.precision=fp32",
+    ])  # fmt: skip
+    Trainer(cfg, out, progress_bar=False).fit()
+    return out / "best"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_a_shortlist_of_every_word_finds_what_the_whole_vocabulary_finds(word_run, precision, beam_size):
+    if precision == "int8" and not CPU.int8_engine:
+        pytest.skip("no quantized engine runs int8 linear layers on this CPU")
+    translator = Translator.from_pretrained(word_run)
+    assert (word_run / FILE).is_file() and translator.shortlist is not None
+    translator.config.decode.precision = precision
+    whole = translator.translate(SOURCES, beam_size=beam_size, n_best=beam_size)
+    translator.config.decode.shortlist, translator.config.decode.shortlist_frequent = 1, len(translator.tgt_vocab)
+    listed = translator.translate(SOURCES, beam_size=beam_size, n_best=beam_size)
+    for a, b in zip(whole, listed, strict=True):
+        assert [h.output_tokens for h in a.alternatives] == [h.output_tokens for h in b.alternatives]
+        assert [h.score for h in a.alternatives] == pytest.approx([h.score for h in b.alternatives], abs=1e-4)
+        assert b.attention == pytest.approx(a.attention, abs=1e-5)
+
+
+def test_a_short_shortlist_writes_only_its_words(word_run):
+    translator = Translator.from_pretrained(word_run)
+    translator.config.decode.shortlist, translator.config.decode.shortlist_frequent = 1, 0
+    allowed = set()
+    for text in SOURCES:  # each decoding batch's shortlist (one batch here) is the union of its words' lists
+        ids = [translator.src_vocab.stoi.get(t, translator.src_vocab.unk_id) for t in translator.src_tok.tokenize(text)]
+        allowed |= {int(w) for w in translator.shortlist.table[ids, 0]}
+    allowed = {translator.tgt_vocab.itos[w] for w in allowed} | {"</s>"}
+    for beam_size in (1, 3):
+        found = translator.translate(SOURCES, beam_size=beam_size)
+        written = {t for tr in found for t in tr.output_tokens}
+        assert written and written <= allowed, written - allowed
+
+
+def test_a_model_saved_without_a_shortlist_says_so(word_run, tmp_path, capsys):
+    old = tmp_path / "old"
+    shutil.copytree(word_run, old)
+    (old / FILE).unlink()  # as a model saved before shortlists existed
+    config = json.loads((old / "config.json").read_text())
+    del config["files"][FILE]
+    (old / "config.json").write_text(json.dumps(config))
+    translator = Translator.from_pretrained(old)
+    assert translator.shortlist is None and translator.translate(SOURCES[:1])[0].output  # decodes as before
+    translator.config.decode.shortlist = 10
+    with pytest.raises(AttnseqError, match="saved without a shortlist.*decode.shortlist: 0"):
+        translator.translate(SOURCES[:1])
+    src = tmp_path / "src.txt"
+    src.write_text(SOURCES[0] + "\n")
+    assert main(["translate", "--model", str(old), "--input", str(src), "--shortlist", "10"]) == 2
+    assert "saved without a shortlist" in capsys.readouterr().err
+
+
+def test_a_shortlist_is_refused_where_it_cannot_apply():
+    with pytest.raises(AttnseqError, match="decode.shortlist.*in \\[0, 50\\]"):
+        load_config(DATES_CONFIG, ["decode.shortlist=51"])
+    with pytest.raises(AttnseqError, match="model that copies .*set decode.shortlist: 0"):
+        load_config(DATES_CONFIG, ["model.copy=true", "decode.shortlist=10"])
+    with pytest.raises(AttnseqError, match="text -> text models .*not task classify"):
+        load_config(None, ["task=classify", "data.train=x", "data.valid=x", "decode.shortlist=10"])
