@@ -370,13 +370,14 @@ def child_decode(args) -> None:
     pairs = read_parallel(Path(args.data) / "test.en", Path(args.data) / "test.de")
     src, ref = [s for s, _ in pairs], [r for _, r in pairs]
     results: dict[str, dict] = {}
-    for precision in args.precisions.split(","):
-        translator.config.decode.precision = precision
-        results[precision] = {"resolved": translator.precision, "beams": {}}
+    for spec in args.precisions.split(","):  # a decode.precision, "+shortlistK" for decode.shortlist K
+        precision, _, shortlist = spec.partition("+shortlist")
+        translator.config.decode.precision, translator.config.decode.shortlist = precision, int(shortlist or 0)
+        results[spec] = {"resolved": translator.precision, "beams": {}}
         for beam in map(int, args.beams.split(",")):
             for _ in range(args.untimed + 1):
                 _, scores = translator.evaluate(src, ref, beam_size=beam, batch_size=BATCH)
-            results[precision]["beams"][str(beam)] = {"sent_s": scores["sent_s"], "bleu": scores["bleu"]}
+            results[spec]["beams"][str(beam)] = {"sent_s": scores["sent_s"], "bleu": scores["bleu"]}
     print(json.dumps(results))
 
 
@@ -588,12 +589,14 @@ def measure_training(args, work: Path, data: Path, onmt: list[str], peak: dict, 
 
 
 # The attnseq decoders of the BLEU and decoding table besides the fast path ("auto"), in the table's order
+SHORTLIST = 10  # the shortlist decoder's decode.shortlist (target words per source word; frequent: the default)
 DECODER_LABELS = {
     "fp32": "attnseq fp32",
     "auto": "attnseq auto (fast path)",
     "bf16": "attnseq bf16 (trained and decoded)",
     "fp32_as_bf16": "attnseq fp32-trained, bf16 decoding",
     "fp32_as_int8": "attnseq fp32-trained, int8 decoding",
+    "auto_shortlist": f"attnseq auto + shortlist {SHORTLIST} (decode.shortlist, not the default)",
 }
 
 
@@ -623,7 +626,8 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str], fast: dict) 
     labels = {**DECODER_LABELS, "auto": fast_label}
     trained_with = {"fp32": "fp32"}  # what each set of models is trained as: its train.precision
     trained_with.setdefault(fast["train"], "auto")
-    candidates = [("auto", fast["train"], "auto"), ("fp32", "fp32", "fp32")]
+    candidates = [("auto", fast["train"], "auto"), ("fp32", "fp32", "fp32"),
+                  ("auto_shortlist", fast["train"], f"auto+shortlist{SHORTLIST}")]  # fmt: skip
     left_out: dict[str, str] = {}
     if caps.bf16:
         trained_with.setdefault("bf16", "bf16")
@@ -638,7 +642,8 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str], fast: dict) 
     same_as: dict[str, str] = {}
     seen: dict[tuple[str, str], str] = {}
     for key, trained, precision in candidates:
-        ident = (trained, fast["decode"] if precision == "auto" else precision)
+        base, _, shortlist = precision.partition("+")
+        ident = (trained, (fast["decode"] if base == "auto" else base) + shortlist)
         if ident in seen:
             same_as[key] = seen[ident]
         else:
@@ -658,7 +663,8 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str], fast: dict) 
         for key, t, precision in decoders:
             if t == trained:
                 res = result[precision]
-                expected = fast["decode"] if precision == "auto" else precision
+                base = precision.partition("+")[0]
+                expected = fast["decode"] if base == "auto" else base
                 if res["resolved"] != expected:
                     log(f"warning: decode.precision {precision} ran as {res['resolved']}, not {expected}")
                 out += [(key, int(beam), by_beam) for beam, by_beam in res["beams"].items()]
@@ -702,7 +708,7 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str], fast: dict) 
                 rounds.setdefault((key, beam), []).append(res["sent_s"])
         log(f"round {r + 1} of {args.reps}: " + ", ".join(
             f"{who} beam {beam} {v[-1]:,.0f}" for (who, beam), v in rounds.items()) + " sentences/s")  # fmt: skip
-    precision_of = {key: (t, fast["decode"] if p == "auto" else p) for key, t, p in decoders}
+    precision_of = {key: (t, p.replace("auto", fast["decode"])) for key, t, p in decoders}
     decode: dict[tuple[str, int], dict] = {}
     for (who, beam), rates in rounds.items():
         bleu = onmt_bleu[beam] if who == "onmt" else statistics.mean(seed_bleu[f"{who}_beam{beam}"])
@@ -770,6 +776,10 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str], fast: dict) 
         "bf16_bleu_diff": from_fp32("bf16")[0],
         "bf16_decode_bleu_diff": from_fp32("fp32_as_bf16")[0],
         "int8_decode_bleu_diff": from_fp32("fp32_as_int8")[0],
+        "greedy_sent_s_ratio_shortlist": ratio("auto_shortlist", 1),
+        "beam5_sent_s_ratio_shortlist": ratio("auto_shortlist", 5),
+        "shortlist_bleu_diff": from_fp32("auto_shortlist")[0],
+        "shortlist_bleu_diff_se": from_fp32("auto_shortlist")[1],
         "seed_bleu": seed_bleu,
         "decode": {f"{w}_beam{b}": v for (w, b), v in decode.items()},
         "same_as": same_as,
@@ -800,6 +810,10 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str], fast: dict) 
             f"; the fp32 model in int8: {s['int8_decode_bleu_diff']:+.2f} BLEU, greedy "
             f"{times(s['greedy_sent_s_ratio_int8'])}, beam 5 {times(s['beam5_sent_s_ratio_int8'])}"
         )
+    line += (
+        f"; with shortlist {SHORTLIST}: greedy {times(s['greedy_sent_s_ratio_shortlist'])}, beam 5 "
+        f"{times(s['beam5_sent_s_ratio_shortlist'])}, BLEU - fp32 {s['shortlist_bleu_diff']:+.2f}"
+    )
     print(line, flush=True)
     return summary
 
