@@ -65,10 +65,14 @@ def test_a_shortlist_of_every_word_finds_what_the_whole_vocabulary_finds(word_ru
     whole = translator.translate(SOURCES, beam_size=beam_size, n_best=beam_size)
     translator.config.decode.shortlist, translator.config.decode.shortlist_frequent = 1, len(translator.tgt_vocab)
     listed = translator.translate(SOURCES, beam_size=beam_size, n_best=beam_size)
+    # greedy search at int8 runs the shortlist's layer in the decoding copy's dtype (not worth
+    # quantizing once a batch for one row a sentence): the same words, scores as int8's are
+    same_layer = precision == "fp32" or beam_size > 1
     for a, b in zip(whole, listed, strict=True):
         assert [h.output_tokens for h in a.alternatives] == [h.output_tokens for h in b.alternatives]
-        assert [h.score for h in a.alternatives] == pytest.approx([h.score for h in b.alternatives], abs=1e-4)
-        assert b.attention == pytest.approx(a.attention, abs=1e-5)
+        scores = [h.score for h in b.alternatives]
+        assert [h.score for h in a.alternatives] == pytest.approx(scores, abs=1e-4 if same_layer else 0.2)
+        assert b.attention == pytest.approx(a.attention, abs=1e-5 if same_layer else 0.05)
 
 
 def test_a_short_shortlist_writes_only_its_words(word_run):

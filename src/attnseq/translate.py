@@ -277,7 +277,9 @@ class Translator(Seq2SeqPredictor):
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
             src, src_lengths = collate_source([src_ids[i] for i in index], self.src_vocab.pad_id)
-            searched = self._shortlisted(model, src) if self.config.decode.shortlist else model
+            searched = model
+            if self.config.decode.shortlist:
+                searched = self._shortlisted(model, src, beams=1 if sampler else beam_size)
             for i, hyps in zip(index, self._search(searched, src, src_lengths, beam_size, n_best, sampler)):
                 if searched is not model:  # the shortlist's positions back to target vocabulary ids
                     hyps = [(searched.words(ids), *rest) for ids, *rest in hyps]
@@ -286,12 +288,14 @@ class Translator(Seq2SeqPredictor):
                 shown[0].alternatives = shown
         return results  # type: ignore[return-value]
 
-    def _shortlisted(self, model: Seq2Seq, src) -> Shortlisted:
-        """The decoding copy `model` with its vocabulary cut to the shortlist of the batch `src`."""
+    def _shortlisted(self, model: Seq2Seq, src, *, beams: int) -> Shortlisted:
+        """The decoding copy `model` with its vocabulary cut to the shortlist of the batch `src`; its
+        output layer in int8 for beam search at decode precision int8 (`shortlist_layer`)."""
         dec = self.config.decode
         ids = self.shortlist.select(src, dec.shortlist, dec.shortlist_frequent)
-        dtype = next(model.parameters()).dtype
-        return Shortlisted(model, ids, shortlist_layer(self.model.decoder.W_y, ids, self.precision, dtype))
+        int8 = self.precision == "int8" and beams > 1
+        layer = shortlist_layer(self.model.decoder.W_y, ids, int8=int8, dtype=next(model.parameters()).dtype)
+        return Shortlisted(model, ids, layer)
 
     def _translation(self, source: str, src_tokens: list[str], ids, score, rank_score, attention) -> Translation:
         out_tokens, shown = self._written(ids)

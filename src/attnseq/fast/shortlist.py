@@ -85,18 +85,19 @@ class Shortlist:
         return keep.nonzero().squeeze(1)
 
 
-def shortlist_layer(W_y: nn.Linear, ids: Tensor, precision: str, dtype: torch.dtype) -> nn.Module:
-    """The rows `ids` of the output layer W_y as a layer of their own, made as the decoding copy
-    makes the whole one: int8 (`Int8Linear`, quantized from W_y's float32 rows) for decode precision
-    int8, else in `dtype` (the decoding copy's), packed for oneDNN where this CPU can
-    (`PackedLinear`)."""
-    dtype = torch.float32 if precision == "int8" else dtype
+def shortlist_layer(W_y: nn.Linear, ids: Tensor, *, int8: bool, dtype: torch.dtype) -> nn.Module:
+    """The rows `ids` of the output layer W_y as a layer of their own, made once per decoding
+    batch: int8 (`Int8Linear`, quantized from W_y's float32 rows) when `int8`, else in `dtype` (the
+    decoding copy's), packed for oneDNN where this CPU can (`PackedLinear`). Quantizing and packing
+    int8 rows costs a few milliseconds (docs/performance.md), which only beam search's K rows per
+    sentence earn back; greedy search takes the copy's dtype."""
+    dtype = torch.float32 if int8 else dtype
     sub = nn.utils.skip_init(nn.Linear, W_y.in_features, ids.numel(), device=W_y.weight.device, dtype=dtype)
     with torch.no_grad():
         index = ids.to(W_y.weight.device)
         sub.weight.copy_(W_y.weight.index_select(0, index))
         sub.bias.copy_(W_y.bias.index_select(0, index))
-    if precision == "int8":
+    if int8:
         return Int8Linear(sub)
     return PackedLinear(sub) if can_pack(sub.weight) else sub
 
