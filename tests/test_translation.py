@@ -169,8 +169,10 @@ def test_cli_evaluate_json_keys(spm_run, dates_dir, tmp_path, capsys):
     assert main([*args, "--json", "--beam-size", "2", "--output", str(tmp_path / "hyp.txt")]) == 0
     scores = json.loads(capsys.readouterr().out)
     assert {"bleu", "chrf", "bleu_lc_tok", "bleu_signature", "sent_s"} <= set(scores)
-    assert scores["beam_size"] == 2 and scores["sentences"] == 30
+    assert scores["beam_size"] == 2 and scores["sentences"] == 30 and scores["shortlist"] == 0
     assert len((tmp_path / "hyp.txt").read_text().splitlines()) == 30
+    assert main([*args, "--json", "--shortlist", "3"]) == 0  # the setting is reported with the scores
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["shortlist"] == 3
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "BLEU" in text and "chrF" in text and "tok:13a" in text and "beam 3" in text

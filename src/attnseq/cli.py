@@ -422,6 +422,7 @@ def cmd_evaluate(args) -> int:
     dec = translator.config.decode
     scores["beam_size"] = dec.beam_size
     scores["precision"] = translator.precision
+    scores["shortlist"] = dec.shortlist  # target words per source word; 0: the whole vocabulary
     if args.output:
         atomic_write_text(Path(args.output), "".join(h + "\n" for h in hyps))
     if args.json:
