@@ -357,6 +357,12 @@ def child_throughput(args) -> None:
     )
 
 
+def decoder_spec(spec: str) -> tuple[str, int]:
+    """A decoder of --precisions: a decode.precision, with "+shortlistK" for decode.shortlist K."""
+    precision, _, shortlist = spec.partition("+shortlist")
+    return precision, int(shortlist or 0)
+
+
 def child_decode(args) -> None:
     """(child process) decode the test set with a trained attnseq model in each of --precisions
     (decode.precision values) and each of --beams: --untimed passes, then one timed pass (its BLEU
@@ -370,9 +376,8 @@ def child_decode(args) -> None:
     pairs = read_parallel(Path(args.data) / "test.en", Path(args.data) / "test.de")
     src, ref = [s for s, _ in pairs], [r for _, r in pairs]
     results: dict[str, dict] = {}
-    for spec in args.precisions.split(","):  # a decode.precision, "+shortlistK" for decode.shortlist K
-        precision, _, shortlist = spec.partition("+shortlist")
-        translator.config.decode.precision, translator.config.decode.shortlist = precision, int(shortlist or 0)
+    for spec in args.precisions.split(","):
+        translator.config.decode.precision, translator.config.decode.shortlist = decoder_spec(spec)
         results[spec] = {"resolved": translator.precision, "beams": {}}
         for beam in map(int, args.beams.split(",")):
             for _ in range(args.untimed + 1):
@@ -640,10 +645,10 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str], fast: dict) 
         left_out["fp32_as_int8"] = "a GPU has no int8 decoding" if device == "cuda" else "no quantized engine runs here"
     decoders: list[tuple[str, str, str]] = []
     same_as: dict[str, str] = {}
-    seen: dict[tuple[str, str], str] = {}
+    seen: dict[tuple[str, str, int], str] = {}
     for key, trained, precision in candidates:
-        base, _, shortlist = precision.partition("+")
-        ident = (trained, (fast["decode"] if base == "auto" else base) + shortlist)
+        base, shortlist = decoder_spec(precision)
+        ident = (trained, fast["decode"] if base == "auto" else base, shortlist)
         if ident in seen:
             same_as[key] = seen[ident]
         else:
@@ -663,7 +668,7 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str], fast: dict) 
         for key, t, precision in decoders:
             if t == trained:
                 res = result[precision]
-                base = precision.partition("+")[0]
+                base = decoder_spec(precision)[0]
                 expected = fast["decode"] if base == "auto" else base
                 if res["resolved"] != expected:
                     log(f"warning: decode.precision {precision} ran as {res['resolved']}, not {expected}")

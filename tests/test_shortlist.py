@@ -42,7 +42,7 @@ def test_the_table_ranks_target_words_by_how_often_they_share_a_sentence():
 
 @pytest.fixture(scope="module")
 def word_run(tmp_path_factory, dates_dir):
-    """A small word-level dates model: its directory holds a shortlist."""
+    """A small dates model (characters on both sides): its directory holds a shortlist."""
     out = tmp_path_factory.mktemp("shortlist") / "run"
     cfg = load_config(DATES_CONFIG, [
         f"data.train={dates_dir / 'train.tsv'}", f"data.valid={dates_dir / 'valid.tsv'}",
@@ -82,7 +82,7 @@ def test_a_short_shortlist_writes_only_its_words(word_run):
     for text in SOURCES:  # each decoding batch's shortlist (one batch here) is the union of its words' lists
         ids = [translator.src_vocab.stoi.get(t, translator.src_vocab.unk_id) for t in translator.src_tok.tokenize(text)]
         allowed |= {int(w) for w in translator.shortlist.table[ids, 0]}
-    allowed = {translator.tgt_vocab.itos[w] for w in allowed} | {"</s>"}
+    allowed = {translator.tgt_vocab.itos[w] for w in allowed} | {"<unk>", "</s>"}  # specials are always listed
     for beam_size in (1, 3):
         found = translator.translate(SOURCES, beam_size=beam_size)
         written = {t for tr in found for t in tr.output_tokens}

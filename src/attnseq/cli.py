@@ -82,6 +82,8 @@ def _load_translator(args, cls=None):
         dec.n_best = min(dec.n_best, dec.beam_size)
     validate(translator.config, "command line", {f"decode.{k}": "command line" for k in vars(dec)})
     precision = translator.precision  # a precision this device cannot run stops here, before any input is read
+    if isinstance(translator, Translator):
+        translator.check_shortlist()  # so does a shortlist the model does not have
     if dec.precision == "auto":
         _NOTICES.append(f"attnseq: decoding in {precision} (auto on {_device_summary(args.device)})")
     return translator

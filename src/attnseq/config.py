@@ -664,9 +664,10 @@ def _validate_speech(cfg: Config, at) -> None:
     generates = d.corpus == "fsdd" or d.corpus == "yesno" and d.train_strings > 0
     if (speeds or d.bare_edge) and not generates:
         keys = [key for key, on in (("data.speed_perturb", speeds), ("data.bare_edge", d.bare_edge)) if on]
-        raise AttnseqError(f"{at(*keys)}: {' and '.join(keys)} shape{'s' * (len(keys) == 1)} generated training strings (corpus fsdd, or "
-                           f"yesno with data.train_strings > 0), and corpus {d.corpus} with data.train_strings = "
-                           f"{d.train_strings} makes none; remove {' and '.join(keys)}")  # fmt: skip
+        named, verb = " and ".join(keys), "shape" if len(keys) > 1 else "shapes"
+        raise AttnseqError(f"{at(*keys)}: {named} {verb} generated training strings (corpus fsdd, or yesno with "
+                           f"data.train_strings > 0), and corpus {d.corpus} with data.train_strings = "
+                           f"{d.train_strings} makes none; remove {named}")  # fmt: skip
     if d.corpus == "fsdd" and not d.train_strings:
         raise AttnseqError(f"{at('data.train_strings')}: corpus fsdd trains on generated strings; "
                            "data.train_strings must be at least 1")  # fmt: skip

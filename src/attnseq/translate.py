@@ -246,12 +246,7 @@ class Translator(Seq2SeqPredictor):
         """
         sentences = check_inputs(sentences, what="sentences")
         batch_size, beam_size, n_best = self.search_settings(batch_size, beam_size, n_best)
-        if self.config.decode.shortlist and self.shortlist is None:
-            raise AttnseqError(
-                f"decode.shortlist = {self.config.decode.shortlist}: this model was saved without a shortlist "
-                "(models saved before attnseq made one, and models that copy, have none); decode with "
-                "decode.shortlist: 0 (--shortlist 0), or train the model again"
-            )
+        self.check_shortlist()
         sampler = sampler_for(sample, temperature, top_k, top_p, seed, device=self.device)
         if sampler is not None:
             n_best = 1
@@ -287,6 +282,15 @@ class Translator(Seq2SeqPredictor):
                 results[i] = shown[0]
                 shown[0].alternatives = shown
         return results  # type: ignore[return-value]
+
+    def check_shortlist(self) -> None:
+        """AttnseqError where decode.shortlist asks for a shortlist this model was saved without."""
+        if self.config.decode.shortlist and self.shortlist is None:
+            raise AttnseqError(
+                f"decode.shortlist = {self.config.decode.shortlist}: this model was saved without a shortlist "
+                "(models saved before attnseq made one, and models that copy, have none); decode with "
+                "decode.shortlist: 0 (--shortlist 0), or train the model again"
+            )
 
     def _shortlisted(self, model: Seq2Seq, src, *, beams: int) -> Shortlisted:
         """The decoding copy `model` with its vocabulary cut to the shortlist of the batch `src`; its

@@ -79,7 +79,7 @@ class Shortlist:
         specials, keep their places): its words' first `per_word` candidates, the `frequent` most
         frequent target words and the specials."""
         keep = torch.zeros(self.target_size, dtype=torch.bool)
-        keep[self.table[src.reshape(-1).cpu()][:, :per_word].reshape(-1)] = True
+        keep[self.table[:, :per_word][src.reshape(-1).cpu()].reshape(-1)] = True
         keep[self.frequent[:frequent]] = True
         keep[:N_SPECIALS] = True
         return keep.nonzero().squeeze(1)

@@ -63,6 +63,5 @@ class ChatTask(RecordsTask):
         return {"name": "retrieval: the answer of the nearest training question (TF-IDF, characters 1-3)",
                 **scores, "outputs": outputs}  # fmt: skip
 
-    def predictor(self, model, cfg: Config, assets, *, device: str = "cpu") -> Chatbot:
-        return Chatbot(model, cfg, assets.src_vocab, assets.tgt_vocab, device=device, tokenizers=assets.tokenizers,
-                       shortlist=assets.shortlist)  # fmt: skip
+    def predictor_class(self) -> type:
+        return Chatbot

@@ -91,14 +91,6 @@ class TranslationTask(Task):
                 )  # fmt: skip
                 for sides, suffix in (((2,), d.src_suffix), (tgt_sides, d.tgt_suffix))
             )
-        if saved is not None:
-            shortlist = load_shortlist(saved)
-        elif cfg.model.copy:  # a copying model writes source words: no shortlist applies
-            shortlist = None
-        else:
-            shortlist = Shortlist.build([src_vocab.encode(p[2]) for p in train_pairs],
-                                        [tgt_vocab.encode(p[3]) for p in train_pairs], len(src_vocab),
-                                        len(tgt_vocab))  # fmt: skip
         datasets = []
         for path, pairs in ((self.source(cfg, "train"), train_pairs), (self.source(cfg, "valid"), valid_pairs)):
             dataset = PairDataset(pairs, src_vocab=src_vocab, tgt_vocab=tgt_vocab, max_src_len=d.max_src_len,
@@ -109,6 +101,14 @@ class TranslationTask(Task):
                     "tokenizes to nothing on one side; raise the limits or check the file"
                 )
             datasets.append(dataset)
+        if saved is not None:
+            shortlist = load_shortlist(saved)
+        elif cfg.model.copy:  # a copying model writes source words: no shortlist applies
+            shortlist = None
+        else:  # from the ids training reads (each source without its closing </s>)
+            train = datasets[0]
+            shortlist = Shortlist.build([ids[:-1] for ids in train.src_ids], train.tgt_ids, len(src_vocab),
+                                        len(tgt_vocab))  # fmt: skip
         return TaskData(*datasets, TranslationAssets(src_vocab, tgt_vocab, tokenizers, shortlist))
 
     def source(self, cfg: Config, split: str) -> str:
@@ -137,11 +137,15 @@ class TranslationTask(Task):
         scores = translator.score(valid.src_text[:limit], valid.tgt_text[:limit], beam_size=1)
         return {"exact_match": scores["exact_match"], "bleu": scores["bleu"], "chrf": scores["chrf"]}
 
-    def predictor(self, model, cfg: Config, assets: TranslationAssets, *, device: str = "cpu"):
+    def predictor_class(self) -> type:
+        """The `Translator` class this task's predictor is (a subclass for tasks that add to it)."""
         from attnseq.translate import Translator
 
-        return Translator(model, cfg, assets.src_vocab, assets.tgt_vocab, device=device, tokenizers=assets.tokenizers,
-                          shortlist=assets.shortlist)  # fmt: skip
+        return Translator
+
+    def predictor(self, model, cfg: Config, assets: TranslationAssets, *, device: str = "cpu"):
+        return self.predictor_class()(model, cfg, assets.src_vocab, assets.tgt_vocab, device=device,
+                                      tokenizers=assets.tokenizers, shortlist=assets.shortlist)  # fmt: skip
 
 
 class RecordsTask(TranslationTask):
