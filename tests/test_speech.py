@@ -420,9 +420,9 @@ def test_clip_strings_fill_pauses_with_the_background_and_are_seeded():
 
 
 def test_speed_perturbation_plays_a_clip_faster_and_higher_and_leaves_other_strings_alone():
+    from attnseq.audio.features import played_at
     from attnseq.config import load_config
     from attnseq.errors import AttnseqError
-    from attnseq.audio.features import played_at
     from attnseq.tasks.speech import Utterance, clip_strings
 
     fast = played_at(tone(400, 1.0), 1.25, RATE)
@@ -535,3 +535,37 @@ def test_the_page_transcribes_an_uploaded_recording_in_chromium(tone_run, tmp_pa
             assert weights == expected["attention"]
             page.screenshot(path=str(tmp_path / "speech_page.png"))
             browser.close()
+
+
+def test_opening_bursts_add_noise_before_the_first_word_only_and_leave_the_strings_as_drawn():
+    from attnseq.config import load_config
+    from attnseq.errors import AttnseqError
+    from attnseq.tasks.speech import Utterance, add_burst, clip_strings
+
+    args = ["task=speech", "data.train=x", "data.valid=x", "data.sample_rate=8000", "data.min_clips=1",
+            "data.max_clips=2", "data.edge_ms=[200, 300]"]  # fmt: skip
+    d = load_config(None, args).data
+    clips = [Utterance(f"c{i}", str(i), tone(300 + 100 * i, 0.3)) for i in range(3)]
+    plain = clip_strings(clips, d, 100, 1, training=True)
+    bursts = clip_strings(clips, replace(d, opening_burst=0.5), 100, 1, training=True)
+    assert [u.text for u in bursts] == [u.text for u in plain]  # the bursts draw from their own stream
+    assert [len(u.wave) for u in bursts] == [len(u.wave) for u in plain]
+    changed = [i for i, (a, b) in enumerate(zip(bursts, plain)) if not np.array_equal(a.wave, b.wave)]
+    assert 30 < len(changed) < 70  # about half
+    for i in changed:
+        frames = plain[i].wave[: len(plain[i].wave) // 80 * 80].reshape(-1, 80)
+        loudest = float(np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1)).max())  # the loudest 10 ms
+        added = bursts[i].wave - plain[i].wave
+        where = np.nonzero(added)[0]
+        assert where.max() < int(0.2 * RATE)  # within the opening silence (at least 200 ms): no word touched
+        assert where.min() <= int(0.03 * RATE) and int(0.02 * RATE) - 2 <= len(where) <= int(0.15 * RATE)
+        assert 0.02 * loudest < added[where].std() < 0.2 * loudest
+    # valid and test strings never carry one; a string without room before its first word neither
+    assert all(np.array_equal(a.wave, b.wave) for a, b in zip(
+        clip_strings(clips, replace(d, opening_burst=1.0), 20, 1), clip_strings(clips, d, 20, 1)))  # fmt: skip
+    wave = tone(300, 0.2)
+    assert np.array_equal(add_burst(wave, 0, RATE, np.random.default_rng(0), [wave]), wave)
+    with pytest.raises(AttnseqError, match=r"data.opening_burst.*from 0 to 1"):
+        load_config(None, [*args, "data.opening_burst=2"])
+    with pytest.raises(AttnseqError, match=r"data.opening_burst shapes generated .*corpus tsv"):
+        load_config(None, [*args, "data.opening_burst=0.5"])

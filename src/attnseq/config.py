@@ -278,6 +278,9 @@ class SpeechDataConfig:
     # generated training strings: the share with no silence before them (and, drawn apart, after them),
     # as a clip on its own starts and ends with the voice
     bare_edge: float = 0.0
+    # generated training strings: the share that open with a burst of noise (20-150 ms at 3-15% of the
+    # string's loudest 10 ms), as a recording can open with a click or a bump of the microphone
+    opening_burst: float = 0.0
     held_out_speaker: str = ""  # fsdd: train without this speaker, test on that speaker only
     train_count: int = 31  # yesno: recordings (sorted by name) that train ...
     valid_count: int = 4  # ... of which the last this many validate
@@ -658,12 +661,14 @@ def _validate_speech(cfg: Config, at) -> None:
     if speeds and (len(speeds) != 2 or not 0 < speeds[0] <= speeds[1]):
         raise AttnseqError(f"{at('data.speed_perturb')}: 'data.speed_perturb' must be [min, max] with "
                            f"0 < min <= max, e.g. [0.9, 1.1], or [] (got {speeds})")  # fmt: skip
-    if not 0 <= d.bare_edge <= 1:
-        raise AttnseqError(f"{at('data.bare_edge')}: 'data.bare_edge' is a share of the training strings, "
-                           f"from 0 to 1 (got {d.bare_edge:g})")  # fmt: skip
+    for key in ("bare_edge", "opening_burst"):
+        if not 0 <= getattr(d, key) <= 1:
+            raise AttnseqError(f"{at('data.' + key)}: 'data.{key}' is a share of the training strings, "
+                               f"from 0 to 1 (got {getattr(d, key):g})")  # fmt: skip
     generates = d.corpus == "fsdd" or d.corpus == "yesno" and d.train_strings > 0
-    if (speeds or d.bare_edge) and not generates:
-        keys = [key for key, on in (("data.speed_perturb", speeds), ("data.bare_edge", d.bare_edge)) if on]
+    shaping = {"data.speed_perturb": speeds, "data.bare_edge": d.bare_edge, "data.opening_burst": d.opening_burst}
+    if any(shaping.values()) and not generates:
+        keys = [key for key, on in shaping.items() if on]
         named, verb = " and ".join(keys), "shape" if len(keys) > 1 else "shapes"
         raise AttnseqError(f"{at(*keys)}: {named} {verb} generated training strings (corpus fsdd, or yesno with "
                            f"data.train_strings > 0), and corpus {d.corpus} with data.train_strings = "
@@ -762,7 +767,7 @@ CHECKSUMS = "files"
 # config.json's format: a saved config must hold every key its format had (a missing key is an
 # error, never a silent default); a key added later goes into ADDED_KEYS with the next format
 FORMAT_KEY = "format"
-FORMAT = 5
+FORMAT = 6
 ADDED_KEYS: dict[str, int] = {
     "train.accumulate": 2,
     "train.max_nonfinite": 2,
@@ -777,6 +782,7 @@ ADDED_KEYS: dict[str, int] = {
     "data.bare_edge": 4,
     "decode.shortlist": 5,
     "decode.shortlist_frequent": 5,
+    "data.opening_burst": 6,
 }
 
 

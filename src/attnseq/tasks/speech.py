@@ -242,11 +242,14 @@ def clip_strings(
     to the drawn length (clicks and all). Training strings (`training`) are augmented as the data
     section says: each clip played at a speed drawn from `speed_perturb` (resampled, as sox's
     `speed` effect: tempo and pitch change together), and with probability `bare_edge` a string
-    has no silence before it (and, drawn apart, after it), as a clip on its own. The same for the
-    same split_seed on every machine."""
+    has no silence before it (and, drawn apart, after it), as a clip on its own, and with
+    probability `opening_burst` its opening silence carries a short burst of sound (`add_burst`). The
+    same for the same split_seed on every machine."""
     speeds = d.speed_perturb if training else None
     bare = d.bare_edge if training else 0.0
+    burst = d.opening_burst if training else 0.0
     rng = np.random.default_rng([d.split_seed, seed_key])
+    burst_rng = np.random.default_rng([d.split_seed, seed_key, 1])  # its own stream: the strings stay as they are
 
     def silence(ms_range) -> np.ndarray:
         n = int(rng.uniform(*ms_range) * d.sample_rate / 1000)
@@ -276,8 +279,38 @@ def clip_strings(
             if speeds:
                 wave = played_at(wave, float(rng.uniform(*speeds)), d.sample_rate)
             parts += [wave, edge() if k == len(picks) - 1 else silence(d.silence_ms)]
+        wave = np.concatenate(parts)
+        if burst and burst_rng.uniform() < burst:
+            wave = add_burst(wave, len(parts[0]), d.sample_rate, burst_rng, [c.wave for c in clips])
         names = "+".join(Path(clips[p].name).stem for p in picks)
-        out.append(Utterance(names, " ".join(clips[p].text for p in picks), np.concatenate(parts)))
+        out.append(Utterance(names, " ".join(clips[p].text for p in picks), wave))
+    return out
+
+
+def add_burst(wave: np.ndarray, room: int, sample_rate: int, rng: np.random.Generator,
+              sources: list[np.ndarray]) -> np.ndarray:  # fmt: skip
+    """`wave` with a short burst of sound added within its first `room` samples (the silence before
+    its first word): a 20-150 ms piece of one of `sources` (the clips), faded in and out, starting
+    in the first 30 ms, its level 3-15% of the loudest 10 ms of the wave (RMS). Some recordings open
+    with such a bump, breath or click, loud enough and voiced enough to pass for a short word;
+    strings that carry one teach the model that it is not."""
+    hop = sample_rate // 100
+    frames = len(wave) // hop
+    if room < hop or frames < 1:
+        return wave
+    loudest = float(np.sqrt(np.mean(wave[: frames * hop].astype(np.float64).reshape(frames, hop) ** 2, axis=1)).max())
+    start = int(rng.uniform(0, 0.03) * sample_rate)
+    length = min(int(rng.uniform(0.02, 0.15) * sample_rate), room - start)
+    source = sources[int(rng.integers(0, len(sources)))]
+    if length < hop or len(source) < length:
+        return wave
+    offset = int(rng.integers(0, len(source) - length + 1))
+    piece = source[offset : offset + length].astype(np.float64) * np.hanning(length)
+    rms = float(np.sqrt(np.mean(piece**2)))
+    if rms == 0:
+        return wave
+    out = wave.copy()
+    out[start : start + length] += (piece * (loudest * rng.uniform(0.03, 0.15) / rms)).astype(wave.dtype)
     return out
 
 

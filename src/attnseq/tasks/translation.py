@@ -116,7 +116,9 @@ class TranslationTask(Task):
         return getattr(cfg.data, split)
 
     def load_assets(self, cfg: Config, directory: Path) -> TranslationAssets:
-        return TranslationAssets(*load_vocabs(directory), load_tokenizers(cfg.data, directory), load_shortlist(directory))
+        return TranslationAssets(
+            *load_vocabs(directory), load_tokenizers(cfg.data, directory), load_shortlist(directory)
+        )
 
     def build_model(self, cfg: Config, assets: TranslationAssets):
         from attnseq.models.seq2seq import build_model
