@@ -57,31 +57,6 @@ def test_auto_is_the_fastest_precision_the_device_runs(monkeypatch, answers, tra
     assert runtime.resolve_precision("fp32", stage="train") == "fp32"  # fp32 runs everywhere
 
 
-def test_auto_trains_a_small_cpu_model_in_fp32(monkeypatch, tmp_path, dates_dir):
-    """bf16 autocast does not pay for small products: under BF16_MIN_PARAMETERS a CPU model trains
-    in fp32 even where bf16 is native; a GPU keeps bf16; an explicit bf16 is kept."""
-    force(monkeypatch, bf16=True, bf16_missing="")
-    small, large = runtime.BF16_MIN_PARAMETERS - 1, runtime.BF16_MIN_PARAMETERS
-    assert runtime.resolve_precision("auto", stage="train", parameters=small) == "fp32"
-    assert runtime.resolve_precision("auto", stage="train", parameters=large) == "bf16"
-    assert runtime.resolve_precision("bf16", stage="train", parameters=small) == "bf16"
-    assert runtime.resolve_precision("auto", stage="decode", parameters=small) == "int8"  # decoding: unchanged
-    force(monkeypatch, device="cuda", bf16=True, bf16_missing="")
-    assert runtime.resolve_precision("auto", stage="train", parameters=small) == "bf16"
-    force(monkeypatch, device="cpu", bf16=True, bf16_missing="")
-    sets = [f"data.train={dates_dir / 'train.tsv'}", f"data.valid={dates_dir / 'valid.tsv'}", "model.emb_size=16",
-            "model.enc_hidden_size=32", "model.dec_hidden_size=32"]  # fmt: skip
-    trainer = Trainer(load_config(DATES_CONFIG, sets), tmp_path / "small", progress_bar=False)
-    parameters = sum(p.numel() for p in trainer.model.parameters())
-    assert parameters < runtime.BF16_MIN_PARAMETERS and trainer.precision == "fp32"
-    assert trainer.resolved()["train.precision"] == "fp32"
-    trainer.close()
-    monkeypatch.setattr(runtime, "BF16_MIN_PARAMETERS", parameters)  # the same model, counted as large enough
-    trainer = Trainer(load_config(DATES_CONFIG, sets), tmp_path / "large", progress_bar=False)
-    assert trainer.precision == "bf16"
-    trainer.close()
-
-
 def test_an_explicit_precision_the_device_lacks_names_what_is_missing(monkeypatch):
     force(monkeypatch, bf16=False, bf16_missing=NO_BF16, int8_engine="")
     with pytest.raises(AttnseqError) as info:
@@ -104,15 +79,12 @@ def test_the_probe_leaves_the_random_stream_and_the_quantized_engine_alone():
 
 @pytest.fixture(scope="module")
 def auto_run(tmp_path_factory, dates_dir):
-    """A small dates model trained through the CLI with every precision left at auto, counted as
-    large enough for bf16 (so it trains in bf16 where that is native, as a recipe's model does)."""
+    """A small dates model trained through the CLI with every precision left at auto."""
     out = tmp_path_factory.mktemp("auto") / "run"
     sets = [f"data.train={dates_dir / 'train.tsv'}", f"data.valid={dates_dir / 'valid.tsv'}",
             "model.emb_size=32", "model.enc_hidden_size=64", "model.dec_hidden_size=64", "train.lr=0.005",
             "train.batch_size=32", "train.max_epochs=2", "train.max_minutes=0"]  # fmt: skip
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(runtime, "BF16_MIN_PARAMETERS", 0)
-        assert main(["train", str(DATES_CONFIG), "--out", str(out), *[a for s in sets for a in ("--set", s)]]) == 0
+    assert main(["train", str(DATES_CONFIG), "--out", str(out), *[a for s in sets for a in ("--set", s)]]) == 0
     return out
 
 
@@ -186,11 +158,9 @@ def test_an_avx2_only_cpu_refuses_bf16_in_one_line(auto_run):
     assert proc.stderr == f"attnseq: error: decode.precision bf16: {NO_BF16}; use auto (here: int8) or fp32\n"
 
 
-def test_a_recipe_shaped_lstm_trains_under_auto(monkeypatch, tmp_path, dates_dir):
+def test_a_recipe_shaped_lstm_trains_under_auto(tmp_path, dates_dir):
     """The Multi30k recipe's model (biLSTM, Luong general without input feeding, tied embeddings,
-    uniform init, label smoothing, weight average), small but counted as the recipe's size, a few
-    steps under train.precision auto (bf16 where native)."""
-    monkeypatch.setattr(runtime, "BF16_MIN_PARAMETERS", 0)
+    uniform init, label smoothing, weight average), small, a few steps under train.precision auto."""
     cfg = load_config(RECIPE, [
         f"data.train={dates_dir / 'train.tsv'}", f"data.valid={dates_dir / 'valid.tsv'}", "data.test=",
         "data.src_suffix=", "data.tgt_suffix=", "data.spm_vocab_size=120",

@@ -124,8 +124,7 @@ class TrainConfig:
     log_every: int = 50  # steps between training-loss lines in metrics.jsonl
     max_nonfinite: int = 10  # an update whose loss or gradient is inf / nan is skipped; stop after this many in a row
     device: str = "cpu"  # "cpu" or "cuda"
-    # auto: bf16 where this device runs it natively, else fp32, and on a CPU fp32 for a model under
-    # 2 million parameters, whose products are too small for bf16 to pay (attnseq.runtime.resolve_precision);
+    # auto: bf16 where this device runs it natively, else fp32 (attnseq.runtime.resolve_precision);
     # bf16: autocast matrix products and RNNs to bfloat16 (fp32 master weights); fp32: no autocast
     precision: Precision = "auto"
     num_threads: int = 0  # torch CPU threads (0 = torch's default)

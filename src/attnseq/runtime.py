@@ -183,19 +183,9 @@ def capabilities(device: str = "cpu") -> Capabilities:
         return Capabilities("cpu", isa, not missing, missing, packed, int8)
 
 
-# bf16 autocast pays on a CPU only where a model's products are large: below this many parameters
-# its casts cost about what its products save, or more (bf16 / fp32 training speed 0.81-1.02x for
-# the recipes of 0.3-1.0 million parameters, 1.37-1.57x for those of 3.1-9.5 million, measured on
-# an AVX512-BF16 CPU; docs/performance.md), so `auto` trains such a model in fp32
-BF16_MIN_PARAMETERS = 2_000_000
-
-
-def resolve_precision(
-    requested: str, *, stage: str, device: str = "cpu", where: str = "", parameters: int | None = None
-) -> str:
+def resolve_precision(requested: str, *, stage: str, device: str = "cpu", where: str = "") -> str:
     """The precision to run: `requested` itself when this device runs it natively, or what `auto`
-    means here. Training (stage "train"): bf16 where native, else fp32; on a CPU fp32 also for a
-    model of fewer than BF16_MIN_PARAMETERS `parameters` (when given). Decoding ("decode"): on a
+    means here. Training (stage "train"): bf16 where native, else fp32. Decoding ("decode"): on a
     CPU int8 (the output layer W_y in int8, the rest of the decoding copy in bf16 where native,
     else fp32) where an int8 engine runs, else bf16 where native, else fp32; on a GPU fp32 (bf16
     decoding measured no faster there).
@@ -209,8 +199,7 @@ def resolve_precision(
     caps = capabilities(device)
     if requested == "auto":
         if stage == "train":
-            small = parameters is not None and caps.device == "cpu" and parameters < BF16_MIN_PARAMETERS
-            return "bf16" if caps.bf16 and not small else "fp32"
+            return "bf16" if caps.bf16 else "fp32"
         if caps.int8_engine:
             return "int8"
         return "bf16" if caps.bf16 and caps.device == "cpu" else "fp32"

@@ -266,13 +266,6 @@ class Trainer:
         if resume and group.main:
             load_weights(self.model, last)
         self.model.to(self.device).train()
-        if t.precision == "auto":  # auto weighs the model too: a small one trains faster in fp32 on a CPU
-            self.precision = runtime.resolve_precision(
-                "auto",
-                stage="train",
-                device=str(self.device),
-                parameters=sum(p.numel() for p in self.model.parameters()),
-            )
         # the module that trains: under torchrun a DistributedDataParallel wrapper (which starts every
         # rank from rank 0's weights), else the model itself
         self.train_model: nn.Module = self.model
