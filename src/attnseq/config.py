@@ -278,8 +278,8 @@ class SpeechDataConfig:
     # generated training strings: the share with no silence before them (and, drawn apart, after them),
     # as a clip on its own starts and ends with the voice
     bare_edge: float = 0.0
-    # generated training strings: the share that open with a burst of noise (20-150 ms at 3-15% of the
-    # string's loudest 10 ms), as a recording can open with a click or a bump of the microphone
+    # generated training strings: the share that open with a short burst of sound (a 20-150 ms faded piece
+    # of a training clip at 3-15% of the string's loudest 10 ms), as a recording can open with a bump or click
     opening_burst: float = 0.0
     held_out_speaker: str = ""  # fsdd: train without this speaker, test on that speaker only
     train_count: int = 31  # yesno: recordings (sorted by name) that train ...
