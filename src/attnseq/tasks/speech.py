@@ -142,15 +142,20 @@ def yesno_corpus(d: SpeechDataConfig, split: str) -> list[Utterance]:
     return utterances + strings
 
 
+def frame_rms(wave: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The RMS of each whole 10 ms frame of `wave`, in float64."""
+    hop = sample_rate // 100
+    frames = len(wave) // hop
+    return np.sqrt(np.mean(wave[: frames * hop].astype(np.float64).reshape(frames, hop) ** 2, axis=1))
+
+
 def voiced_runs(wave: np.ndarray, sample_rate: int) -> list[tuple[int, int]]:
     """The stretches of voice in a recording, as (start, end) 10 ms frame numbers: frames louder than
     a tenth of the loudest are voice, runs of them shorter than 50 ms are dropped (a click is not a
     word) and runs closer than 80 ms joined."""
-    hop = sample_rate // 100
-    frames = len(wave) // hop
-    if frames < 2:
+    rms = frame_rms(wave, sample_rate)
+    if len(rms) < 2:
         return []
-    rms = np.sqrt(np.mean(wave[: frames * hop].reshape(frames, hop).astype(np.float64) ** 2, axis=1))
     voiced = rms > 0.1 * rms.max()
     runs, start = [], None
     for i, v in enumerate([*voiced, False]):
@@ -250,6 +255,7 @@ def clip_strings(
     burst = d.opening_burst if training else 0.0
     rng = np.random.default_rng([d.split_seed, seed_key])
     burst_rng = np.random.default_rng([d.split_seed, seed_key, 1])  # its own stream: the strings stay as they are
+    sources = [c.wave for c in clips]  # what a burst is cut from
 
     def silence(ms_range) -> np.ndarray:
         n = int(rng.uniform(*ms_range) * d.sample_rate / 1000)
@@ -281,7 +287,7 @@ def clip_strings(
             parts += [wave, edge() if k == len(picks) - 1 else silence(d.silence_ms)]
         wave = np.concatenate(parts)
         if burst and burst_rng.uniform() < burst:
-            wave = add_burst(wave, len(parts[0]), d.sample_rate, burst_rng, [c.wave for c in clips])
+            wave = add_burst(wave, len(parts[0]), d.sample_rate, burst_rng, sources)
         names = "+".join(Path(clips[p].name).stem for p in picks)
         out.append(Utterance(names, " ".join(clips[p].text for p in picks), wave))
     return out
@@ -295,10 +301,9 @@ def add_burst(wave: np.ndarray, room: int, sample_rate: int, rng: np.random.Gene
     with such a bump, breath or click, loud enough and voiced enough to pass for a short word;
     strings that carry one teach the model that it is not."""
     hop = sample_rate // 100
-    frames = len(wave) // hop
-    if room < hop or frames < 1:
+    if room < hop or len(wave) < hop:
         return wave
-    loudest = float(np.sqrt(np.mean(wave[: frames * hop].astype(np.float64).reshape(frames, hop) ** 2, axis=1)).max())
+    loudest = float(frame_rms(wave, sample_rate).max())
     start = int(rng.uniform(0, 0.03) * sample_rate)
     length = min(int(rng.uniform(0.02, 0.15) * sample_rate), room - start)
     source = sources[int(rng.integers(0, len(sources)))]
