@@ -82,6 +82,35 @@ def test_log_mel_matches_librosa_melspectrogram_on_a_tone():
     assert abs(centres[log_mel[25].argmax()] - 440.0) < 60
 
 
+def test_preemphasis_matches_librosa_and_takes_out_low_rumble():
+    librosa = pytest.importorskip("librosa")
+    plain = Frontend(sample_rate=RATE, n_mels=40, win_ms=25, hop_ms=10)
+    front = Frontend(sample_rate=RATE, n_mels=40, win_ms=25, hop_ms=10, preemphasis=0.97)
+    wave = 0.3 * tone(30.0, 0.5) + 0.1 * tone(1000.0, 0.5)  # a low rumble under a tone
+    theirs = librosa.feature.melspectrogram(
+        y=librosa.effects.preemphasis(wave, coef=0.97, zi=0.0), sr=RATE, n_fft=front.n_fft,
+        hop_length=front.hop_length, win_length=front.win_length, window="hann", center=True,
+        pad_mode="constant", power=2.0, n_mels=40,
+    ).T  # fmt: skip
+    ours = front.mel_power(wave).numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-6 * theirs.max())
+
+    def rumble_to_tone_db(f: Frontend) -> float:  # the lowest band against the band of 1 kHz, mid-signal
+        frame = f.mel_power(wave).numpy()[25]
+        centres = librosa.mel_frequencies(n_mels=42, fmax=RATE / 2)[1:-1]
+        return 10 * np.log10(frame[0] / frame[np.abs(centres - 1000).argmin()])
+
+    assert rumble_to_tone_db(plain) - rumble_to_tone_db(front) > 20  # the rumble falls by more than 20 dB
+    assert torch.equal(Frontend(sample_rate=RATE, n_mels=40, win_ms=25, hop_ms=10, preemphasis=0.0).mel_power(wave),
+                       plain.mel_power(wave))  # 0 = off  # fmt: skip
+    from attnseq.config import load_config
+    from attnseq.errors import AttnseqError
+
+    for bad in ("1.0", "-0.1"):
+        with pytest.raises(AttnseqError, match=r"data.preemphasis.*in \[0, 1\)"):
+            load_config(None, ["task=speech", "data.train=x", "data.valid=x", f"data.preemphasis={bad}"])
+
+
 def test_read_wav_mixes_to_mono_resamples_and_names_bad_files(tmp_path):
     stereo = np.stack([tone(440.0, 0.5, 16000), tone(440.0, 0.5, 16000)], axis=1)
     soundfile.write(tmp_path / "s.wav", stereo, 16000)

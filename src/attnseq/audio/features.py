@@ -125,12 +125,15 @@ class FeatureStats:
 
 
 class Frontend:
-    """Waveform -> log-mel frames (n_frames, n_mels): frames of `win_ms` every `hop_ms`, centred
-    (frame k covers time k * hop), Hann window, power spectrum through the mel filterbank, then
-    log(mel + floor)."""
+    """Waveform -> log-mel frames (n_frames, n_mels): optional pre-emphasis y[n] = x[n] - c x[n - 1]
+    (y[0] = x[0]), then frames of `win_ms` every `hop_ms`, centred (frame k covers time k * hop), Hann
+    window, power spectrum through the mel filterbank, then log(mel + floor)."""
 
-    def __init__(self, *, sample_rate: int, n_mels: int, win_ms: float, hop_ms: float, floor: float = 1e-6) -> None:
-        self.sample_rate, self.n_mels, self.floor = sample_rate, n_mels, floor
+    def __init__(
+        self, *, sample_rate: int, n_mels: int, win_ms: float, hop_ms: float, floor: float = 1e-6,
+        preemphasis: float = 0.0,
+    ) -> None:  # fmt: skip
+        self.sample_rate, self.n_mels, self.floor, self.preemphasis = sample_rate, n_mels, floor, preemphasis
         self.win_length = round(sample_rate * win_ms / 1000)
         self.hop_length = round(sample_rate * hop_ms / 1000)
         self.n_fft = 1 << (self.win_length - 1).bit_length()  # the next power of two
@@ -139,7 +142,8 @@ class Frontend:
 
     @classmethod
     def from_config(cls, d) -> Frontend:
-        return cls(sample_rate=d.sample_rate, n_mels=d.n_mels, win_ms=d.win_ms, hop_ms=d.hop_ms)
+        return cls(sample_rate=d.sample_rate, n_mels=d.n_mels, win_ms=d.win_ms, hop_ms=d.hop_ms,
+                   preemphasis=d.preemphasis)  # fmt: skip
 
     @property
     def seconds_per_frame(self) -> float:
@@ -148,6 +152,8 @@ class Frontend:
     def mel_power(self, wave: np.ndarray | Tensor) -> Tensor:
         """(n_frames, n_mels) mel power spectrogram of a mono waveform."""
         wave = torch.as_tensor(wave, dtype=torch.float32)
+        if self.preemphasis and wave.numel() > 1:
+            wave = torch.cat([wave[:1], wave[1:] - self.preemphasis * wave[:-1]])
         spec = torch.stft(wave, self.n_fft, hop_length=self.hop_length, win_length=self.win_length,
                           window=self.window, center=True, pad_mode="constant", return_complex=True)  # fmt: skip
         power = spec.real.square() + spec.imag.square()  # (n_fft / 2 + 1, n_frames)
