@@ -254,6 +254,7 @@ class SpeechDataConfig:
     lowercase: bool = False
     sample_rate: int = 16000  # audio is resampled to this rate (Hz)
     n_mels: int = 40  # mel bands per frame
+    fmin: float = 0.0  # the mel filterbank's lowest edge (Hz): bands below it are left out (hum, rumble)
     win_ms: float = 25.0  # analysis window
     hop_ms: float = 10.0  # frame step
     # > 0: y[n] = x[n] - preemphasis * x[n - 1] before the spectrum (0.97 as in Kaldi and HTK): lifts the
@@ -506,6 +507,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.max_len": _AT_LEAST_1,
     "data.sample_rate": (lambda v: 1000 <= v <= 192000, "in [1000, 192000]"),
     "data.n_mels": _AT_LEAST_1,
+    "data.fmin": _NOT_NEGATIVE,
     "data.win_ms": _POSITIVE,
     "data.hop_ms": _POSITIVE,
     "data.preemphasis": (lambda v: 0.0 <= v < 1.0, "in [0, 1) (0.97 is the usual value; 0 = off)"),
@@ -690,6 +692,9 @@ def _validate_speech(cfg: Config, at) -> None:
     if round(d.sample_rate * d.win_ms / 1000) < 2 or round(d.sample_rate * d.hop_ms / 1000) < 1:
         raise AttnseqError(f"{at('data.win_ms', 'data.hop_ms')}: the analysis window must span at least 2 samples "
                            "and the hop at least 1 at data.sample_rate")  # fmt: skip
+    if d.fmin >= d.sample_rate / 2:
+        raise AttnseqError(f"{at('data.fmin', 'data.sample_rate')}: data.fmin = {d.fmin:g} Hz, the mel bands' lowest "
+                           f"edge, must be below half the sample rate ({d.sample_rate / 2:g} Hz); lower it")  # fmt: skip
 
 
 def _validate_split(d, at) -> None:
@@ -788,6 +793,7 @@ ADDED_KEYS: dict[str, int] = {
     "decode.shortlist_frequent": 5,
     "data.opening_burst": 6,
     "data.preemphasis": 7,
+    "data.fmin": 7,
 }
 
 

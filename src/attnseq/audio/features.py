@@ -127,23 +127,23 @@ class FeatureStats:
 class Frontend:
     """Waveform -> log-mel frames (n_frames, n_mels): optional pre-emphasis y[n] = x[n] - c x[n - 1]
     (y[0] = x[0]), then frames of `win_ms` every `hop_ms`, centred (frame k covers time k * hop), Hann
-    window, power spectrum through the mel filterbank, then log(mel + floor)."""
+    window, power spectrum through the mel filterbank (bands from `fmin` Hz up), then log(mel + floor)."""
 
     def __init__(
         self, *, sample_rate: int, n_mels: int, win_ms: float, hop_ms: float, floor: float = 1e-6,
-        preemphasis: float = 0.0,
+        preemphasis: float = 0.0, fmin: float = 0.0,
     ) -> None:  # fmt: skip
         self.sample_rate, self.n_mels, self.floor, self.preemphasis = sample_rate, n_mels, floor, preemphasis
         self.win_length = round(sample_rate * win_ms / 1000)
         self.hop_length = round(sample_rate * hop_ms / 1000)
         self.n_fft = 1 << (self.win_length - 1).bit_length()  # the next power of two
         self.window = torch.hann_window(self.win_length)
-        self.filters = mel_filterbank(sample_rate, self.n_fft, n_mels)
+        self.filters = mel_filterbank(sample_rate, self.n_fft, n_mels, fmin=fmin)
 
     @classmethod
     def from_config(cls, d) -> Frontend:
         return cls(sample_rate=d.sample_rate, n_mels=d.n_mels, win_ms=d.win_ms, hop_ms=d.hop_ms,
-                   preemphasis=d.preemphasis)  # fmt: skip
+                   preemphasis=d.preemphasis, fmin=d.fmin)  # fmt: skip
 
     @property
     def seconds_per_frame(self) -> float:
