@@ -693,8 +693,9 @@ def _validate_speech(cfg: Config, at) -> None:
         raise AttnseqError(f"{at('data.win_ms', 'data.hop_ms')}: the analysis window must span at least 2 samples "
                            "and the hop at least 1 at data.sample_rate")  # fmt: skip
     if d.fmin >= d.sample_rate / 2:
-        raise AttnseqError(f"{at('data.fmin', 'data.sample_rate')}: data.fmin = {d.fmin:g} Hz, the mel bands' lowest "
-                           f"edge, must be below half the sample rate ({d.sample_rate / 2:g} Hz); lower it")  # fmt: skip
+        nyquist = d.sample_rate / 2
+        raise AttnseqError(f"{at('data.fmin', 'data.sample_rate')}: data.fmin = {d.fmin:g} Hz, the mel bands' "
+                           f"lowest edge, must be below half the sample rate ({nyquist:g} Hz); lower it")  # fmt: skip
 
 
 def _validate_split(d, at) -> None:
