@@ -44,9 +44,16 @@ def test_the_bench_children_train_and_decode(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
 
-    decoded = bench_child(*common, "--child", "decode", "--model", str(run / "last"), "--precisions", "auto")
+    # the fast path decodes with decode.shortlist auto, every other decoder over the whole vocabulary
+    assert speed.decoder_spec("auto") == ("auto", "auto") and speed.decoder_spec("fp32") == ("fp32", 0)
+    assert speed.decoder_spec("auto+shortlist0") == ("auto", 0) and speed.decoder_spec("int8+shortlist10") == (
+        "int8",
+        10,
+    )
+    decoded = bench_child(*common, "--child", "decode", "--model", str(run / "last"), "--precisions", "auto,fp32")
     assert set(decoded["auto"]["beams"]) == {"1", "5"}
     assert all(r["sent_s"] > 0 for r in decoded["auto"]["beams"].values())
+    assert decoded["auto"]["shortlist"] == decoded["fp32"]["shortlist"] == 0  # 30 words: auto lists none
     scaled = bench_child(*common, "--child", "scaling", "--model", str(run / "last"), "--precisions", "auto",
                          "--batches", "1,4", "--sentences", "4")  # fmt: skip
     assert set(scaled["sent_s"]) == {"greedy", "beam5"} and set(scaled["sent_s"]["greedy"]) == {"1", "4"}

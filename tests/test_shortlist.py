@@ -13,7 +13,7 @@ import torch
 from attnseq.cli import main
 from attnseq.config import load_config
 from attnseq.errors import AttnseqError
-from attnseq.fast.shortlist import FILE, PER_WORD_MAX, Shortlist
+from attnseq.fast.shortlist import AUTO_MIN_VOCAB, AUTO_PER_WORD, FILE, PER_WORD_MAX, Shortlist, auto_size
 from attnseq.train import Trainer
 from attnseq.translate import Translator
 from tests.conftest import CPU, DATES_CONFIG
@@ -108,9 +108,63 @@ def test_a_model_saved_without_a_shortlist_says_so(word_run, tmp_path, capsys):
 
 
 def test_a_shortlist_is_refused_where_it_cannot_apply():
-    with pytest.raises(AttnseqError, match="decode.shortlist.*in \\[0, 50\\]"):
+    with pytest.raises(AttnseqError, match="decode.shortlist.*auto or in \\[0, 50\\]"):
         load_config(DATES_CONFIG, ["decode.shortlist=51"])
+    with pytest.raises(AttnseqError, match="decode.shortlist.*expected a whole number or auto, got 'all'"):
+        load_config(DATES_CONFIG, ["decode.shortlist=all"])
+    assert load_config(DATES_CONFIG, ["model.copy=true"]).decode.shortlist == "auto"  # auto asks for none there
     with pytest.raises(AttnseqError, match="model that copies .*set decode.shortlist: 0"):
         load_config(DATES_CONFIG, ["model.copy=true", "decode.shortlist=10"])
     with pytest.raises(AttnseqError, match="text -> text models .*not task classify"):
         load_config(None, ["task=classify", "data.train=x", "data.valid=x", "decode.shortlist=10"])
+
+
+def test_auto_lists_words_for_large_word_vocabularies_on_a_cpu_only():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert auto_size(tgt_tokenizer="word", tgt_vocab_size=AUTO_MIN_VOCAB, device=cpu) == AUTO_PER_WORD == 10
+    assert auto_size(tgt_tokenizer="word", tgt_vocab_size=AUTO_MIN_VOCAB - 1, device=cpu) == 0  # small output layer
+    assert auto_size(tgt_tokenizer="spm", tgt_vocab_size=9762, device=cpu) == 0  # pieces: it cost 0.5 BLEU
+    assert auto_size(tgt_tokenizer="char", tgt_vocab_size=9762, device=cpu) == 0
+    assert auto_size(tgt_tokenizer="word", tgt_vocab_size=9762, device=gpu) == 0  # measured on CPUs only
+
+
+def test_auto_resolves_per_model_and_decodes_as_the_size_it_names(word_run, monkeypatch):
+    translator = Translator.from_pretrained(word_run)
+    assert translator.config.decode.shortlist == "auto"  # the default, saved as such
+    assert translator.shortlist_size == 0  # characters: the whole vocabulary
+    whole = translator.translate(SOURCES)
+    assert [t.output for t in translator.translate(SOURCES)] == [t.output for t in whole]
+    # the same model as if its target side were words of a large vocabulary: auto lists AUTO_PER_WORD
+    monkeypatch.setattr(translator.config.data, "tgt_tokenizer", "word")
+    monkeypatch.setattr("attnseq.fast.shortlist.AUTO_MIN_VOCAB", len(translator.tgt_vocab))
+    assert translator.shortlist_size == AUTO_PER_WORD
+    auto = translator.translate(SOURCES, beam_size=3)
+    translator.config.decode.shortlist = AUTO_PER_WORD
+    assert [(t.output, t.score) for t in translator.translate(SOURCES, beam_size=3)] == [
+        (t.output, t.score) for t in auto
+    ]
+    translator.config.decode.shortlist_frequent = 0  # a shortlist too short to hold every word: auto used it
+    translator.config.decode.shortlist = "auto"
+    assert translator.shortlist.select(torch.tensor([[4]]), translator.shortlist_size, 0).numel() < len(
+        translator.tgt_vocab
+    )
+
+
+def test_auto_is_the_whole_vocabulary_for_a_model_without_a_shortlist(word_run, tmp_path, capsys):
+    old = tmp_path / "old"
+    shutil.copytree(word_run, old)
+    (old / FILE).unlink()
+    config = json.loads((old / "config.json").read_text())
+    del config["files"][FILE]
+    (old / "config.json").write_text(json.dumps(config))
+    translator = Translator.from_pretrained(old)
+    translator.config.data.tgt_tokenizer = "word"
+    assert translator.shortlist is None and translator.shortlist_size == 0  # no error: auto asks for nothing
+    assert translator.translate(SOURCES[:1])[0].output
+    src = tmp_path / "src.txt"
+    src.write_text(SOURCES[0] + "\n")
+    assert main(["translate", "--model", str(old), "--input", str(src), "--shortlist", "auto"]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main(["translate", "--model", str(old), "--input", str(src), "--shortlist", "some"])
+    assert stop.value.code == 2 and "expected a whole number or auto, got 'some'" in capsys.readouterr().err

@@ -50,13 +50,23 @@ def _add_search(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--shortlist",
-        type=int,
+        type=_shortlist_size,
         metavar="K",
         help="compute the output layer only for the K target words per source word that co-occur with it most in "
-        "training, plus the frequent ones (text models; faster, 0 = the whole vocabulary; default: the model's "
-        "decode.shortlist)",
+        "training, plus the frequent ones (text models; faster, 0 = the whole vocabulary; auto: 10 for word "
+        "vocabularies of 4,000 words or more on a CPU; default: the model's decode.shortlist)",
     )
     p.add_argument("--device", default="cpu")
+
+
+def _shortlist_size(text: str):
+    """--shortlist: a whole number or auto."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or auto, got {text!r}") from None
 
 
 def _load_translator(args, cls=None):
@@ -86,6 +96,9 @@ def _load_translator(args, cls=None):
         translator.check_shortlist()  # so does a shortlist the model does not have
     if dec.precision == "auto":
         _NOTICES.append(f"attnseq: decoding in {precision} (auto on {_device_summary(args.device)})")
+    if isinstance(translator, Translator) and dec.shortlist == "auto" and translator.shortlist_size:
+        _NOTICES.append(f"attnseq: decoding over a lexical shortlist of {translator.shortlist_size} target words "
+                        "per source word (decode.shortlist auto; --shortlist 0 for the whole vocabulary)")  # fmt: skip
     return translator
 
 
@@ -424,7 +437,7 @@ def cmd_evaluate(args) -> int:
     dec = translator.config.decode
     scores["beam_size"] = dec.beam_size
     scores["precision"] = translator.precision
-    scores["shortlist"] = dec.shortlist  # target words per source word; 0: the whole vocabulary
+    scores["shortlist"] = translator.shortlist_size  # target words per source word; 0: the whole vocabulary
     if args.output:
         atomic_write_text(Path(args.output), "".join(h + "\n" for h in hyps))
     if args.json:

@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import json
 import math
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ SpmType = Literal["bpe", "unigram"]
 Precision = Literal["auto", "fp32", "bf16"]
 DecodePrecision = Literal["auto", "fp32", "bf16", "int8"]
 LengthPenalty = Literal["none", "avg", "gnmt"]
+ShortlistSize = int | Literal["auto"]
 TaskName = Literal["translate", "classify", "speech", "chat", "headline"]
 SpeechCorpus = Literal["tsv", "fsdd", "yesno"]
 PoolingKind = Literal["attention", "mean", "max", "last"]
@@ -149,8 +151,9 @@ class DecodeConfig:
     precision: DecodePrecision = "auto"
     # > 0: the output layer and search cover a lexical shortlist only (fast/shortlist.py): this many
     # target words per source word that co-occur with it most in the training pairs, plus the
-    # `shortlist_frequent` most frequent target words (text -> text models; 0 = the whole vocabulary)
-    shortlist: int = 0
+    # `shortlist_frequent` most frequent target words (text -> text models; 0 = the whole vocabulary);
+    # auto: 10 on a CPU for word-level target vocabularies of 4,000 words or more, else 0
+    shortlist: ShortlistSize = "auto"
     shortlist_frequent: int = 100
 
 
@@ -362,6 +365,15 @@ def _suggest(name: str, valid: list[str]) -> str:
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
     """Check `value` against a field's annotation; ints are accepted where floats are expected."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # e.g. a whole number or "auto"
+        for member in typing.get_args(annotation):
+            try:
+                return _coerce(value, member, where)
+            except AttnseqError:
+                pass
+        kinds = [f"{typing.get_args(m)[0]}" if typing.get_origin(m) is Literal else "a whole number"
+                 for m in typing.get_args(annotation)]  # fmt: skip
+        raise AttnseqError(f"{where}: expected {' or '.join(kinds)}, got {value!r}")
     if typing.get_origin(annotation) is Literal:
         choices = list(typing.get_args(annotation))
         if value not in choices:
@@ -552,7 +564,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "decode.alpha": _NOT_NEGATIVE,
     "decode.block_ngram_repeat": _NOT_NEGATIVE,
     "decode.max_src_tokens": _AT_LEAST_1,
-    "decode.shortlist": (lambda v: 0 <= v <= 50, "in [0, 50]"),
+    "decode.shortlist": (lambda v: v == "auto" or 0 <= v <= 50, "auto or in [0, 50]"),
     "decode.shortlist_frequent": _NOT_NEGATIVE,
 }
 
@@ -588,7 +600,7 @@ def validate(cfg: Config, source: str = "config", origins: dict[str, str] | None
             f"{at('train.valid_metric')}: 'train.valid_metric': {cfg.train.valid_metric!r} is not allowed with "
             f"task {cfg.task}; choose one of {', '.join(metrics)}" + _suggest(cfg.train.valid_metric, list(metrics))
         )
-    if cfg.decode.shortlist and cfg.task not in ("translate", "chat", "headline"):
+    if cfg.decode.shortlist not in (0, "auto") and cfg.task not in ("translate", "chat", "headline"):
         raise AttnseqError(f"{at('decode.shortlist')}: a shortlist of target words per source word is for text -> "
                            f"text models (task translate, chat, headline), not task {cfg.task}; "
                            "set decode.shortlist: 0")  # fmt: skip
@@ -634,7 +646,7 @@ def validate(cfg: Config, source: str = "config", origins: dict[str, str] | None
             f"model.emb_size ({m.emb_size}) equal to model.dec_hidden_size ({m.dec_hidden_size}), since W_y reads "
             "decoder states; make them equal or set model.tie_embeddings: false"
         )
-    if cfg.decode.shortlist and getattr(m, "copy", False):
+    if cfg.decode.shortlist not in (0, "auto") and getattr(m, "copy", False):
         raise AttnseqError(f"{at('decode.shortlist', 'model.copy')}: a model that copies (model.copy) writes "
                            "source words that no shortlist holds; set decode.shortlist: 0")  # fmt: skip
     if cfg.decode.n_best > cfg.decode.beam_size:
@@ -777,7 +789,7 @@ CHECKSUMS = "files"
 # config.json's format: a saved config must hold every key its format had (a missing key is an
 # error, never a silent default); a key added later goes into ADDED_KEYS with the next format
 FORMAT_KEY = "format"
-FORMAT = 7
+FORMAT = 8  # 8: decode.shortlist may be "auto"
 ADDED_KEYS: dict[str, int] = {
     "train.accumulate": 2,
     "train.max_nonfinite": 2,

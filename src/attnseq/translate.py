@@ -16,7 +16,7 @@ from attnseq.decoding import Sampler, beam_search, greedy_search
 from attnseq.errors import AttnseqError
 from attnseq.fast.decoding import decoding_copy
 from attnseq.fast.frozen import Int8Linear
-from attnseq.fast.shortlist import Shortlist, Shortlisted, shortlist_layer
+from attnseq.fast.shortlist import Shortlist, Shortlisted, auto_size, shortlist_layer
 from attnseq.metrics import score_translations
 from attnseq.models.seq2seq import Seq2Seq
 from attnseq.tasks.base import Prediction, SearchOption, check_count, check_inputs
@@ -188,7 +188,7 @@ class Translator(Seq2SeqPredictor):
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
         self.device = torch.device(device)
         self.src_tok, self.tgt_tok = tokenizers or build_tokenizers(config.data)
-        self.shortlist = shortlist  # the model's lexical shortlist, used when decode.shortlist > 0
+        self.shortlist = shortlist  # the model's lexical shortlist, used when `shortlist_size` > 0
         self._copies: dict[str, Seq2Seq] = {}  # decode precision -> decoding copy of the model's weights
 
     @classmethod
@@ -273,7 +273,7 @@ class Translator(Seq2SeqPredictor):
             index = order[start : start + batch_size]
             src, src_lengths = collate_source([src_ids[i] for i in index], self.src_vocab.pad_id)
             searched = model
-            if self.config.decode.shortlist:
+            if self.shortlist_size:
                 searched = self._shortlisted(model, src, beams=1 if sampler else beam_size)
             for i, hyps in zip(index, self._search(searched, src, src_lengths, beam_size, n_best, sampler)):
                 if searched is not model:  # the shortlist's positions back to target vocabulary ids
@@ -283,9 +283,22 @@ class Translator(Seq2SeqPredictor):
                 shown[0].alternatives = shown
         return results  # type: ignore[return-value]
 
+    @property
+    def shortlist_size(self) -> int:
+        """Target words per source word that decoding lists (0: the whole vocabulary):
+        decode.shortlist, with auto resolved for this model and device (`auto_size`; 0 for a model
+        saved without a shortlist)."""
+        size = self.config.decode.shortlist
+        if size != "auto":
+            return size
+        if self.shortlist is None:
+            return 0
+        return auto_size(tgt_tokenizer=self.config.data.tgt_tokenizer, tgt_vocab_size=len(self.tgt_vocab),
+                         device=self.device)  # fmt: skip
+
     def check_shortlist(self) -> None:
         """AttnseqError where decode.shortlist asks for a shortlist this model was saved without."""
-        if self.config.decode.shortlist and self.shortlist is None:
+        if self.config.decode.shortlist != "auto" and self.config.decode.shortlist and self.shortlist is None:
             raise AttnseqError(
                 f"decode.shortlist = {self.config.decode.shortlist}: this model was saved without a shortlist "
                 "(models saved before attnseq made one, and models that copy, have none); decode with "
@@ -296,7 +309,7 @@ class Translator(Seq2SeqPredictor):
         """The decoding copy `model` with its vocabulary cut to the shortlist of the batch `src`; its
         output layer in int8 for beam search at decode precision int8 (`shortlist_layer`)."""
         dec = self.config.decode
-        ids = self.shortlist.select(src, dec.shortlist, dec.shortlist_frequent)
+        ids = self.shortlist.select(src, self.shortlist_size, dec.shortlist_frequent)
         int8 = self.precision == "int8" and beams > 1
         layer = shortlist_layer(self.model.decoder.W_y, ids, int8=int8, dtype=next(model.parameters()).dtype)
         return Shortlisted(model, ids, layer)

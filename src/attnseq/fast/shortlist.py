@@ -11,8 +11,8 @@ scores are log-probabilities renormalized over the shortlist. With a shortlist t
 word, search finds exactly what it finds without one (tests/test_shortlist.py).
 
 The table is built once from the training pairs when a text -> text model is trained and saved in
-its directory (`shortlist.safetensors`); `decode.shortlist` (words per source word, 0 = off) and
-`decode.shortlist_frequent` choose how much of it a decoding uses.
+its directory (`shortlist.safetensors`); `decode.shortlist` (words per source word, 0 = off, auto:
+`auto_size`) and `decode.shortlist_frequent` choose how much of it a decoding uses.
 """
 
 from __future__ import annotations
@@ -26,6 +26,21 @@ from attnseq.fast.frozen import Int8Linear, PackedLinear, can_pack
 FILE = "shortlist.safetensors"
 PER_WORD_MAX = 50  # target words kept per source word in the saved table
 N_SPECIALS = 4  # <pad> <unk> <s> </s>: ids 0-3 of every vocabulary, always in a shortlist
+# decode.shortlist auto: this many words per source word, for word-level target vocabularies of at
+# least AUTO_MIN_VOCAB words decoded on a CPU (docs/performance.md#lexical-shortlist: on the bench's
+# 9,762 words, 1.3-2x the sentences/s at -0.07 BLEU; on 5,477 subword pieces, -0.5 BLEU at 1.09x)
+AUTO_PER_WORD = 10
+AUTO_MIN_VOCAB = 4000
+
+
+def auto_size(*, tgt_tokenizer: str, tgt_vocab_size: int, device: torch.device) -> int:
+    """What decode.shortlist auto means for a model: AUTO_PER_WORD where its target side is words
+    (the kind a shortlist serves: a word co-occurs with a few translations; a subword piece or a
+    character with many), its vocabulary large enough for the output layer to dominate a step, and
+    the decoding runs on a CPU (where it was measured to pay); 0 (the whole vocabulary) otherwise."""
+    if tgt_tokenizer == "word" and tgt_vocab_size >= AUTO_MIN_VOCAB and device.type == "cpu":
+        return AUTO_PER_WORD
+    return 0
 
 
 class Shortlist:
