@@ -227,6 +227,10 @@ class ClassifierConfig:
     units: int = 64  # attention pooling's W1 / W2 output size (the notes' `units`)
     head_size: int = 20  # the hidden Dense layer of the head
     head_dropout: float = 0.5
+    # e.g. [2] or [2, 3]: each position also reads a hashed embedding of the n-gram of tokens that
+    # starts there, for each n listed (2 to 5; modules/ngrams.py); [] = tokens only
+    ngrams: list[int] = field(default_factory=list)
+    ngram_buckets: int = 16384  # rows of each order's hashed n-gram table
 
 
 @dataclass
@@ -509,6 +513,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.layers": _AT_LEAST_1,
     "model.units": _AT_LEAST_1,
     "model.head_size": _AT_LEAST_1,
+    "model.ngram_buckets": _AT_LEAST_1,
     "model.head_dropout": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
     "model.word_dropout": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
     "model.spatial_dropout": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
@@ -734,6 +739,11 @@ def _validate_classify(cfg: Config, at) -> Config:
             f"{at('model.hidden_size')}: 'model.hidden_size' = {m.hidden_size} must be even with a bidirectional "
             "RNN (each direction gets half)"
         )
+    if any(not 2 <= n <= 5 for n in m.ngrams) or len(set(m.ngrams)) != len(m.ngrams):
+        raise AttnseqError(
+            f"{at('model.ngrams')}: 'model.ngrams' = {m.ngrams} must list different orders from 2 to 5 (the tokens "
+            "themselves are order 1, always read), e.g. [2] or [2, 3]"
+        )
     _validate_split(d, at)
     if d.files:
         if d.domains and len(d.domains) != len(d.files):
@@ -807,6 +817,8 @@ ADDED_KEYS: dict[str, int] = {
     "data.opening_burst": 6,
     "data.preemphasis": 7,
     "data.fmin": 7,
+    "model.ngrams": 8,
+    "model.ngram_buckets": 8,
 }
 
 

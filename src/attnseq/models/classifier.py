@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from attnseq.config import ClassifierConfig
 from attnseq.modules.encoder import RNNEncoder
+from attnseq.modules.ngrams import HashedNgrams
 from attnseq.modules.pooling import build_pooling
 from attnseq.tasks.base import LossOutput
 
@@ -83,6 +84,9 @@ class AttentionClassifier(nn.Module):
         self.hidden = nn.Linear(cfg.hidden_size, cfg.head_size)
         self.head_dropout = nn.Dropout(cfg.head_dropout)
         self.out = nn.Linear(cfg.head_size, 1 if num_classes == 2 else num_classes)
+        if cfg.ngrams:  # made last, so that every other weight draws the same initial values as without
+            self.encoder.ngrams = HashedNgrams(cfg.ngrams, cfg.ngram_buckets, cfg.emb_size, pad_id=pad_id,
+                                               device=self.out.weight.device)  # fmt: skip
 
     def logits(self, tokens: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor | None]:
         """tokens (B, S), lengths (B,) -> logits (B, 1) or (B, K), pooling weights (B, S) or None."""

@@ -75,6 +75,7 @@ class RNNEncoder(nn.Module):
         self.hidden_size = hidden_size
         self.layers = layers
         self.embedding = nn.Embedding(vocab_size, emb_size, padding_idx=pad_id)
+        self.ngrams: nn.Module | None = None  # e.g. `HashedNgrams`: added to the token embeddings
         self.dropout = nn.Dropout(dropout)
         self.rnn = RNN_CLASSES[rnn](
             emb_size,
@@ -95,7 +96,10 @@ class RNNEncoder(nn.Module):
             Memory with outputs (B, S, H) (zeros at padding), src_mask (B, S), final (L, B, H).
         """
         batch, src_len = src.shape
-        emb = self.dropout(self.embedding(src))  # (B, S, E)
+        emb = self.embedding(src)  # (B, S, E)
+        if self.ngrams is not None:
+            emb = emb + self.ngrams(src)
+        emb = self.dropout(emb)
         packed = pack_padded_sequence(emb, src_lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, final = self.rnn(packed)
         outputs, _ = pad_packed_sequence(out, batch_first=True, total_length=src_len)  # (B, S, H)
