@@ -230,7 +230,7 @@ class ClassifierConfig:
     # e.g. [2] or [2, 3]: each position also reads a hashed embedding of the n-gram of tokens that
     # starts there, for each n listed (2 to 5; modules/ngrams.py); [] = tokens only
     ngrams: list[int] = field(default_factory=list)
-    ngram_buckets: int = 16384  # rows of each order's hashed n-gram table
+    ngram_buckets: int = 32768  # rows of each order's hashed n-gram table
 
 
 @dataclass
