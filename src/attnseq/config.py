@@ -799,7 +799,7 @@ CHECKSUMS = "files"
 # config.json's format: a saved config must hold every key its format had (a missing key is an
 # error, never a silent default); a key added later goes into ADDED_KEYS with the next format
 FORMAT_KEY = "format"
-FORMAT = 8  # 8: decode.shortlist may be "auto"
+FORMAT = 8  # 8: decode.shortlist may be "auto"; model.ngrams, model.ngram_buckets
 ADDED_KEYS: dict[str, int] = {
     "train.accumulate": 2,
     "train.max_nonfinite": 2,

@@ -28,7 +28,8 @@ PER_WORD_MAX = 50  # target words kept per source word in the saved table
 N_SPECIALS = 4  # <pad> <unk> <s> </s>: ids 0-3 of every vocabulary, always in a shortlist
 # decode.shortlist auto: this many words per source word, for word-level target vocabularies of at
 # least AUTO_MIN_VOCAB words decoded on a CPU (docs/performance.md#lexical-shortlist: on the bench's
-# 9,762 words, 1.3-2x the sentences/s at -0.07 BLEU; on 5,477 subword pieces, -0.5 BLEU at 1.09x)
+# 9,762 words, 1.45-1.9x the sentences/s at -0.17 BLEU over three seeds; on 5,477 subword pieces,
+# -0.5 BLEU at 1.09x)
 AUTO_PER_WORD = 10
 AUTO_MIN_VOCAB = 4000
 
