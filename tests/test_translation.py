@@ -140,6 +140,8 @@ def test_int8_decoding_quantizes_the_output_layer(spm_run):
     assert quantized.decoder.W_y.engine == CPU.int8_engine
     # the rest in bfloat16 where this CPU runs it natively, else in float32
     assert quantized.decoder.W_c.weight.dtype == (torch.bfloat16 if CPU.bf16 else torch.float32)
+    # and in a float32 copy the recurrent product of the tabulated gates is int8 as well
+    assert isinstance(quantized.decoder.recurrent, Int8Linear) == (not CPU.bf16)
     assert translator.model.decoder.W_y.weight.dtype == torch.float32  # the model itself is untouched
     found = translator.translate(sources, beam_size=1)
     assert [t.text for t in found] == [t.text for t in reference]
@@ -268,3 +270,26 @@ def test_resume_keeps_the_sentencepiece_models(dates_dir, tmp_path):
 def test_a_vocabulary_too_small_for_the_characters_is_a_clear_error():
     with pytest.raises(AttnseqError, match=r"data.spm_vocab_size = 10: .*Vocabulary size is smaller"):
         train_sentencepiece(SENTENCES, vocab_size=10, model_type="bpe")
+
+
+def test_int8_decoding_without_native_bf16_quantizes_the_recurrent_product(spm_run, monkeypatch):
+    import dataclasses
+
+    from attnseq import runtime
+
+    if not CPU.int8_engine:
+        pytest.skip("no quantized engine runs int8 linear layers on this CPU")
+    fake = dataclasses.replace(CPU, bf16=False, bf16_missing="no bf16 here")  # as an AVX2-only CPU answers
+    monkeypatch.setattr(runtime, "capabilities", lambda device="cpu": fake)
+    translator = Translator.from_pretrained(spm_run)
+    sources = ["3 March 2021", "July 4, 1976", "the 9th of May 1999"]
+    translator.config.decode.precision = "fp32"
+    reference = translator.translate(sources, beam_size=3)
+    translator.config.decode.precision = "int8"
+    quantized = translator._decoding_model()
+    assert isinstance(quantized.decoder.recurrent, Int8Linear) and isinstance(quantized.decoder.W_y, Int8Linear)
+    assert quantized.decoder.word_gates.dtype == torch.float32
+    found = translator.translate(sources, beam_size=3)
+    assert [t.text for t in found] == [t.text for t in reference]
+    for fast, ref in zip(found, reference, strict=True):
+        assert fast.score == pytest.approx(ref.score, abs=0.2)

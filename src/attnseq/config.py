@@ -147,7 +147,8 @@ class DecodeConfig:
     max_src_tokens: int = 1024  # a longer input is refused (its attention and search memory grow with it)
     # auto: the fastest this device runs natively (CPU: int8 where a quantized engine runs, GPU: fp32);
     # bf16: decode with a bfloat16 copy of the model; int8: the copy (bfloat16 where native, else
-    # float32) with its output layer W_y dynamically quantized to int8 (CPU only); scores stay float32
+    # float32, where the decoder's recurrent product is int8 too) with its output layer W_y
+    # dynamically quantized to int8 (CPU only); scores stay float32
     precision: DecodePrecision = "auto"
     # > 0: the output layer and search cover a lexical shortlist only (fast/shortlist.py): this many
     # target words per source word that co-occur with it most in the training pairs, plus the

@@ -79,12 +79,14 @@ class Seq2SeqPredictor:
         """The model search runs: a `decoding_copy` of the model in float32 (decode.precision fp32)
         or bfloat16 (bf16), and for int8 with its output layer W_y dynamically quantized
         (`Int8Linear`; CPU only) and the rest in bfloat16 where this CPU runs it natively, else in
-        float32. The copy of each precision is made once and kept until `refresh`. Search takes
+        float32 with the decoder's recurrent product in int8 too (`decoding_copy`'s int8_recurrent).
+        The copy of each precision is made once and kept until `refresh`. Search takes
         log-probabilities and scores in float32 either way."""
         precision = self.precision
         if precision not in self._copies:
             low = precision == "bf16" or (precision == "int8" and runtime.capabilities(str(self.device)).bf16)
-            model = decoding_copy(self.model, torch.bfloat16 if low else torch.float32)
+            model = decoding_copy(self.model, torch.bfloat16 if low else torch.float32,
+                                  int8_recurrent=precision == "int8" and not low)  # fmt: skip
             if precision == "int8":
                 model.decoder.W_y = Int8Linear(self.model.decoder.W_y)
             self._copies[precision] = model
