@@ -404,8 +404,7 @@ def child_scaling(args) -> None:
 
     keep_freed_memory()  # as the attnseq command does
     translator = Translator.from_pretrained(args.model, device=args.device)
-    translator.config.decode.precision = args.precisions
-    translator.config.decode.shortlist = "auto" if args.precisions == "auto" else 0  # the fast path's, as decoding
+    translator.config.decode.precision, translator.config.decode.shortlist = decoder_spec(args.precisions)
     lines = (Path(args.data) / "test.en").read_text(encoding="utf-8").splitlines()
     src = lines[: args.sentences]
     result: dict = {"precision": translator.precision, "shortlist": translator.shortlist_size, "sentences": len(src),
@@ -629,6 +628,7 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str], fast: dict) 
         _, _, out = onmt_train(onmt, onmt_config(work, data, "general", args.steps, onmt_model, device), 0)
         (work / "onmt_train.log").write_text(out, encoding="utf-8")
     refs = (data / "test.de").read_text(encoding="utf-8").splitlines()
+
     # attnseq: --seeds trainings per training precision, keyed by what it runs as here: fp32, and
     # the fast path's (train.precision auto; where it runs as fp32, the fp32 models are its models:
     # a seed trains the same model). The decoders: (key, the models, decode.precision, label). The
@@ -637,8 +637,11 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str], fast: dict) 
     # the same weights. A decoder that another one already is here (the same models, the same
     # precision once auto is resolved) is measured once, under the first one's key (`same_as`).
     # BLEU is the mean over the seeds.
-    fast_label = f"attnseq auto: {fast['train']} training, {fast['decode']} decoding (fast path)"
-    labels = {**DECODER_LABELS, "auto": fast_label}
+    def fast_label(shortlist: int) -> str:
+        listed = f", shortlist {shortlist}" if shortlist else ""
+        return f"attnseq auto: {fast['train']} training, {fast['decode']} decoding{listed} (fast path)"
+
+    labels = {**DECODER_LABELS, "auto": fast_label(0)}
     trained_with = {"fp32": "fp32"}  # what each set of models is trained as: its train.precision
     trained_with.setdefault(fast["train"], "auto")
     candidates = [("auto", fast["train"], "auto"), ("fp32", "fp32", "fp32"),
@@ -726,8 +729,7 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str], fast: dict) 
         log(f"round {r + 1} of {args.reps}: " + ", ".join(
             f"{who} beam {beam} {v[-1]:,.0f}" for (who, beam), v in rounds.items()) + " sentences/s")  # fmt: skip
     precision_of = {key: (t, decoder_spec(p)[0].replace("auto", fast["decode"])) for key, t, p in decoders}
-    if shortlist_of.get("auto"):
-        labels["auto"] = labels["auto"].replace(" decoding", f" decoding, shortlist {shortlist_of['auto']}")
+    labels["auto"] = fast_label(shortlist_of.get("auto", 0))  # auto's shortlist, as the children resolved it
     decode: dict[tuple[str, int], dict] = {}
     for (who, beam), rates in rounds.items():
         bleu = onmt_bleu[beam] if who == "onmt" else statistics.mean(seed_bleu[f"{who}_beam{beam}"])

@@ -131,26 +131,34 @@ def test_auto_lists_words_for_large_word_vocabularies_on_a_cpu_only():
 def test_auto_resolves_per_model_and_decodes_as_the_size_it_names(word_run, monkeypatch):
     translator = Translator.from_pretrained(word_run)
     assert translator.config.decode.shortlist == "auto"  # the default, saved as such
-    assert translator.shortlist_size == 0  # characters: the whole vocabulary
-    whole = translator.translate(SOURCES)
-    assert [t.output for t in translator.translate(SOURCES)] == [t.output for t in whole]
-    # the same model as if its target side were words of a large vocabulary: auto lists AUTO_PER_WORD
+    listed: list[int] = []  # the size of each decoding batch's shortlist
+    cut = translator._shortlisted
+
+    def spy(model, src, per_word, **kw):
+        found = cut(model, src, per_word, **kw)
+        listed.append(found.ids.numel())
+        return found
+
+    monkeypatch.setattr(translator, "_shortlisted", spy)
+    assert translator.shortlist_size == 0 and translator.translate(SOURCES) and listed == []  # characters: none
+    # the same model as if its target side were words of a large vocabulary: auto lists
+    # AUTO_PER_WORD words per source word (here 1, with no frequent words: a 15-symbol vocabulary
+    # would be listed whole at 10)
     monkeypatch.setattr(translator.config.data, "tgt_tokenizer", "word")
     monkeypatch.setattr("attnseq.fast.shortlist.AUTO_MIN_VOCAB", len(translator.tgt_vocab))
-    assert translator.shortlist_size == AUTO_PER_WORD
+    monkeypatch.setattr("attnseq.fast.shortlist.AUTO_PER_WORD", 1)
+    translator.config.decode.shortlist_frequent = 0
+    assert translator.shortlist_size == 1
     auto = translator.translate(SOURCES, beam_size=3)
-    translator.config.decode.shortlist = AUTO_PER_WORD
+    assert len(listed) == 1 and listed[0] < len(translator.tgt_vocab)  # one batch, searched over its shortlist
+    translator.config.decode.shortlist = 1
     assert [(t.output, t.score) for t in translator.translate(SOURCES, beam_size=3)] == [
         (t.output, t.score) for t in auto
     ]
-    translator.config.decode.shortlist_frequent = 0  # a shortlist too short to hold every word: auto used it
-    translator.config.decode.shortlist = "auto"
-    assert translator.shortlist.select(torch.tensor([[4]]), translator.shortlist_size, 0).numel() < len(
-        translator.tgt_vocab
-    )
+    assert listed[1] == listed[0]
 
 
-def test_auto_is_the_whole_vocabulary_for_a_model_without_a_shortlist(word_run, tmp_path, capsys):
+def test_auto_is_the_whole_vocabulary_for_a_model_without_a_shortlist(word_run, tmp_path, capsys, monkeypatch):
     old = tmp_path / "old"
     shutil.copytree(word_run, old)
     (old / FILE).unlink()
@@ -158,7 +166,8 @@ def test_auto_is_the_whole_vocabulary_for_a_model_without_a_shortlist(word_run, 
     del config["files"][FILE]
     (old / "config.json").write_text(json.dumps(config))
     translator = Translator.from_pretrained(old)
-    translator.config.data.tgt_tokenizer = "word"
+    translator.config.data.tgt_tokenizer = "word"  # a model auto would list words for, had it a table
+    monkeypatch.setattr("attnseq.fast.shortlist.AUTO_MIN_VOCAB", len(translator.tgt_vocab))
     assert translator.shortlist is None and translator.shortlist_size == 0  # no error: auto asks for nothing
     assert translator.translate(SOURCES[:1])[0].output
     src = tmp_path / "src.txt"

@@ -273,14 +273,11 @@ def test_a_vocabulary_too_small_for_the_characters_is_a_clear_error():
 
 
 def test_int8_decoding_without_native_bf16_quantizes_the_recurrent_product(spm_run, monkeypatch):
-    import dataclasses
-
-    from attnseq import runtime
+    from tests.test_precision import NO_BF16, force
 
     if not CPU.int8_engine:
         pytest.skip("no quantized engine runs int8 linear layers on this CPU")
-    fake = dataclasses.replace(CPU, bf16=False, bf16_missing="no bf16 here")  # as an AVX2-only CPU answers
-    monkeypatch.setattr(runtime, "capabilities", lambda device="cpu": fake)
+    force(monkeypatch, bf16=False, bf16_missing=NO_BF16)  # as an AVX2-only CPU answers
     translator = Translator.from_pretrained(spm_run)
     sources = ["3 March 2021", "July 4, 1976", "the 9th of May 1999"]
     translator.config.decode.precision = "fp32"

@@ -575,6 +575,12 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+def shortlist_requested(value: int | str) -> bool:
+    """Whether decode.shortlist asks for a shortlist explicitly (a size > 0): auto asks only where
+    the model has one and it pays (`Translator.shortlist_size`), 0 never."""
+    return value not in (0, "auto")
+
+
 def validate(cfg: Config, source: str = "config", origins: dict[str, str] | None = None) -> Config:
     """Range checks (`RANGES`) and cross-field checks that single fields cannot express.
 
@@ -606,7 +612,7 @@ def validate(cfg: Config, source: str = "config", origins: dict[str, str] | None
             f"{at('train.valid_metric')}: 'train.valid_metric': {cfg.train.valid_metric!r} is not allowed with "
             f"task {cfg.task}; choose one of {', '.join(metrics)}" + _suggest(cfg.train.valid_metric, list(metrics))
         )
-    if cfg.decode.shortlist not in (0, "auto") and cfg.task not in ("translate", "chat", "headline"):
+    if shortlist_requested(cfg.decode.shortlist) and cfg.task not in ("translate", "chat", "headline"):
         raise AttnseqError(f"{at('decode.shortlist')}: a shortlist of target words per source word is for text -> "
                            f"text models (task translate, chat, headline), not task {cfg.task}; "
                            "set decode.shortlist: 0")  # fmt: skip
@@ -652,7 +658,7 @@ def validate(cfg: Config, source: str = "config", origins: dict[str, str] | None
             f"model.emb_size ({m.emb_size}) equal to model.dec_hidden_size ({m.dec_hidden_size}), since W_y reads "
             "decoder states; make them equal or set model.tie_embeddings: false"
         )
-    if cfg.decode.shortlist not in (0, "auto") and getattr(m, "copy", False):
+    if shortlist_requested(cfg.decode.shortlist) and getattr(m, "copy", False):
         raise AttnseqError(f"{at('decode.shortlist', 'model.copy')}: a model that copies (model.copy) writes "
                            "source words that no shortlist holds; set decode.shortlist: 0")  # fmt: skip
     if cfg.decode.n_best > cfg.decode.beam_size:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from attnseq import runtime
-from attnseq.config import Config
+from attnseq.config import Config, shortlist_requested
 from attnseq.data import collate_source, encode_source
 from attnseq.decoding import Sampler, beam_search, greedy_search
 from attnseq.errors import AttnseqError
@@ -271,12 +271,13 @@ class Translator(Seq2SeqPredictor):
                 results[i] = empty
         order = sorted((i for i in range(len(sentences)) if results[i] is None), key=lambda i: len(src_ids[i]))
         model = self._decoding_model()  # a copy in eval mode: the model's own mode is left alone
+        listed = self.shortlist_size
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
             src, src_lengths = collate_source([src_ids[i] for i in index], self.src_vocab.pad_id)
             searched = model
-            if self.shortlist_size:
-                searched = self._shortlisted(model, src, beams=1 if sampler else beam_size)
+            if listed:
+                searched = self._shortlisted(model, src, listed, beams=1 if sampler else beam_size)
             for i, hyps in zip(index, self._search(searched, src, src_lengths, beam_size, n_best, sampler)):
                 if searched is not model:  # the shortlist's positions back to target vocabulary ids
                     hyps = [(searched.words(ids), *rest) for ids, *rest in hyps]
@@ -300,18 +301,18 @@ class Translator(Seq2SeqPredictor):
 
     def check_shortlist(self) -> None:
         """AttnseqError where decode.shortlist asks for a shortlist this model was saved without."""
-        if self.config.decode.shortlist != "auto" and self.config.decode.shortlist and self.shortlist is None:
+        if shortlist_requested(self.config.decode.shortlist) and self.shortlist is None:
             raise AttnseqError(
                 f"decode.shortlist = {self.config.decode.shortlist}: this model was saved without a shortlist "
                 "(models saved before attnseq made one, and models that copy, have none); decode with "
                 "decode.shortlist: 0 (--shortlist 0), or train the model again"
             )
 
-    def _shortlisted(self, model: Seq2Seq, src, *, beams: int) -> Shortlisted:
-        """The decoding copy `model` with its vocabulary cut to the shortlist of the batch `src`; its
-        output layer in int8 for beam search at decode precision int8 (`shortlist_layer`)."""
-        dec = self.config.decode
-        ids = self.shortlist.select(src, self.shortlist_size, dec.shortlist_frequent)
+    def _shortlisted(self, model: Seq2Seq, src, per_word: int, *, beams: int) -> Shortlisted:
+        """The decoding copy `model` with its vocabulary cut to the shortlist of the batch `src`
+        (`per_word` words per source word); its output layer in int8 for beam search at decode
+        precision int8 (`shortlist_layer`)."""
+        ids = self.shortlist.select(src, per_word, self.config.decode.shortlist_frequent)
         int8 = self.precision == "int8" and beams > 1
         layer = shortlist_layer(self.model.decoder.W_y, ids, int8=int8, dtype=next(model.parameters()).dtype)
         return Shortlisted(model, ids, layer)
