@@ -57,6 +57,8 @@ def _seed():
 
 
 # Fixtures imported here so tests can ask for them: the small dates corpus of the tests that compare
-# whole runs (distributed, faults); the server's (two small trained models, a live server).
+# whole runs (distributed, faults); the server's (two small trained models, a live server); the
+# classifier tests' synthetic labelled texts.
+from tests.classify_data import synthetic  # noqa: E402, F401
 from tests.runs import small_dates  # noqa: E402, F401
 from tests.serving import model_dirs, served, server  # noqa: E402, F401

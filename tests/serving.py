@@ -17,7 +17,8 @@ from attnseq.config import load_config
 from attnseq.serve import Batching, Limits, create_app, load_models
 from attnseq.tasks.dates import write_corpus
 from attnseq.train import Trainer
-from tests.test_task_classify import ROOT, tiny_classify_config, write_synthetic
+from tests.classify_data import tiny_classify_config, write_synthetic
+from tests.conftest import ROOT
 
 DATES_CONFIG = ROOT / "configs" / "dates.yaml"
 

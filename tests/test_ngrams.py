@@ -13,7 +13,8 @@ from attnseq.errors import AttnseqError
 from attnseq.models.classifier import AttentionClassifier
 from attnseq.modules.ngrams import HASH_BASE, HashedNgrams, ngram_ids
 from attnseq.train import Trainer
-from tests.test_task_classify import ROOT, synthetic, tiny_classify_config  # noqa: F401 (a fixture)
+from tests.classify_data import tiny_classify_config
+from tests.conftest import ROOT
 
 TOKENS = torch.tensor([[5, 6, 7, 8, 9], [10, 11, 0, 0, 0]])
 LENGTHS = torch.tensor([5, 2])
@@ -72,7 +73,7 @@ def test_without_ngrams_a_model_draws_the_same_weights_as_before():
     assert all(torch.equal(v, grams.state_dict()[k]) for k, v in plain.state_dict().items())  # tables drawn last
 
 
-def test_a_classifier_with_ngrams_trains_saves_and_loads(synthetic, tmp_path):  # noqa: F811
+def test_a_classifier_with_ngrams_trains_saves_and_loads(synthetic, tmp_path):
     out = tmp_path / "run"
     cfg = tiny_classify_config(synthetic, "model.ngrams=[2]", "model.ngram_buckets=512", "train.max_epochs=3")
     Trainer(cfg, out, progress_bar=False).fit()

@@ -5,7 +5,6 @@ the CLI faces (classify, evaluate, plot) and the recipes' data."""
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import numpy as np
@@ -20,45 +19,10 @@ from attnseq.models.classifier import AttentionClassifier
 from attnseq.modules.pooling import AttentionPooling, MaxPooling, MeanPooling
 from attnseq.tasks.classify import read_labelled, split_examples
 from attnseq.train import Trainer
+from tests.classify_data import NEGATIVE, POSITIVE, tiny_classify_config, write_synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-POSITIVE = "good great fine lovely excellent superb".split()
-NEGATIVE = "bad awful poor terrible horrible dull".split()
-FILLER = "the a food phone film was is and it service screen staff very quite so really this that".split()
-
-
-def write_synthetic(path: Path, n: int, *, seed: int) -> Path:
-    """TEXT<TAB>LABEL lines: filler words around one sentiment word that decides the label."""
-    rng = random.Random(seed)
-    lines = []
-    for _ in range(n):
-        label = rng.randrange(2)
-        words = [rng.choice(FILLER) for _ in range(rng.randint(2, 9))]
-        words.insert(rng.randrange(len(words) + 1), rng.choice(POSITIVE if label else NEGATIVE))
-        lines.append(f"{' '.join(words)}\t{'pos' if label else 'neg'}\n")
-    path.write_text("".join(lines), encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    d = tmp_path_factory.mktemp("cls")
-    return {name: write_synthetic(d / f"{name}.tsv", n, seed=i) for i, (name, n) in
-            enumerate((("train", 600), ("valid", 100), ("test", 200)))}  # fmt: skip
-
-
-def tiny_classify_config(synthetic, *overrides: str):
-    return load_config(
-        None,
-        [
-            "task=classify", f"data.train={synthetic['train']}", f"data.valid={synthetic['valid']}",
-            f"data.test={synthetic['test']}", "model.emb_size=16", "model.hidden_size=16", "model.units=8",
-            "train.batch_size=16", "train.max_epochs=4", "train.lr=0.01", "train.log_every=10", *overrides,
-        ],
-    )  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def run(synthetic, tmp_path_factory):
     out = tmp_path_factory.mktemp("cls-run") / "run"
@@ -187,6 +151,13 @@ def test_cli_classify_evaluate_and_plot(run, synthetic, tmp_path, capsys, monkey
     scores = json.loads(capsys.readouterr().out)
     assert scores["n"] == 200 and scores["accuracy"] >= 0.95 and 0 <= scores["macro_f1"] <= 1
     assert scores["baseline"]["name"] == "tfidf_logreg" and scores["baseline"]["accuracy"] >= 0.9
+    assert scores["precision"] == "fp32"  # the forward pass it was scored with
+    assert main(["evaluate", "--model", str(run), "--json", "--batch-size", "7", "--precision", "auto"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == scores["accuracy"]
+    for flags in (["--beam-size", "5"], ["--precision", "bf16"], ["--shortlist", "10"]):
+        assert main(["evaluate", "--model", str(run), *flags]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and flags[0] in err and "not for a classifier" in err
     png = tmp_path / "w.png"
     assert main(["plot", "--model", str(run), "a superb film", "--out", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

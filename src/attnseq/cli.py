@@ -455,16 +455,28 @@ def cmd_evaluate(args) -> int:
 
 
 def _evaluate_classifier(args) -> int:
+    from attnseq.tasks.base import check_count
     from attnseq.tasks.classify import Classifier, held_out_report, read_labelled
 
     if args.src or args.ref:
         raise AttnseqError(
             "evaluate: a classifier is scored on --data FILE (TEXT<TAB>LABEL) or its config's test split"
         )
+    ignored = [o for o in ("beam_size", "length_penalty", "alpha", "n_best", "shortlist", "ctc_weight")
+               if getattr(args, o, None) is not None]  # fmt: skip
+    if args.precision not in (None, "auto", "fp32"):
+        ignored.append("precision")
+    if ignored:
+        flags = ", ".join("--" + o.replace("_", "-") for o in ignored)
+        raise AttnseqError(f"evaluate: {flags}: not for a classifier, which reads each text in one float32 "
+                           "forward pass (no search); leave it out")  # fmt: skip
     classifier = Classifier.from_pretrained(args.model, device=args.device)
+    if args.batch_size is not None:
+        classifier.config.decode.batch_size = check_count("--batch-size", args.batch_size)
     examples = read_labelled(args.data, classifier.config.data) if args.data else None
     predicted: list[str] = []
     report = held_out_report(classifier, classifier.config, examples=examples, predicted=predicted)
+    report["precision"] = classifier.precision
     if args.output:
         from attnseq.fileio import atomic_write_text
 

@@ -232,6 +232,9 @@ class ClassifierConfig:
     # starts there, for each n listed (2 to 5; modules/ngrams.py); [] = tokens only
     ngrams: list[int] = field(default_factory=list)
     ngram_buckets: int = 32768  # rows of each order's hashed n-gram table
+    # > 1: an ensemble of this many such classifiers, trained side by side on the same batches (each
+    # its own initial weights and dropout draws); a prediction averages their probabilities and weights
+    members: int = 1
 
 
 @dataclass
@@ -515,6 +518,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.units": _AT_LEAST_1,
     "model.head_size": _AT_LEAST_1,
     "model.ngram_buckets": _AT_LEAST_1,
+    "model.members": _AT_LEAST_1,
     "model.head_dropout": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
     "model.word_dropout": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
     "model.spatial_dropout": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
@@ -806,7 +810,7 @@ CHECKSUMS = "files"
 # config.json's format: a saved config must hold every key its format had (a missing key is an
 # error, never a silent default); a key added later goes into ADDED_KEYS with the next format
 FORMAT_KEY = "format"
-FORMAT = 8  # 8: decode.shortlist may be "auto"; model.ngrams, model.ngram_buckets
+FORMAT = 9  # 9: model.members; 8: decode.shortlist may be "auto"; model.ngrams, model.ngram_buckets
 ADDED_KEYS: dict[str, int] = {
     "train.accumulate": 2,
     "train.max_nonfinite": 2,
@@ -826,6 +830,7 @@ ADDED_KEYS: dict[str, int] = {
     "data.fmin": 7,
     "model.ngrams": 8,
     "model.ngram_buckets": 8,
+    "model.members": 9,
 }
 
 

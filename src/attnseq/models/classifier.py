@@ -125,3 +125,27 @@ class AttentionClassifier(nn.Module):
         else:
             loss = F.cross_entropy(logits, batch.labels, reduction="sum", label_smoothing=eps)
         return LossOutput(loss, batch.units)
+
+
+class ClassifierEnsemble(nn.Module):
+    """`members` AttentionClassifiers of one config (`model.members`), trained together: each reads
+    the same batches with its own initial weights (member 0 draws those of a single model of the
+    same seed) and its own dropout draws, and the loss is the mean of theirs, so each member's
+    gradient is its own. A prediction is the mean of the members' class probabilities; its pooling
+    weights, the mean of theirs (still a distribution over the tokens). Averaging a few classifiers
+    cancels much of what one training's seed decides (docs/classification.md)."""
+
+    def __init__(self, cfg: ClassifierConfig, *, members: int, **kwargs) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(AttentionClassifier(cfg, **kwargs) for _ in range(members))
+        self.num_classes = self.members[0].num_classes
+
+    def probabilities(self, tokens: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor | None]:
+        outs = [member.probabilities(tokens, lengths) for member in self.members]
+        probs = torch.stack([p for p, _ in outs]).mean(0)
+        weights = None if outs[0][1] is None else torch.stack([w for _, w in outs]).mean(0)
+        return probs, weights
+
+    def forward(self, batch: LabelBatch) -> LossOutput:
+        losses = [member(batch).loss_sum for member in self.members]
+        return LossOutput(torch.stack(losses).mean(), batch.units)

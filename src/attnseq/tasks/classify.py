@@ -241,6 +241,7 @@ class Classifier:
     attention = (1, tokens) pooling weights, or None for max / last pooling)."""
 
     search_options = ()  # one forward pass: nothing to search
+    precision = "fp32"  # that pass runs in float32 whatever the training precision (a small model: nothing to gain)
 
     def __init__(self, model, config: Config, assets: ClassifyAssets, *, device: str = "cpu") -> None:
         self.model, self.config, self.assets = model.eval(), config, assets
@@ -311,7 +312,8 @@ class ClassifyTask(Task):
     unit = "text"
 
     def describe_model(self, cfg: Config) -> str:
-        return f"{cfg.model.pooling}-pooling classifier"
+        one = f"{cfg.model.pooling}-pooling classifier"
+        return one if cfg.model.members == 1 else f"ensemble of {cfg.model.members} {one}s"
 
     def summary(self, r: dict) -> str:
         return f"accuracy {100 * r['accuracy']:.1f}%  macro-F1 {100 * r['macro_f1']:.1f}"
@@ -359,10 +361,13 @@ class ClassifyTask(Task):
         return ClassifyAssets(Vocab.load(directory / VOCAB), labels, make_tokenizer(cfg.data, proto))
 
     def build_model(self, cfg: Config, assets: ClassifyAssets):
-        from attnseq.models.classifier import AttentionClassifier
+        from attnseq.models.classifier import AttentionClassifier, ClassifierEnsemble
 
-        return AttentionClassifier(cfg.model, vocab_size=len(assets.vocab), num_classes=len(assets.labels),
-                                   pad_id=assets.vocab.pad_id, label_smoothing=cfg.train.label_smoothing)  # fmt: skip
+        shape = dict(vocab_size=len(assets.vocab), num_classes=len(assets.labels), pad_id=assets.vocab.pad_id,
+                     label_smoothing=cfg.train.label_smoothing)  # fmt: skip
+        if cfg.model.members > 1:
+            return ClassifierEnsemble(cfg.model, members=cfg.model.members, **shape)
+        return AttentionClassifier(cfg.model, **shape)
 
     def validate(self, model, data: TaskData, cfg: Config, *, device: str) -> dict[str, float]:
         valid = data.valid
