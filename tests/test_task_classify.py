@@ -23,6 +23,8 @@ from tests.classify_data import NEGATIVE, POSITIVE, tiny_classify_config, write_
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
+
+
 @pytest.fixture(scope="module")
 def run(synthetic, tmp_path_factory):
     out = tmp_path_factory.mktemp("cls-run") / "run"
