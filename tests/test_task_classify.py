@@ -177,6 +177,15 @@ def test_train_prints_the_held_out_figures_beside_the_baseline(synthetic, tmp_pa
     assert "TF-IDF + logistic regression" in out and "\n  all " in out
     report = json.loads((tmp_path / "r" / "test_report.json").read_text())
     assert {"accuracy", "macro_f1", "baseline"} <= set(report)
+    # a classifier predicts in float32 whatever decode.precision's auto would pick for a translator
+    assert ", decoding fp32 (" in out
+    start = json.loads((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["resolved"]["decode.precision"] == "fp32"
+    args[2] = str(tmp_path / "r2")
+    assert main([*args, *[a for s in sets for a in ("--set", s)], "--set", "decode.precision=int8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "decode.precision = int8: a classify model predicts in fp32 only" in err and "\n" not in err
+    assert not (tmp_path / "r2").exists()
 
 
 def test_bad_labelled_files_name_the_file_and_line(tmp_path):

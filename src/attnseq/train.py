@@ -180,7 +180,11 @@ class Trainer:
         self.precision = runtime.resolve_precision(
             t.precision, stage="train", device=str(self.device), where="train.precision"
         )
-        self.decode_precision = runtime.resolve_precision(
+        fixed = self.task.predicts_in
+        if fixed is not None and cfg.decode.precision not in ("auto", fixed):
+            raise AttnseqError(f"decode.precision = {cfg.decode.precision}: a {cfg.task} model predicts in {fixed} "
+                               "only; leave decode.precision at auto")  # fmt: skip
+        self.decode_precision = fixed or runtime.resolve_precision(
             cfg.decode.precision, stage="decode", device=str(self.device), where="decode.precision"
         )
         self.saved_step: int | None = None  # the step of the last save of last/ (None: nothing saved)

@@ -155,6 +155,8 @@ class Task:
     default_metric: ClassVar[str]
     unit: ClassVar[str] = "tok"  # what LossOutput.units counts, for the progress line
     examples: ClassVar[str] = "examples"  # what the training set holds, for the banner
+    # the one precision its predictor runs in, where decode.precision does not apply (None: it does)
+    predicts_in: ClassVar[str | None] = None
 
     def describe_model(self, cfg) -> str:
         """The model in a few words for the training banner ("luong/general")."""

@@ -310,6 +310,7 @@ class ClassifyTask(Task):
     metrics = {"accuracy": True, "macro_f1": True, "loss": False}
     default_metric = "accuracy"
     unit = "text"
+    predicts_in = Classifier.precision
 
     def describe_model(self, cfg: Config) -> str:
         one = f"{cfg.model.pooling}-pooling classifier"
