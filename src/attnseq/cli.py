@@ -313,21 +313,21 @@ def _classifier_held_out(run: Path) -> None:
     baseline fitted on the same split, printed and kept in RUN/test_report.json."""
     import attnseq
     from attnseq.fileio import atomic_write_text
-    from attnseq.tasks.classify import held_out_report
+    from attnseq.tasks.classify import ClassifyTask, held_out_report
 
     classifier = attnseq.load(run)
     if not classifier.config.data.test and not (classifier.config.data.files and classifier.config.data.split[2] > 0):
         return
     report = held_out_report(classifier, classifier.config)
     atomic_write_text(Path(run) / "test_report.json", json.dumps(report, indent=1) + "\n")
-    for line in _classifier_lines(report, classifier.config.model.pooling):
+    for line in _classifier_lines(report, ClassifyTask().describe_model(classifier.config)):
         print(line)
 
 
-def _classifier_lines(report: dict, pooling: str) -> list[str]:
+def _classifier_lines(report: dict, model: str) -> list[str]:
     base = report["baseline"]
     if "skipped" in base:
-        return [f"held-out: {pooling}-pooling classifier, {report['n']} texts: accuracy "
+        return [f"held-out: {model}, {report['n']} texts: accuracy "
                 f"{100 * report['accuracy']:.1f}%, macro-F1 {100 * report['macro_f1']:.1f}",
                 f"TF-IDF baseline skipped: {base['skipped']}"]  # fmt: skip
 
@@ -335,7 +335,7 @@ def _classifier_lines(report: dict, pooling: str) -> list[str]:
         return (f"  {name:<10} {r['n']:>6}  {100 * r['accuracy']:6.1f}%  {100 * r['macro_f1']:6.1f}   "
                 f"{100 * b['accuracy']:6.1f}%  {100 * b['macro_f1']:6.1f}")  # fmt: skip
 
-    lines = [f"held-out: {pooling}-pooling classifier | TF-IDF + logistic regression (C={base['C']:g}, "
+    lines = [f"held-out: {model} | TF-IDF + logistic regression (C={base['C']:g}, "
              f"{base['features']}, same split)",
              f"  {'':<10} {'texts':>6}  {'acc':>7}  {'mF1':>6}   {'acc':>7}  {'mF1':>6}",
              row("all", report, base)]  # fmt: skip
@@ -456,7 +456,7 @@ def cmd_evaluate(args) -> int:
 
 def _evaluate_classifier(args) -> int:
     from attnseq.tasks.base import check_count
-    from attnseq.tasks.classify import Classifier, held_out_report, read_labelled
+    from attnseq.tasks.classify import Classifier, ClassifyTask, held_out_report, read_labelled
 
     if args.src or args.ref:
         raise AttnseqError(
@@ -484,7 +484,7 @@ def _evaluate_classifier(args) -> int:
     if args.json:
         print(json.dumps(report))
     else:
-        print("\n".join(_classifier_lines(report, classifier.config.model.pooling)))
+        print("\n".join(_classifier_lines(report, ClassifyTask().describe_model(classifier.config))))
     return 0
 
 
