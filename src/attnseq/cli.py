@@ -36,6 +36,10 @@ def _add_set(p: argparse.ArgumentParser) -> None:
     )
 
 
+# command-line options that set the decode section key of the same name (`_add_search`, --n-best)
+DECODE_OPTIONS = ("beam_size", "length_penalty", "alpha", "batch_size", "precision", "n_best", "shortlist")
+
+
 def _add_search(p: argparse.ArgumentParser) -> None:
     """Search options; each defaults to the model's config (its `decode` section)."""
     p.add_argument("--beam-size", type=int, help="beam width (1 = greedy; default: the model's decode.beam_size)")
@@ -77,12 +81,10 @@ def _load_translator(args, cls=None):
 
     translator = (cls or Translator).from_pretrained(args.model, device=args.device)
     dec = translator.config.decode
-    for option, key in (("beam_size", "beam_size"), ("length_penalty", "length_penalty"), ("alpha", "alpha"),
-                        ("batch_size", "batch_size"), ("precision", "precision"), ("n_best", "n_best"),
-                        ("shortlist", "shortlist")):  # fmt: skip
+    for option in DECODE_OPTIONS:
         value = getattr(args, option, None)
         if value is not None:
-            setattr(dec, key, value)
+            setattr(dec, option, value)
     if getattr(args, "ctc_weight", None) is not None:
         if not hasattr(dec, "ctc_weight"):
             raise AttnseqError(f"--ctc-weight: {args.model} is a {translator.config.task} model; joint CTC "
@@ -313,18 +315,21 @@ def _classifier_held_out(run: Path) -> None:
     baseline fitted on the same split, printed and kept in RUN/test_report.json."""
     import attnseq
     from attnseq.fileio import atomic_write_text
-    from attnseq.tasks.classify import ClassifyTask, held_out_report
+    from attnseq.tasks.classify import held_out_report
 
     classifier = attnseq.load(run)
     if not classifier.config.data.test and not (classifier.config.data.files and classifier.config.data.split[2] > 0):
         return
     report = held_out_report(classifier, classifier.config)
     atomic_write_text(Path(run) / "test_report.json", json.dumps(report, indent=1) + "\n")
-    for line in _classifier_lines(report, ClassifyTask().describe_model(classifier.config)):
+    for line in _classifier_lines(report, classifier.config):
         print(line)
 
 
-def _classifier_lines(report: dict, model: str) -> list[str]:
+def _classifier_lines(report: dict, cfg) -> list[str]:
+    from attnseq.tasks.classify import ClassifyTask
+
+    model = ClassifyTask().describe_model(cfg)
     base = report["baseline"]
     if "skipped" in base:
         return [f"held-out: {model}, {report['n']} texts: accuracy "
@@ -456,15 +461,16 @@ def cmd_evaluate(args) -> int:
 
 def _evaluate_classifier(args) -> int:
     from attnseq.tasks.base import check_count
-    from attnseq.tasks.classify import Classifier, ClassifyTask, held_out_report, read_labelled
+    from attnseq.tasks.classify import Classifier, held_out_report, read_labelled
 
     if args.src or args.ref:
         raise AttnseqError(
             "evaluate: a classifier is scored on --data FILE (TEXT<TAB>LABEL) or its config's test split"
         )
-    ignored = [o for o in ("beam_size", "length_penalty", "alpha", "n_best", "shortlist", "ctc_weight")
-               if getattr(args, o, None) is not None]  # fmt: skip
-    if args.precision not in (None, "auto", "fp32"):
+    # a classifier takes --batch-size and the precision it predicts in; every other search option is refused
+    ignored = [o for o in (*DECODE_OPTIONS, "ctc_weight") if o not in ("batch_size", "precision")
+               and getattr(args, o, None) is not None]  # fmt: skip
+    if args.precision not in (None, "auto", Classifier.precision):
         ignored.append("precision")
     if ignored:
         flags = ", ".join("--" + o.replace("_", "-") for o in ignored)
@@ -484,7 +490,7 @@ def _evaluate_classifier(args) -> int:
     if args.json:
         print(json.dumps(report))
     else:
-        print("\n".join(_classifier_lines(report, ClassifyTask().describe_model(classifier.config))))
+        print("\n".join(_classifier_lines(report, classifier.config)))
     return 0
 
 
