@@ -83,7 +83,8 @@ def test_plot_writes_a_png(run_dir, tmp_path, capsys):
 
 def test_plot_of_a_model_without_attention_is_a_clear_error(tmp_path, dates_dir, capsys):
     assert tiny_run(tmp_path / "init", dates_dir, "model.decoder=init", "train.max_steps=1") == 0
-    capsys.readouterr()
+    banner = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("training "))
+    assert banner.startswith("training init/general model, ") and " parameters, 60 pairs" in banner, banner
     assert main(["plot", "--model", str(tmp_path / "init"), "3 March 2021", "--out", str(tmp_path / "x.png")]) == 2
     assert "has no attention to plot" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()

@@ -354,7 +354,7 @@ def _train_and_report(trainer) -> None:
 
     data, task = trainer.data, trainer.task
     print(
-        f"training {task.describe_model(trainer.cfg)} model, {count_parameters(trainer.model):,} parameters, "
+        f"training {task.describe_model(trainer.cfg)}, {count_parameters(trainer.model):,} parameters, "
         f"{len(data.train):,} {task.examples}"
         + (f" ({data.train.skipped:,} skipped: too long or empty after tokenizing)" if data.train.skipped else "")
         + f", {data.assets.describe()} -> {trainer.out}",

@@ -159,7 +159,7 @@ class Task:
     predicts_in: ClassVar[str | None] = None
 
     def describe_model(self, cfg) -> str:
-        """The model in a few words for the training banner ("luong/general")."""
+        """The model in a few words, a noun phrase, for the training banner ("luong/general model")."""
         raise NotImplementedError
 
     def summary(self, record: dict) -> str:

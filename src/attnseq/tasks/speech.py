@@ -575,7 +575,7 @@ class SpeechTask(Task):
 
     def describe_model(self, cfg: Config) -> str:
         m = cfg.model
-        return f"listen-attend-spell ({m.enc_layers}-layer pyramid, {m.decoder}/{m.attention})"
+        return f"listen-attend-spell model ({m.enc_layers}-layer pyramid, {m.decoder}/{m.attention})"
 
     def summary(self, r: dict) -> str:
         return f"WER {100 * r['wer']:.2f}%  CER {100 * r['cer']:.2f}%  exact {100 * r['exact']:.1f}%"

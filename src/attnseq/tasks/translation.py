@@ -54,7 +54,7 @@ class TranslationTask(Task):
     examples = "pairs"
 
     def describe_model(self, cfg: Config) -> str:
-        return f"{cfg.model.decoder}/{cfg.model.attention}"
+        return f"{cfg.model.decoder}/{cfg.model.attention} model"
 
     def summary(self, r: dict) -> str:
         return f"ppl {r['ppl']:.2f}  exact {r['exact_match']:.1f}%  BLEU {r['bleu']:.1f}"
@@ -171,7 +171,7 @@ class RecordsTask(TranslationTask):
         return f"{', '.join(d.files)} ({split} split)" if d.files else getattr(d, split)
 
     def describe_model(self, cfg: Config) -> str:
-        return super().describe_model(cfg) + (" + copy" if cfg.model.copy else "")
+        return super().describe_model(cfg) + (" with copying" if cfg.model.copy else "")
 
     def validate(self, model, data: TaskData, cfg: Config, *, device: str) -> dict[str, float]:
         """The task's metrics of greedy outputs on (the first train.valid_max_sentences of) valid."""
