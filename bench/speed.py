@@ -34,7 +34,8 @@ duplicates (e.g. fp32-trained, int8 decoding) is measured once, as the fast path
 It measures, each figure the median of --reps repetitions:
   * training target tokens/s over --measure steps after --warmup steps, with general and concat
     (OpenNMT-py "mlp") attention, attnseq in fp32 and auto, and the peak resident memory of the
-    training process;
+    training process; the three take turns, in an order that rotates each round (with 3 rounds,
+    each runs first, second and third once);
   * the FLOP/s of a training step, counted analytically from the model's shapes and the data's
     lengths (matrix products only; backward = 2 x forward), against this machine's matrix-multiply
     peak (2048 x 2048, measured in the same run);
@@ -47,9 +48,10 @@ It measures, each figure the median of --reps repetitions:
     precisions this device runs (an fp32 model in fp32, bf16 and int8; a bf16 model in auto and
     bf16), which isolates what the decoding precision costs.
     Decoding speed is measured in --reps rounds once every model is trained: each round runs
-    OpenNMT-py, then each attnseq decoder, in turn (attnseq: a fresh process, one untimed pass
-    that builds its decoding copy, then the timed pass; OpenNMT-py: a fresh process, its one
-    pass), and a ratio is the median of the rounds' ratios, so drift over the run cancels;
+    OpenNMT-py and each attnseq decoder in turn, OpenNMT-py first in even rounds and last in odd
+    ones (attnseq: a fresh process, one untimed pass that builds its decoding copy, then the timed
+    pass; OpenNMT-py: a fresh process, its one pass), and a ratio is the median of the rounds'
+    ratios, so drift over the run cancels;
   * scaling, attnseq's fast path alone (--part scaling: this alone, a few minutes):
     decoding sentences/s of one model (the fast path's seed-1 model when this run or an earlier
     one in --out trained it, else one trained --scaling-steps steps) on the first
@@ -534,27 +536,43 @@ def main() -> None:
     print(json.dumps(summary))
 
 
+def rotated(items: tuple, k: int) -> tuple:
+    """items rotated left by k: the order of round k."""
+    k %= len(items)
+    return items[k:] + items[:k]
+
+
 def measure_training(args, work: Path, data: Path, onmt: list[str], peak: dict, fast: dict) -> dict:
     """Training target tokens/s of both toolkits (attnseq with train.precision fp32 and auto), each
-    repetition a fresh process, in turn; prints the table and returns the figures."""
+    repetition a fresh process, in turn; prints the table and returns the figures.
+
+    The order within a round rotates from one round to the next (OpenNMT-py, fp32, auto; then fp32,
+    auto, OpenNMT-py; ...), so that with 3 rounds each takes each place once: a machine whose speed
+    drifts within a round favours no one."""
     device = args.device
     common = ["--data", str(data), "--reps", str(args.reps), "--device", device]
     train: dict[tuple[str, str], list[dict]] = {}
-    for _ in range(args.reps):
-        for attention in ONMT_ATTENTION:
+
+    def run(who: str, attention: str) -> None:
+        if who == "onmt":
             # OpenNMT-py reports tok/s per window of report_every steps: windows that end on the warm-up
             cfg = onmt_config(work, data, attention, args.warmup + args.measure, None, device,
                               report_every=math.gcd(args.warmup, args.measure, 25))  # fmt: skip
             tok_s, rss, _ = onmt_train(onmt, cfg, args.warmup)
             log(f"OpenNMT-py {attention}: {tok_s:,.0f} target tok/s")
             train.setdefault(("onmt", attention), []).append({"tok_s": tok_s, "rss_mib": rss, "precision": "fp32"})
-            for precision in ("fp32", "auto"):
-                r = child([*common, "--child", "throughput", "--attention", attention, "--precision", precision,
-                           "--warmup", str(args.warmup), "--measure", str(args.measure)])  # fmt: skip
-                train.setdefault((precision, attention), []).append(r)
-                log(f"attnseq {precision} ({r['precision']}) {attention}: {r['tok_s']:,.0f} target tok/s")
-                if precision == "auto" and r["precision"] != fast["train"]:
-                    log(f"warning: train.precision auto ran as {r['precision']}, not {fast['train']}")
+            return
+        r = child([*common, "--child", "throughput", "--attention", attention, "--precision", who,
+                   "--warmup", str(args.warmup), "--measure", str(args.measure)])  # fmt: skip
+        train.setdefault((who, attention), []).append(r)
+        log(f"attnseq {who} ({r['precision']}) {attention}: {r['tok_s']:,.0f} target tok/s")
+        if who == "auto" and r["precision"] != fast["train"]:
+            log(f"warning: train.precision auto ran as {r['precision']}, not {fast['train']}")
+
+    for rep in range(args.reps):
+        for attention in ONMT_ATTENTION:
+            for who in rotated(("onmt", "fp32", "auto"), rep):
+                run(who, attention)
     vocab = train[("fp32", "general")][0]["vocab"]
     med = {
         k: {"tok_s": statistics.median(r["tok_s"] for r in v), "rss_mib": statistics.median(r["rss_mib"] for r in v),
@@ -711,21 +729,29 @@ def measure_decoding(args, work: Path, data: Path, onmt: list[str], fast: dict) 
                 seed_bleu.setdefault(f"{key}_beam{beam}", []).append(res["bleu"])
                 log(f"attnseq {key} beam {beam}: BLEU {res['bleu']:.2f}")
 
-    # Speed, in --reps rounds side by side: each round decodes with OpenNMT-py, then with every
-    # attnseq model and precision in turn (each seed-1 model once, in a fresh process: one untimed
-    # pass, which builds its decoding copy, then the timed one), so that the machine's drift over
-    # the run moves both toolkits alike. A ratio is the median of the rounds' ratios.
+    # Speed, in --reps rounds side by side: each round decodes with OpenNMT-py and with every attnseq
+    # model and precision in turn (each seed-1 model once, in a fresh process: one untimed pass,
+    # which builds its decoding copy, then the timed one), OpenNMT-py first in even rounds and last
+    # in odd ones, so that the machine's drift over the run and within a round moves both toolkits
+    # alike. A ratio is the median of the rounds' ratios.
     rounds: dict[tuple[str, int], list[float]] = {}
     onmt_bleu = {}
-    for r in range(args.reps):
+
+    def onmt_round() -> None:
         for beam in (1, 5):
             output = work / f"onmt_beam{beam}.txt"
             rounds.setdefault(("onmt", beam), []).append(onmt_translate(onmt, onmt_ckpt, data, beam, output, device))
             hyps = output.read_text(encoding="utf-8").splitlines()
             onmt_bleu[beam] = sacrebleu.corpus_bleu(hyps, [refs]).score
+
+    def attnseq_round() -> None:
         for trained, model in first_model.items():
             for key, beam, res in decode_child(trained, model, 1):
                 rounds.setdefault((key, beam), []).append(res["sent_s"])
+
+    for r in range(args.reps):
+        for part in rotated((onmt_round, attnseq_round), r):
+            part()
         log(f"round {r + 1} of {args.reps}: " + ", ".join(
             f"{who} beam {beam} {v[-1]:,.0f}" for (who, beam), v in rounds.items()) + " sentences/s")  # fmt: skip
     precision_of = {key: (t, decoder_spec(p)[0].replace("auto", fast["decode"])) for key, t, p in decoders}

@@ -57,3 +57,15 @@ def test_the_bench_children_train_and_decode(tmp_path):
     scaled = bench_child(*common, "--child", "scaling", "--model", str(run / "last"), "--precisions", "auto",
                          "--batches", "1,4", "--sentences", "4")  # fmt: skip
     assert set(scaled["sent_s"]) == {"greedy", "beam5"} and set(scaled["sent_s"]["greedy"]) == {"1", "4"}
+
+
+def test_the_bench_rotates_the_order_of_each_round():
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import speed
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    rounds = [speed.rotated(("onmt", "fp32", "auto"), r) for r in range(3)]
+    assert rounds == [("onmt", "fp32", "auto"), ("fp32", "auto", "onmt"), ("auto", "onmt", "fp32")]
+    assert all(sorted(place) == ["auto", "fp32", "onmt"] for place in zip(*rounds))  # each place once each
+    assert speed.rotated((1, 2), 3) == (2, 1)
