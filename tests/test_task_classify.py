@@ -5,7 +5,6 @@ the CLI faces (classify, evaluate, plot) and the recipes' data."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +19,8 @@ from attnseq.modules.pooling import AttentionPooling, MaxPooling, MeanPooling
 from attnseq.tasks.classify import read_labelled, split_examples
 from attnseq.train import Trainer
 from tests.classify_data import NEGATIVE, POSITIVE, tiny_classify_config, write_synthetic
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
 
