@@ -1,6 +1,6 @@
 """The task contract without any real model: a fake task (a linear regression on random numbers)
 driven through the trainer, the checkpoint and the predictor interface. The trainer must need
-nothing from it but what `attnseq.tasks.base.Task` names."""
+nothing from it but what `attnseq.contracts.Task` names."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch import nn
 
 from attnseq.checkpoint import load_model_dir
 from attnseq.config import load_config
-from attnseq.tasks.base import LossOutput, Prediction, Task, TaskData
+from attnseq.contracts import LossOutput, Prediction, Task, TaskData
 from attnseq.train import Trainer
 
 TRUE_W = torch.tensor([2.0, -1.0, 0.5])

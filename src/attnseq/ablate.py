@@ -75,7 +75,7 @@ def score_held_out(predictor, task: str, held_out) -> dict:
     chrF, or a chat / headline task's own metrics; with the decoding speed `sent_s`."""
     if task not in ("chat", "headline"):
         return predictor.score([s for s, _ in held_out], [r for _, r in held_out])
-    from attnseq.tasks.base import get_task
+    from attnseq.tasks import get_task
 
     return get_task(task).decode_and_score(predictor, held_out)[1]
 
@@ -146,7 +146,7 @@ def ablate(config: str | Path, out: str | Path, overrides: list[str], *, only: l
     d = base.data
     records = base.task in ("chat", "headline")
     if records:  # the seeded split of the config's files (or its ready-made test / valid files)
-        from attnseq.tasks.base import get_task
+        from attnseq.tasks import get_task
 
         task = get_task(base.task)
         held_out = task.pairs(base, "test")

@@ -1,7 +1,7 @@
 """A saved model is a directory: config.json (which names its task), model.safetensors, and the
 task's asset files (translation: src_vocab.json, tgt_vocab.json, and src.spm.model / tgt.spm.model
 for sides tokenized by sentencepiece; classify: vocab.json, labels.json, spm.model). The task
-rebuilds the model from them (`attnseq.tasks.base.Task`).
+rebuilds the model from them (`attnseq.contracts.Task`).
 
 Loading never unpickles: weights are safetensors, the rest is JSON. The state needed to resume
 training (optimizer, scheduler, RNG, position) sits beside it in trainer_state.pt, which holds only
@@ -32,7 +32,8 @@ from attnseq.config import CHECKSUMS, Config, load_config_json, read_config_reco
 from attnseq.errors import AttnseqError
 from attnseq.fileio import fsync_path, umask
 from attnseq.runtime import resolve_device
-from attnseq.tasks.base import Task, get_task
+from attnseq.contracts import Task
+from attnseq.tasks import get_task
 
 CONFIG, WEIGHTS, TRAINER_STATE = "config.json", "model.safetensors", "trainer_state.pt"
 METRICS = "metrics.json"  # the validation scores of these weights, where training wrote them

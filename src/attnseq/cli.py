@@ -460,7 +460,7 @@ def cmd_evaluate(args) -> int:
 
 
 def _evaluate_classifier(args) -> int:
-    from attnseq.tasks.base import check_count
+    from attnseq.contracts import check_count
     from attnseq.tasks.classify import Classifier, held_out_report, read_labelled
 
     if args.src or args.ref:
@@ -499,7 +499,7 @@ def _evaluate_records(args) -> int:
     task's baseline."""
     from attnseq.data import read_records
     from attnseq.fileio import atomic_write_text
-    from attnseq.tasks.base import get_task
+    from attnseq.tasks import get_task
 
     if args.src or args.ref:
         raise AttnseqError("evaluate: this model is scored on its config's test split or --data FILE (its format)")
@@ -543,7 +543,7 @@ def _records_held_out(run: Path) -> None:
     and kept in RUN/test_report.json."""
     import attnseq
     from attnseq.fileio import atomic_write_text
-    from attnseq.tasks.base import get_task
+    from attnseq.tasks import get_task
 
     predictor = attnseq.load(run)
     task = get_task(predictor.config.task)

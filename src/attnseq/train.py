@@ -3,7 +3,7 @@ validation every epoch, early stopping, an optional weight average, best and las
 resume, a JSONL metrics log, budgets in epochs, steps and minutes.
 
 The trainer knows no vocabularies, metrics or decoding: the `Task` reads the data, builds the model,
-and names and computes the validation metrics (`attnseq.tasks.base`).
+and names and computes the validation metrics (`attnseq.contracts`).
 
 Under `torchrun` the processes of one `attnseq.distributed.Group` train one model together
 (DistributedDataParallel): each takes its share of every update's batches, rank 0 validates, saves
@@ -52,7 +52,8 @@ from attnseq.errors import AttnseqError
 from attnseq.fileio import DirectoryLock, remove_stale_temporaries
 from attnseq.metrics import perplexity
 from attnseq.runtime import autocast, resolve_device
-from attnseq.tasks.base import Task, TaskData, get_task
+from attnseq.contracts import Task, TaskData
+from attnseq.tasks import get_task
 
 
 def count_parameters(model: nn.Module) -> int:

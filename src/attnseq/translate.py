@@ -19,7 +19,7 @@ from attnseq.fast.frozen import Int8Linear
 from attnseq.fast.shortlist import Shortlist, Shortlisted, auto_size, shortlist_layer
 from attnseq.metrics import score_translations
 from attnseq.models.seq2seq import Seq2Seq
-from attnseq.tasks.base import Prediction, SearchOption, check_count, check_inputs
+from attnseq.contracts import Prediction, SearchOption, check_count, check_inputs
 from attnseq.tokenize import Tokenizer, build_tokenizers
 from attnseq.vocab import EOS, Vocab
 

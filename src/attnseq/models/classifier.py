@@ -12,7 +12,7 @@ from attnseq.config import ClassifierConfig
 from attnseq.modules.encoder import RNNEncoder
 from attnseq.modules.ngrams import HashedNgrams
 from attnseq.modules.pooling import build_pooling
-from attnseq.tasks.base import LossOutput
+from attnseq.contracts import LossOutput
 
 
 @dataclass

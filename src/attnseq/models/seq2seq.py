@@ -17,7 +17,7 @@ from attnseq.modules.ctc import CTCHead
 from attnseq.modules.decoder import DECODERS, DecoderState, RNNDecoder
 from attnseq.modules.encoder import Memory, RNNEncoder
 from attnseq.runtime import autocast, resolve_device  # noqa: F401  (their home is runtime)
-from attnseq.tasks.base import LossOutput
+from attnseq.contracts import LossOutput
 
 
 class Seq2Seq(nn.Module):

@@ -7,7 +7,7 @@
     GET  /             the page: type a sentence, see the output, its n-best list and attention
     GET  /openapi.json the schema (interactive docs at /docs)
 
-The server knows predictors only through the task contract (`attnseq.tasks.base.Predictor`):
+The server knows predictors only through the task contract (`attnseq.contracts.Predictor`):
 `predict(inputs, **search) -> list[Prediction]`, `search_options`, `search_defaults()` and
 `info()`. A new task is served as soon as its predictor has those. The request schema is built from
 the loaded models: `model` is one of their names, `search` has each option a loaded model takes,
@@ -105,7 +105,7 @@ class Alternative(BaseModel):
 
 
 class PredictionOut(BaseModel):
-    """One `attnseq.tasks.base.Prediction` (the shape of `--json` too)."""
+    """One `attnseq.contracts.Prediction` (the shape of `--json` too)."""
 
     input: str
     output: str

@@ -24,7 +24,7 @@ from attnseq.data import SPLITS, bucketed_batches, pad, read_lines, seeded_split
 from attnseq.errors import AttnseqError
 from attnseq.fileio import read_json_file
 from attnseq.models.classifier import LabelBatch
-from attnseq.tasks.base import Prediction, Task, TaskData, check_count, check_inputs
+from attnseq.contracts import Prediction, Task, TaskData, check_count, check_inputs
 from attnseq.tokenize import Tokenizer, build_tokenizer, read_spm_model, train_sentencepiece
 from attnseq.vocab import Vocab
 

@@ -23,7 +23,7 @@ from attnseq.datasets import resolve
 from attnseq.decoding.ctc_prefix import CTCPrefixScorer
 from attnseq.errors import AttnseqError
 from attnseq.fileio import read_text_file
-from attnseq.tasks.base import Prediction, Task, TaskData
+from attnseq.contracts import Prediction, Task, TaskData
 from attnseq.tokenize import Tokenizer, build_tokenizer, train_sentencepiece
 from attnseq.translate import Seq2SeqPredictor
 from attnseq.vocab import Vocab

@@ -12,7 +12,7 @@ from attnseq.data import PairDataset, read_pairs, tokenize_pairs
 from attnseq.errors import AttnseqError
 from attnseq.fast.shortlist import FILE as SHORTLIST
 from attnseq.fast.shortlist import Shortlist
-from attnseq.tasks.base import Task, TaskData
+from attnseq.contracts import Task, TaskData
 from attnseq.tokenize import Tokenizer, fit_tokenizers, load_tokenizers, tokenizer_files
 from attnseq.vocab import Vocab
 

@@ -1,7 +1,9 @@
-"""The task contract: what the trainer, the checkpoint and the predictors ask of an application.
+"""The contracts between the layers: what the trainer, the checkpoint, the server and the predictors
+ask of an application and of a model. This module imports nothing of attnseq's but its error type,
+so every layer may import it.
 
-A task (translation, classification, ...) is a small module under `attnseq.tasks` with one `Task`
-subclass. It owns what is particular to it: how its files are read, the assets a model needs
+A task (translation, classification, ...) is a module under `attnseq.tasks` with one `Task`
+subclass, registered in `attnseq.tasks`. It owns what is particular to it: how its files are read, the assets a model needs
 beside its weights (tokenizers, vocabularies, label sets), how its model is built, how a model is
 scored (and which direction of each metric is better), and the predictor that users call. The
 trainer sees only a `Task`, datasets that cut and collate batches, and a model whose
@@ -17,6 +19,8 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 from torch import Tensor, nn
 
+from attnseq.errors import AttnseqError
+
 
 @dataclass
 class LossOutput:
@@ -25,6 +29,9 @@ class LossOutput:
 
     loss_sum: Tensor
     units: int
+    # parts of the loss worth watching, summed over the batch like loss_sum (e.g. {"ctc": ...,
+    # "attention": ...}); the trainer logs each divided by units
+    logs: dict[str, float] = field(default_factory=dict)
 
 
 class Batch(Protocol):
@@ -120,8 +127,6 @@ class Predictor(Protocol):
 def check_inputs(inputs, *, what: str = "inputs") -> list[str]:
     """A predictor's inputs as the CLI would give them: a list (or other sequence) of str; one str
     on its own, or an item of another type, is an AttnseqError saying so."""
-    from attnseq.errors import AttnseqError
-
     if isinstance(inputs, (str, bytes)):
         raise AttnseqError(f"{what}: a list of texts, not one {type(inputs).__name__}; wrap it: [text]")
     try:
@@ -136,8 +141,6 @@ def check_inputs(inputs, *, what: str = "inputs") -> list[str]:
 
 def check_count(name: str, value, *, minimum: int = 1) -> int | None:
     """A search or batching setting given to a predictor: None (the config's) or an int >= minimum."""
-    from attnseq.errors import AttnseqError
-
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -189,27 +192,3 @@ class Task:
     def higher_is_better(self, metric: str) -> bool:
         return self.metrics[metric]
 
-
-def get_task(name: str) -> Task:
-    """The task a config's `task:` names."""
-    if name == "translate":
-        from attnseq.tasks.translation import TranslationTask
-
-        return TranslationTask()
-    if name == "classify":
-        from attnseq.tasks.classify import ClassifyTask
-
-        return ClassifyTask()
-    if name == "speech":
-        from attnseq.tasks.speech import SpeechTask
-
-        return SpeechTask()
-    if name == "chat":
-        from attnseq.tasks.chatbot import ChatTask
-
-        return ChatTask()
-    if name == "headline":
-        from attnseq.tasks.headlines import HeadlineTask
-
-        return HeadlineTask()
-    raise ValueError(f"unknown task {name!r}")  # config validation names the choices first
