@@ -34,8 +34,8 @@ test-avx2: setup browser
 	$(AVX2_ONLY) $(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 # attnseq against OpenNMT-py 3.5.1 on the same model, on any CPU, then the scaling tables (about 65 minutes on
 # the 2-core bench machine, estimated; installs OpenNMT-py into .venv-onmt). Part of it: bench/speed.py --part ...

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 from attnseq.config import load_config
-from attnseq.data import read_tsv
+from attnseq.readers import read_tsv
 from attnseq.tasks.dates import write_corpus
+from attnseq.tasks.translation import Translator
 from attnseq.train import Trainer, count_parameters
-from attnseq.translate import Translator
 
 COMBINATIONS = [("init", "-"), ("every-step", "-")] + [
     (decoder, attention)

@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 
 import attnseq
+from attnseq.audio.corpus import fsdd_rows
 from attnseq.config import load_config
 from attnseq.fileio import atomic_write_text
-from attnseq.tasks.speech import Transcriber, fsdd_rows, held_out_report
+from attnseq.tasks.speech import Transcriber, held_out_report
 from attnseq.train import Trainer
 
 

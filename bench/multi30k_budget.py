@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 from attnseq.config import load_config
-from attnseq.data import read_pairs
+from attnseq.readers import read_pairs
 from attnseq.runtime import keep_freed_memory
+from attnseq.tasks.translation import Translator
 from attnseq.train import Trainer, count_parameters
-from attnseq.translate import Translator
 
 
 def score(model_dir: Path, pairs, beam_size: int) -> dict:

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def read_inputs(path: str | None) -> list[str]:
-    from attnseq.data import read_lines
+    from attnseq.readers import read_lines
 
     if path is None:  # the demo: its held-out dates
         path = str(ROOT / "data" / "dates" / "test.tsv")

@@ -12,8 +12,8 @@ import argparse
 import soundfile
 
 import attnseq
+from attnseq.audio.corpus import read_split
 from attnseq.plotting import plot_speech
-from attnseq.tasks.speech import read_split
 
 
 def main() -> None:

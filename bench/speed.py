@@ -126,7 +126,7 @@ def prepare_data(work: Path) -> Path:
     """The recipe's Multi30k files with whitespace runs made single spaces, as plain text, so
     both toolkits split exactly the same words."""
     from attnseq.config import load_config
-    from attnseq.data import read_pairs
+    from attnseq.readers import read_pairs
 
     data = work / "data"
     if all((data / f"{name}.{lang}").is_file() for name in ("train", "val", "test") for lang in ("en", "de")):
@@ -376,9 +376,9 @@ def child_decode(args) -> None:
     """(child process) decode the test set with a trained attnseq model in each of --precisions
     (decode.precision values) and each of --beams: --untimed passes, then one timed pass (its BLEU
     and sentences/s). Per precision: what it ran as here ("resolved") and the beams' results."""
-    from attnseq.data import read_parallel
+    from attnseq.readers import read_parallel
     from attnseq.runtime import keep_freed_memory
-    from attnseq.translate import Translator
+    from attnseq.tasks.translation import Translator
 
     keep_freed_memory()  # as the attnseq command does
     translator = Translator.from_pretrained(args.model, device=args.device)
@@ -402,7 +402,7 @@ def child_scaling(args) -> None:
     MIN_SECONDS are timed (one pass where it takes that long); with the mean number of tokens each
     translation wrote (a barely trained model runs long)."""
     from attnseq.runtime import keep_freed_memory
-    from attnseq.translate import Translator
+    from attnseq.tasks.translation import Translator
 
     keep_freed_memory()  # as the attnseq command does
     translator = Translator.from_pretrained(args.model, device=args.device)

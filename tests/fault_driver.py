@@ -24,6 +24,7 @@ def arm(where: str, n: int) -> None:
     import torch
 
     from attnseq import checkpoint
+    from attnseq.run_dir import RunDir
     from attnseq.train import Trainer
 
     count = 0
@@ -48,7 +49,7 @@ def arm(where: str, n: int) -> None:
     elif where == "replace":
         os.replace = counted(os.replace)
     elif where == "flush":
-        Trainer._flush_log = counted(Trainer._flush_log)
+        RunDir.flush_log = counted(RunDir.flush_log)
     else:
         raise SystemExit(f"fault_driver: unknown moment {where!r}")
 

@@ -40,7 +40,7 @@ def numpy_scores(kind: str, att, s: np.ndarray, H: np.ndarray) -> np.ndarray:
         return np.array([W_a @ np.tanh(w["W_b.weight"] @ s + w["W_c.weight"] @ h) for h in H])
     if kind == "location":  # 3.5  W_a s, one score per position
         return (w["W_a.weight"] @ s)[: H.shape[0]]
-    if kind == "location_aware":  # 3.6  with no previous weights given: alpha^0 uniform over the real positions
+    if kind == "location_aware":  # 6.4  with no previous weights given: alpha^0 uniform over the real positions
         from tests.test_location_attention import numpy_location_aware
 
         return numpy_location_aware(w, s, H, np.full(H.shape[0], 1.0 / H.shape[0]))
@@ -65,6 +65,28 @@ def inputs(kind: str):
     mask = torch.arange(S)[None, :] < torch.tensor(LENGTHS)[:, None]
     values = values * mask[..., None]  # padding positions hold zeros, as the encoder leaves them
     return query, values, mask
+
+
+@pytest.mark.parametrize("kind", ATTENTIONS)
+def test_a_score_form_describes_the_score(kind):
+    """What a fused loop reads instead of the class (`Attention.score_form`): the scores it gives on
+    the precomputed keys equal `score`'s; location and location-aware attention have none."""
+    att = make(kind)
+    query, values, _ = inputs(kind)
+    keys = att.precompute_keys(values)
+    form = att.score_form()
+    if kind in ("location", "location_aware"):
+        assert form is None
+        return
+    q = query.unsqueeze(1)  # (B, 1, Hq)
+    want = att.score(q, keys)
+    if form.kind == "dot":
+        got = torch.bmm(q, keys.transpose(1, 2)) * form.scale
+        assert form.scale == (1 / np.sqrt(values.size(-1)) if kind == "scaled_dot" else 1.0)
+    else:
+        assert form.kind == "concat" and kind == "concat"
+        got = torch.tanh((q @ form.W_b.T).unsqueeze(2) + keys.unsqueeze(1)) @ form.w_a  # (B, 1, S)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", ATTENTIONS)

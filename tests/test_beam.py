@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from attnseq.config import ModelConfig
-from attnseq.decoding import beam_search, greedy_search, length_penalty
+from attnseq.decoding import Hypothesis, beam_search, greedy_search, length_penalty
 from attnseq.models.seq2seq import build_model
 
 PAD, UNK, BOS, EOS, A, B = 0, 1, 2, 3, 4, 5
@@ -83,6 +83,8 @@ def test_exact_hypotheses_and_scores():
     assert hyps[0].score == pytest.approx(math.log(0.33), abs=1e-6)
     assert hyps[1].score == pytest.approx(math.log(0.243), abs=1e-6)
     assert [h.rank_score for h in hyps] == [h.score for h in hyps]  # no length penalty
+    assert all(isinstance(h, Hypothesis) for h in hyps)  # greedy search's type too
+    assert [tuple(h.attention.shape) for h in hyps] == [(2, 3), (3, 3)]  # one row per token
 
 
 def test_beam_finds_what_greedy_misses():
@@ -177,10 +179,10 @@ def test_beam_of_one_equals_greedy_on_a_real_model(decoder, attention):
     greedy = greedy_search(model, src, src_lengths, bos_id=BOS, eos_id=EOS, pad_id=PAD, max_len=12)
     beams = beam_search(model, src, src_lengths, beam_size=1, bos_id=BOS, eos_id=EOS, pad_id=PAD, max_len=12,
                         penalty="none")  # fmt: skip
-    assert {int(n) for n in greedy.lengths} != {12}  # some sentences ended before the limit
-    for row, (hyp,) in enumerate(beams):
-        n = int(greedy.lengths[row])
-        assert hyp.tokens == greedy.tokens[row, :n].tolist()
-        assert hyp.score == pytest.approx(float(greedy.scores[row]), abs=1e-5)
-        if greedy.attn_weights is not None:
-            assert torch.allclose(hyp.attention, greedy.attn_weights[row, :n], atol=1e-6)
+    assert {len(g.tokens) for (g,) in greedy} != {12}  # some sentences ended before the limit
+    for (hyp,), (g,) in zip(beams, greedy, strict=True):
+        assert hyp.tokens == g.tokens
+        assert hyp.score == pytest.approx(g.score, abs=1e-5)
+        assert g.rank_score == g.score
+        if g.attention is not None:
+            assert torch.allclose(hyp.attention, g.attention, atol=1e-6)

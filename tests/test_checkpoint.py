@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from attnseq import Translator
-from attnseq.checkpoint import load_model_dir, save_model_dir
+from attnseq.checkpoint import save_model_dir
 from attnseq.errors import AttnseqError
 from attnseq.models.seq2seq import build_model
+from attnseq.predict import load_model_dir
 from attnseq.tasks.translation import TranslationAssets
 from attnseq.tokenize import build_tokenizers
 from attnseq.vocab import Vocab

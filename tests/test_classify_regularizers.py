@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from attnseq.config import ClassifierConfig, load_config
 from attnseq.errors import AttnseqError
 from attnseq.models.classifier import AttentionClassifier, LabelBatch, SharedDropout
+from attnseq.modules.loss import label_smoothed_nll
 from attnseq.tasks.classify import ClassifyTask
 from attnseq.vocab import Vocab
 
@@ -107,6 +108,26 @@ def test_label_smoothing_moves_targets_towards_uniform(classes):
         target = F.one_hot(labels, classes).float() * 0.8 + 0.2 / classes
         expected = -(target * logits.log_softmax(-1)).sum()
     assert torch.allclose(loss, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.2])
+@pytest.mark.parametrize("classes", [2, 3])
+def test_the_loss_is_label_smoothed_nll_of_the_class_probabilities(classes, eps):
+    """One loss for both heads: `label_smoothed_nll` (modules/loss.py) of log P(class), where two
+    classes have P = [1 - p, p], p = sigmoid(logit), computed as binary cross-entropy."""
+    m = model(classes, head_dropout=0.0).train()
+    m.label_smoothing = eps
+    labels = torch.tensor([1, 0, classes - 1])
+    loss = m(LabelBatch(TOKENS, LENGTHS, labels, [0, 1, 2])).loss_sum
+    logits = m.logits(TOKENS, LENGTHS)[0].float()
+    if classes == 2:
+        logp = torch.stack([F.logsigmoid(-logits[:, 0]), F.logsigmoid(logits[:, 0])], dim=-1)
+    else:
+        logp = logits.log_softmax(-1)
+    torch.testing.assert_close(loss, label_smoothed_nll(logp, labels, eps), rtol=1e-5, atol=1e-5)
+    if classes > 2:  # and it is torch's cross-entropy of the logits
+        want = F.cross_entropy(logits, labels, reduction="sum", label_smoothing=eps)
+        torch.testing.assert_close(loss, want, rtol=1e-6, atol=1e-6)
 
 
 def test_the_task_gives_the_model_train_label_smoothing():

@@ -10,7 +10,7 @@ import pytest
 
 from attnseq import Translator
 from attnseq.cli import main
-from attnseq.data import read_tsv
+from attnseq.readers import read_tsv
 from tests.conftest import DATES_CONFIG
 
 

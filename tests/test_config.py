@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from attnseq.config import (
-    Config,
     DataConfig,
     DecodeConfig,
     ModelConfig,
     TrainConfig,
+    for_task,
     load_config,
     parse_override,
 )
@@ -43,7 +43,7 @@ def raises(path, overrides=()) -> str:
 
 def test_defaults_load_without_a_file():
     cfg = load_config(None)
-    assert cfg == Config()
+    assert cfg == for_task("translate")
     assert isinstance(cfg.data, DataConfig) and isinstance(cfg.model, ModelConfig)
     assert isinstance(cfg.train, TrainConfig) and isinstance(cfg.decode, DecodeConfig)
     assert cfg.model.attention == "general"
@@ -52,7 +52,7 @@ def test_defaults_load_without_a_file():
 
 
 def test_empty_file_gives_defaults(tmp_path):
-    assert load_config(write(tmp_path, "")) == Config()
+    assert load_config(write(tmp_path, "")) == for_task("translate")
 
 
 def test_dates_yaml_values_land_in_typed_dataclasses():
@@ -133,7 +133,7 @@ def test_load_config_does_not_share_state_between_calls():
     a = load_config(None, ["model.attention=concat"])
     b = load_config(None)
     assert a.model.attention == "concat" and b.model.attention == "general"
-    assert dataclasses.asdict(b) == Config().to_dict()
+    assert dataclasses.asdict(b) == for_task("translate").to_dict()
 
 
 def test_override_accepts_exponent_notation():

@@ -88,7 +88,7 @@ def speech_model(ctc_weight: float):
 
 
 def a_batch(model):
-    from attnseq.data import Batch
+    from attnseq.batching import Batch
 
     src = torch.randn(2, 20, 8)
     tgt = [[4, 5, 4], [5]]
@@ -117,7 +117,8 @@ def test_training_loss_mixes_attention_and_ctc_and_validation_scores_attention_a
 
 
 def test_a_speech_model_with_ctc_saves_and_loads_identically(tmp_path):
-    from attnseq.checkpoint import load_model_dir, save_model_dir
+    from attnseq.checkpoint import save_model_dir
+    from attnseq.predict import load_model_dir
 
     model, cfg, assets = speech_model(0.3)
     model.eval()

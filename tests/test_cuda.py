@@ -14,13 +14,13 @@ import json
 import pytest
 import torch
 
-from attnseq.checkpoint import load_model_dir
 from attnseq.cli import main
 from attnseq.decoding import beam_search, greedy_search
 from attnseq.errors import AttnseqError
 from attnseq.fast.decoding import decoding_copy
+from attnseq.predict import load_model_dir
+from attnseq.tasks.translation import Translator
 from attnseq.train import Trainer
-from attnseq.translate import Translator
 from tests.test_models import V_TGT, batch, targets, tiny
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -39,11 +39,12 @@ def _no_tf32():
 
 
 def cpu_and_cuda(decoder: str, attention: str, input_feeding: bool):
+    from attnseq.fast.accelerate import accelerate
     from attnseq.models.seq2seq import build_model
 
     torch.manual_seed(3)
     cfg = tiny(decoder, attention, input_feeding=input_feeding, emb_size=16, enc_hidden_size=24, dec_hidden_size=24)
-    cpu = build_model(cfg, src_vocab_size=13, tgt_vocab_size=V_TGT).float().train()
+    cpu = accelerate(build_model(cfg, src_vocab_size=13, tgt_vocab_size=V_TGT)).float().train()  # the fused paths too
     return cpu, copy.deepcopy(cpu).to(CUDA)
 
 
@@ -90,13 +91,13 @@ def test_search_on_cuda_finds_what_the_cpu_finds(decoder, attention, input_feedi
         b = {d: beam_search(m, at[d], src_lengths, beam_size=3, n_best=3, penalty="gnmt", alpha=0.6, **specials)
              for d, m in copies.items()}  # fmt: skip
         bf16 = greedy_search(decoding_copy(gpu, torch.bfloat16), src.to(CUDA), src_lengths, **specials)
-    assert torch.equal(g["cuda"].tokens.cpu(), g["cpu"].tokens)
-    torch.testing.assert_close(g["cuda"].scores.cpu(), g["cpu"].scores, rtol=1e-4, atol=1e-4)
+    assert [h.tokens for (h,) in g["cuda"]] == [h.tokens for (h,) in g["cpu"]]
+    assert [h.score for (h,) in g["cuda"]] == pytest.approx([h.score for (h,) in g["cpu"]], abs=1e-4)
     for hyps_gpu, hyps_cpu in zip(b["cuda"], b["cpu"], strict=True):
         assert [h.tokens for h in hyps_gpu] == [h.tokens for h in hyps_cpu]
         assert [h.score for h in hyps_gpu] == pytest.approx([h.score for h in hyps_cpu], abs=1e-4)
-    assert bf16.tokens.device.type == "cuda"
-    torch.testing.assert_close(bf16.scores.cpu(), g["cpu"].scores, rtol=5e-2, atol=5e-2)
+    assert all(h.attention is None or h.attention.device.type == "cuda" for (h,) in bf16)
+    assert [h.score for (h,) in bf16] == pytest.approx([h.score for (h,) in g["cpu"]], rel=5e-2, abs=5e-2)
 
 
 def test_training_on_cuda_in_bf16_end_to_end(tmp_path, tiny_config):

@@ -1,12 +1,17 @@
-"""The fast training paths compute exactly what plain autograd computes.
+"""Every fast path (attnseq.fast) computes what the reference in modules/ and models/ computes.
 
+- `accelerate` installs exactly the forms a model's pieces have, and nothing else changes: no
+  parameter, no draw from the RNG.
 - Luong with input feeding (LSTM) runs as one hand-differentiated node (fast/fused.py): its
-  outputs and every parameter's gradient equal autograd through the loop of `step`.
-- The loss: `cross_entropy_sum` and `linear_cross_entropy_sum` equal torch's cross-entropy with
-  label smoothing, value and gradient; `Seq2Seq.loss` equals the cross-entropy of `forward`'s
-  logits at the real target positions.
+  outputs and every parameter's gradient equal autograd through the loop of `step`, and through
+  the reference `features`.
+- The loss: `cross_entropy_sum` and `linear_cross_entropy_sum` equal `label_smoothed_nll` of the
+  softmax (modules/loss.py) and torch's cross-entropy with label smoothing, value and gradient;
+  an accelerated `Seq2Seq.loss` equals the reference one, value and gradients, and the
+  cross-entropy of `forward`'s logits at the real target positions.
 - A decoding copy with its word gates tabulated steps exactly as the model does; in float32, with
-  its linear layers packed for oneDNN, it steps as the model does and draws nothing from the RNG.
+  its linear layers packed for oneDNN, it steps as the model does and draws nothing from the RNG;
+  the float32 LSTM cell of a bfloat16 copy is the LSTM cell.
 - bf16 decoding (a bfloat16 copy of the model) keeps the LSTM cell state, the attention's keys and
   values and its softmax in float32 and stays close to float32 decoding.
 - The tanh of decoding and of the fused loop (2 sigmoid(2x) - 1 outside autograd) equals torch.tanh.
@@ -19,14 +24,42 @@ import copy
 import pytest
 import torch
 
-from attnseq.fast.decoding import decoding_copy
+from attnseq.fast.accelerate import accelerate
+from attnseq.fast.decoding import decoding_copy, float32_cell_step, lstm_cell, tabulate_word_gates
 from attnseq.fast.frozen import PackedLinear, can_pack, pack_weight
-from attnseq.fast.loss import cross_entropy_sum, linear_cross_entropy_sum
+from attnseq.fast.fused import luong_lstm_features, luong_lstm_features_for
+from attnseq.fast.loss import cross_entropy_sum, linear_cross_entropy_sum, readout_loss
+from attnseq.modules.loss import label_smoothed_nll
 from attnseq.modules.pointwise import tanh
 from tests.conftest import needs_native_bf16
 from tests.test_models import V_TGT, batch, loop_of_steps, make_model, targets, tiny
 
 FUSED = ["dot", "scaled_dot", "general", "concat"]
+HOOKS = ("fast_features", "fast_loss", "fast_logits_loss")
+
+
+def reference(model):
+    """A copy of `model` with no fast form installed: what modules/ and models/ compute alone."""
+    plain = copy.deepcopy(model)
+    for hook in HOOKS:
+        setattr(plain, hook, None)
+    return plain
+
+
+def test_accelerate_installs_what_the_model_has():
+    fused = make_model(tiny("luong", "general", input_feeding=True))
+    rng = torch.get_rng_state()
+    before = {k: v.clone() for k, v in fused.state_dict().items()}
+    assert accelerate(reference(fused)).fast_features is luong_lstm_features
+    assert torch.equal(rng, torch.get_rng_state())
+    after = accelerate(fused).state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+    for kw in (dict(decoder="bahdanau"), dict(decoder="luong", input_feeding=False), dict(decoder="init")):
+        model = accelerate(reference(make_model(tiny(attention="general", **kw))))
+        assert model.fast_features is None, kw
+        assert (model.fast_loss, model.fast_logits_loss) == (readout_loss, cross_entropy_sum)
+    plain = torch.nn.Linear(2, 2)  # a model without fast forms (a classifier) comes back as it was
+    assert accelerate(plain) is plain and not any(hasattr(plain, hook) for hook in HOOKS)
 
 
 def grads_of(model, fn):
@@ -39,16 +72,20 @@ def grads_of(model, fn):
 
 @pytest.mark.parametrize("attention", FUSED)
 def test_fused_input_feeding_equals_autograd_through_steps(attention):
-    model = make_model(tiny("luong", attention, input_feeding=True, attn_size=5))
-    assert model.decoder.fused_loop()
+    """fast/fused.py against SPEC 2.1-2.4, 2.6 as `LuongDecoder._step` and `features` compute it."""
+    model = accelerate(make_model(tiny("luong", attention, input_feeding=True, attn_size=5)))
+    assert model.fast_features is luong_lstm_features
+    plain = reference(model)
     src, src_lengths, tgt_in, _ = batch()
     fused = grads_of(model, lambda: model.logits(src, src_lengths, tgt_in))
     stepped = grads_of(model, lambda: loop_of_steps(model, src, src_lengths, tgt_in))
-    torch.testing.assert_close(fused[0], stepped[0], rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(fused[1], stepped[1], rtol=1e-10, atol=1e-10)
-    assert fused[2].keys() == stepped[2].keys()
-    for name in fused[2]:
-        torch.testing.assert_close(fused[2][name], stepped[2][name], rtol=1e-9, atol=1e-10, msg=name)
+    featured = grads_of(plain, lambda: plain.logits(src, src_lengths, tgt_in))
+    for other in (stepped, featured):
+        torch.testing.assert_close(fused[0], other[0], rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(fused[1], other[1], rtol=1e-10, atol=1e-10)
+        assert fused[2].keys() == other[2].keys()
+        for name in fused[2]:
+            torch.testing.assert_close(fused[2][name], other[2][name], rtol=1e-9, atol=1e-10, msg=name)
     assert any(g.abs().sum() > 0 for g in fused[2].values())
 
 
@@ -57,7 +94,7 @@ def test_fused_input_feeding_equals_autograd_through_steps(attention):
 )
 def test_other_wirings_keep_the_step_loop(kw):
     model = make_model(tiny("luong", input_feeding=True, **{"attention": "general", **kw}))
-    assert not model.decoder.fused_loop()
+    assert luong_lstm_features_for(model.decoder) is None and accelerate(model).fast_features is None
 
 
 def test_fused_input_feeding_under_bf16_autocast_stays_close():
@@ -113,7 +150,7 @@ def assert_steps_alike(model, other, tol):
 def test_tabulated_word_gates_step_as_the_model_does(kw):
     model = make_model(tiny(attention="general", **kw))
     copied = copy.deepcopy(model)
-    assert copied.decoder.tabulate_word_gates() and copied.decoder.word_gates.shape == (V_TGT, 4 * 8)
+    assert tabulate_word_gates(copied.decoder) and copied.decoder.word_gates.shape == (V_TGT, 4 * 8)
     assert_steps_alike(model, copied, tol=1e-12)
     assert not any(k.startswith("decoder.word_gates") for k in copied.state_dict())  # not a parameter
 
@@ -123,7 +160,8 @@ def test_tabulated_word_gates_step_as_the_model_does(kw):
 )
 def test_word_gates_only_for_a_one_layer_lstm_reading_the_word_first(kw):
     model = make_model(tiny(attention="general", **kw))
-    assert not model.decoder.tabulate_word_gates() and model.decoder.word_gates is None
+    assert not tabulate_word_gates(model.decoder) and model.decoder.fast_read is None
+    assert not hasattr(model.decoder, "word_gates")
 
 
 @pytest.mark.parametrize("attention", ["general", "concat"])
@@ -135,6 +173,36 @@ def test_float32_decoding_copy_steps_as_the_model_and_leaves_the_rng_alone(atten
     packed = [m for m in fast.modules() if isinstance(m, PackedLinear)]
     assert len(packed) == sum(isinstance(m, torch.nn.Linear) for m in model.modules()) + 1  # + the recurrent layer
     assert_steps_alike(model, fast, tol=1e-5)
+
+
+def test_float32_cell_step_is_the_lstm_cell():
+    """The step of a bfloat16 copy's LSTM (fast/decoding.py): products in bfloat16, gates and cell
+    state in float32, equal to torch's LSTM cell on the same bfloat16 numbers; a full-precision
+    input takes torch's cell itself."""
+    model = make_model(tiny("bahdanau", "general"))
+    decoder = model.decoder
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(3, decoder.rnn.input_size, generator=gen, dtype=torch.float64)
+    h, c = (torch.randn(1, 3, 8, generator=gen, dtype=torch.float64) for _ in range(2))
+    weights = (decoder.rnn.weight_ih_l0, decoder.rnn.weight_hh_l0, decoder.rnn.bias_ih_l0, decoder.rnn.bias_hh_l0)
+    with torch.no_grad():
+        want_h, want_c = torch.lstm_cell(x, (h[0], c[0]), *weights)
+        out, (h1, c1) = float32_cell_step(decoder, x, (h, c))  # float64: torch's cell
+        assert torch.equal(out, want_h) and torch.equal(c1[0], want_c)
+        low = copy.deepcopy(decoder).bfloat16()
+        xb, hb = x.bfloat16(), h.bfloat16()
+        out, (h1, c1) = float32_cell_step(low, xb, (hb, c.float()))
+        assert (out.dtype, c1.dtype) == (torch.bfloat16, torch.float32)
+        up = [w.double() for w in (low.rnn.weight_ih_l0, low.rnn.weight_hh_l0, low.rnn.bias_ih_l0, low.rnn.bias_hh_l0)]
+        want_h, want_c = torch.lstm_cell(xb.double(), (hb[0].double(), c[0].float().double()), *up)
+        torch.testing.assert_close(c1[0].double(), want_c, rtol=2e-2, atol=2e-2)
+        torch.testing.assert_close(out.double(), want_h, rtol=2e-2, atol=2e-2)
+        gates = torch.randn(3, 32, generator=gen, dtype=torch.float64)
+        i, f, g, o = gates.chunk(4, dim=1)
+        cell = torch.sigmoid(f) * c[0] + torch.sigmoid(i) * torch.tanh(g)
+        got_h, (_, got_c) = lstm_cell(gates, c[0], torch.float64)
+        torch.testing.assert_close(got_c[0], cell, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(got_h, torch.sigmoid(o) * torch.tanh(cell), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.bfloat16, marks=needs_native_bf16)])
@@ -151,14 +219,20 @@ def test_packed_linear_equals_linear(dtype):
 
 @pytest.mark.parametrize("eps", [0.0, 0.1])
 @pytest.mark.parametrize("chunk_rows", [0, 1, 7, 1000])
-def test_losses_equal_torch_cross_entropy(eps, chunk_rows):
+def test_fused_losses_equal_the_reference(eps, chunk_rows):
+    """fast/loss.py against `label_smoothed_nll` of the softmax (modules/loss.py), which is torch's
+    label-smoothed cross-entropy: value and gradients."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(23, 6, dtype=torch.float64, generator=gen, requires_grad=True)
     w = torch.randn(17, 6, dtype=torch.float64, generator=gen, requires_grad=True)
     b = torch.randn(17, dtype=torch.float64, generator=gen, requires_grad=True)
     y = torch.randint(0, 17, (23,), generator=gen)
-    ref = torch.nn.functional.cross_entropy(x @ w.T + b, y, label_smoothing=eps, reduction="sum")
+    ref = label_smoothed_nll(torch.log_softmax(x @ w.T + b, dim=-1), y, eps)
+    torch_ref = torch.nn.functional.cross_entropy(x @ w.T + b, y, label_smoothing=eps, reduction="sum")
+    torch.testing.assert_close(ref, torch_ref, rtol=1e-12, atol=1e-12)
     ref_grads = torch.autograd.grad(2.5 * ref, (x, w, b))
+    for got, want in zip(torch.autograd.grad(2.5 * torch_ref, (x, w, b)), ref_grads):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     fused = linear_cross_entropy_sum(x, w, b, y, eps, chunk_rows=chunk_rows)
     torch.testing.assert_close(fused, ref)
     for got, want in zip(torch.autograd.grad(2.5 * fused, (x, w, b)), ref_grads):
@@ -167,9 +241,7 @@ def test_losses_equal_torch_cross_entropy(eps, chunk_rows):
     plain = cross_entropy_sum(logits, y, eps)
     torch.testing.assert_close(plain, ref)
     (g,) = torch.autograd.grad(2.5 * plain, logits)
-    (want,) = torch.autograd.grad(
-        2.5 * torch.nn.functional.cross_entropy(logits, y, label_smoothing=eps, reduction="sum"), logits
-    )
+    (want,) = torch.autograd.grad(2.5 * label_smoothed_nll(torch.log_softmax(logits, -1), y, eps), logits)
     torch.testing.assert_close(g, want)
 
 
@@ -197,6 +269,31 @@ def test_the_packed_output_product_equals_the_plain_one(monkeypatch):
     assert packed == [(500, 64)]
     linear_cross_entropy_sum(x32, w32, b32, y, 0.1, chunk_rows=200)  # 300 rows: fewer than two chunks
     assert packed == [(500, 64)]
+
+
+@pytest.mark.parametrize("teacher_forcing", [1.0, 0.5])
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+@pytest.mark.parametrize(
+    ("decoder", "attention"), [("luong", "general"), ("luong", "concat"), ("bahdanau", "concat"), ("init", "dot")]
+)
+def test_accelerated_loss_equals_the_reference_loss(decoder, attention, eps, teacher_forcing):
+    """`Seq2Seq.loss` through every fast form `accelerate` installs equals it through the reference
+    (`decoder.features`, `decoder.loss`, `label_smoothed_nll`): value and every gradient."""
+    model = accelerate(make_model(tiny(decoder, attention, input_feeding=True, attn_size=5)))
+    plain = reference(model)
+    src, src_lengths, tgt_in, tgt_lengths = batch()
+    tgt_out = targets(tgt_in, tgt_lengths)
+    results = []
+    for m in (model, plain):
+        m.zero_grad()
+        torch.manual_seed(5)  # teacher forcing < 1 draws which steps read the reference
+        loss = m.loss(src, src_lengths, tgt_in, tgt_out, pad_id=0, label_smoothing=eps, teacher_forcing=teacher_forcing)
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in m.named_parameters()}))
+    (fast, fast_grads), (ref, ref_grads) = results
+    torch.testing.assert_close(fast, ref, rtol=1e-12, atol=1e-12)
+    for name, grad in ref_grads.items():
+        torch.testing.assert_close(fast_grads[name], grad, rtol=1e-9, atol=1e-10, msg=name)
 
 
 @pytest.mark.parametrize(("decoder", "attention"), [("luong", "general"), ("bahdanau", "concat"), ("init", "dot")])

@@ -45,7 +45,7 @@ def either_result_or_attnseq_error(call):
 @FUZZ
 @given(file_bytes)
 def test_tsv_and_parallel_readers(data):
-    from attnseq.data import read_parallel, read_tsv
+    from attnseq.readers import read_parallel, read_tsv
 
     path = write(data, "pairs.tsv")
     try:
@@ -60,7 +60,7 @@ def test_tsv_and_parallel_readers(data):
 @given(file_bytes, st.sampled_from(["csv", "jsonl"]))
 def test_records_reader(data, fmt):
     from attnseq.config import RecordsDataConfig
-    from attnseq.data import read_records
+    from attnseq.readers import read_records
 
     path = write(data, f"records.{fmt}")
     try:
@@ -202,7 +202,7 @@ def test_model_loader_on_damaged_directories(model_dir, name, damage):
 @FUZZ
 @given(st.binary(max_size=200))
 def test_standard_input_of_any_bytes(data):
-    from attnseq.data import decode_lines
+    from attnseq.readers import decode_lines
 
     lines = either_result_or_attnseq_error(lambda: list(decode_lines(io.BytesIO(data), "stdin")))
     if lines is not None:  # decodable: every line is text, numbered from 1

@@ -3,11 +3,13 @@ padding changes nothing at real positions, the encoder packs, shapes and errors.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
-from attnseq.config import Config, ModelConfig, validate
-from attnseq.data import pad
+from attnseq.batching import pad
+from attnseq.config import ModelConfig, for_task, validate
 from attnseq.errors import AttnseqError
 from attnseq.models.seq2seq import build_model
 
@@ -161,7 +163,7 @@ def test_teacher_forcing_below_one_is_seeded_and_differs_from_forcing():
 
 
 def test_dot_attention_with_unequal_sizes_is_a_config_error():
-    cfg = Config(model=tiny("luong", "dot", enc_hidden_size=10))
+    cfg = dataclasses.replace(for_task("translate"), model=tiny("luong", "dot", enc_hidden_size=10))
     with pytest.raises(AttnseqError, match="dec_hidden_size \\(8\\) must equal model.enc_hidden_size \\(10\\)"):
         validate(cfg)
 
@@ -261,4 +263,4 @@ def test_param_init_draws_every_weight_uniformly_and_keeps_padding_zero():
     for emb in (model.encoder.embedding, model.decoder.embedding):
         assert not emb.weight[emb.padding_idx].any()
     with pytest.raises(AttnseqError, match="model.param_init"):
-        validate(Config(model=tiny("luong", "general", param_init=-0.1)))
+        validate(dataclasses.replace(for_task("translate"), model=tiny("luong", "general", param_init=-0.1)))

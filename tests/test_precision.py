@@ -21,8 +21,8 @@ from attnseq import runtime
 from attnseq.cli import main
 from attnseq.config import load_config
 from attnseq.errors import AttnseqError
+from attnseq.tasks.translation import Translator
 from attnseq.train import Trainer, bias_corrected_ema
-from attnseq.translate import Translator
 from tests.conftest import CPU, DATES_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -52,10 +52,10 @@ def bigrams(ids: list[int]) -> list[tuple[int, int]]:
 def test_greedy_search_blocks_a_loop():
     src, lengths = torch.full((1, 4), 5), torch.tensor([4])
     args = dict(bos_id=BOS, eos_id=EOS, pad_id=PAD, max_len=8)
-    loop = greedy_search(ScriptedModel(looping_script()), src, lengths, **args).tokens[0].tolist()
+    loop = greedy_search(ScriptedModel(looping_script()), src, lengths, **args)[0][0].tokens
     assert loop[:4] == [4, 5, 4, 5]
-    blocked = greedy_search(ScriptedModel(looping_script()), src, lengths, block_ngram_repeat=2, **args)
-    ids = blocked.tokens[0, : blocked.lengths[0]].tolist()
+    ((blocked,),) = greedy_search(ScriptedModel(looping_script()), src, lengths, block_ngram_repeat=2, **args)
+    ids = blocked.tokens
     assert ids[:3] == [4, 5, 4] and len(set(bigrams(ids))) == len(bigrams(ids)), ids
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from attnseq.config import ADDED_KEYS, FORMAT, TASK_SECTIONS, load_config, load_config_json, save_config_json
+from attnseq.config import ADDED_KEYS, FORMAT, load_config, load_config_json, save_config_json, task_sections
 from attnseq.errors import AttnseqError
 from tests.conftest import ROOT
 
@@ -24,7 +24,7 @@ def recipe(task: str):
 
 
 def keys_now() -> set[str]:
-    return {f"{task}:{section}.{f.name}" for task, sections in TASK_SECTIONS.items()
+    return {f"{task}:{section}.{f.name}" for task, sections in task_sections().items()
             for section, cls in sections.items() for f in dataclasses.fields(cls)}  # fmt: skip
 
 
@@ -35,7 +35,7 @@ def test_every_key_added_since_format_1_is_listed_with_its_format():
 
 
 @pytest.mark.parametrize("version", range(1, FORMAT))
-@pytest.mark.parametrize("task", sorted(TASK_SECTIONS))
+@pytest.mark.parametrize("task", sorted(task_sections()))
 def test_an_older_format_loads_without_the_keys_added_since(task, version, tmp_path):
     path = tmp_path / "config.json"
     save_config_json(recipe(task), path)
@@ -50,7 +50,7 @@ def test_an_older_format_loads_without_the_keys_added_since(task, version, tmp_p
     expected = recipe(task)  # what such a file meant: the removed keys at their defaults
     for key in removed:
         section, name = key.split(".")
-        defaults = TASK_SECTIONS[task][section]()
+        defaults = task_sections()[task][section]()
         setattr(getattr(expected, section), name, getattr(defaults, name))
     assert load_config_json(path) == expected
     if removed:  # the same file claiming the current format lacks keys it must hold
@@ -62,10 +62,10 @@ def test_an_older_format_loads_without_the_keys_added_since(task, version, tmp_p
 
 def test_every_format_1_key_is_required(tmp_path):
     path = tmp_path / "config.json"
-    for task in sorted(TASK_SECTIONS):
+    for task in sorted(task_sections()):
         save_config_json(recipe(task), path)
         record = json.loads(path.read_text())
-        for section, cls in TASK_SECTIONS[task].items():
+        for section, cls in task_sections()[task].items():
             for f in dataclasses.fields(cls):
                 if f"{section}.{f.name}" in ADDED_KEYS:
                     continue

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attnseq.decoding import greedy_search
+from attnseq.decoding import Hypothesis, attention_to_cpu, greedy_search
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 V = 6
@@ -64,28 +64,29 @@ def test_exact_hypotheses_scores_and_early_stop():
         [dist(5, 0.5), dist(4, 0.8), dist(EOS, 0.7), dist(5)],  # "5 4 </s>"
     ]
     model = ScriptedModel(script)
-    hyp = run(model)
-    assert hyp.tokens.tolist() == [[4, EOS, PAD], [5, 4, EOS]]
-    assert hyp.lengths.tolist() == [2, 3]
+    found = run(model)
+    assert [len(hyps) for hyps in found] == [1, 1] and all(isinstance(h, Hypothesis) for (h,) in found)
+    assert [h.tokens for (h,) in found] == [[4, EOS], [5, 4, EOS]]
     expected = torch.tensor([math.log(0.6) + math.log(0.9), math.log(0.5) + math.log(0.8) + math.log(0.7)])
-    torch.testing.assert_close(hyp.scores, expected)
+    torch.testing.assert_close(torch.tensor([h.score for (h,) in found]), expected)
+    assert all(h.rank_score == h.score for (h,) in found)
     assert model.rows == [2, 2, 1]  # the finished sentence left the batch; stopped when both had finished
-    assert hyp.attn_weights.shape == (2, 3, 4)
-    assert hyp.attn_weights[1, 2].tolist() == [0.0, 0.0, 1.0, 0.0]
-    assert hyp.attn_weights[0, 2].tolist() == [0.0, 0.0, 0.0, 0.0]  # after </s>: nothing
+    assert [tuple(h.attention.shape) for (h,) in found] == [(2, 4), (3, 4)]  # one row per token
+    assert found[1][0].attention[2].tolist() == [0.0, 0.0, 1.0, 0.0]
+    assert found[0][0].attention.tolist() == [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]
+    assert attention_to_cpu(found) is found  # on the CPU already
 
 
 def test_pad_and_bos_are_never_generated():
     script = [[dist(PAD, 0.9), dist(BOS, 0.9), dist(EOS, 0.9)]]
-    hyp = run(ScriptedModel(script), batch=1)
-    assert PAD not in hyp.tokens[0, : hyp.lengths[0]].tolist()
-    assert BOS not in hyp.tokens[0].tolist()
+    ((hyp,),) = run(ScriptedModel(script), batch=1)
+    assert PAD not in hyp.tokens and BOS not in hyp.tokens
 
 
 def test_max_len_per_sentence():
     script = [[dist(4)] * 6, [dist(5)] * 6]
     model = ScriptedModel(script)
-    hyp = run(model, max_len=torch.tensor([2, 4]))
-    assert hyp.tokens.tolist() == [[4, 4, PAD, PAD], [5, 5, 5, 5]]
-    assert hyp.lengths.tolist() == [2, 4]
+    found = run(model, max_len=torch.tensor([2, 4]))
+    assert [h.tokens for (h,) in found] == [[4, 4], [5, 5, 5, 5]]  # stopped at the limit, without </s>
+    assert [h.attention.size(0) for (h,) in found] == [2, 4]
     assert model.rows == [2, 2, 1, 1]

@@ -17,11 +17,11 @@ import time
 import httpx
 import pytest
 
+from attnseq.contracts import Prediction, SearchOption
 from attnseq.errors import AttnseqError
 from attnseq.serve import Batching, Limits, ServedModel, create_app
 from attnseq.serve.app import is_loopback
 from attnseq.serve.batching import Inbound, MicroBatcher
-from attnseq.contracts import Prediction, SearchOption
 from tests.serving import live_server
 
 

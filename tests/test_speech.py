@@ -290,8 +290,8 @@ def test_transcriber_save_load_identity_and_argument_checks(tone_run):
 
 
 def test_manifest_errors_name_the_file_and_line(tmp_path):
+    from attnseq.audio.corpus import read_split
     from attnseq.config import load_config
-    from attnseq.tasks.speech import read_split
 
     (tmp_path / "m.tsv").write_text("path\ttext\na.wav\tC\n")
     cfg = load_config(None, ["task=speech", f"data.train={tmp_path / 'm.tsv'}", f"data.valid={tmp_path / 'm.tsv'}"])
@@ -304,8 +304,8 @@ def test_manifest_errors_name_the_file_and_line(tmp_path):
 
 @pytest.mark.skipif(not SHARED_FSDD.is_file(), reason="the FSDD recordings are not on this machine")
 def test_fsdd_strings_are_deterministic_and_keep_splits_apart():
+    from attnseq.audio.corpus import fsdd_clips, read_split
     from attnseq.config import load_config
-    from attnseq.tasks.speech import fsdd_clips, read_split
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "fsdd_digits.yaml",
                       ["data.train_strings=20", "data.valid_strings=5", "data.test_strings=5",
@@ -326,8 +326,8 @@ def test_fsdd_strings_are_deterministic_and_keep_splits_apart():
 def test_fsdd_recordings_folder_gives_the_rows_of_its_transcripts():
     import dataclasses
 
+    from attnseq.audio.corpus import fsdd_rows
     from attnseq.config import load_config
-    from attnseq.tasks.speech import fsdd_rows
 
     d = load_config(Path(__file__).resolve().parents[1] / "configs" / "fsdd_digits.yaml",
                     [f"data.manifest={SHARED_FSDD}", "data.audio_dir=recordings"]).data  # fmt: skip
@@ -372,8 +372,8 @@ SHARED_YESNO = SHARED_FSDD.parents[1] / "yesno" / "transcripts.tsv"
 
 @pytest.mark.skipif(not SHARED_YESNO.is_file(), reason="the yesno recordings are not on this machine")
 def test_yesno_split_is_kaldis_and_the_folder_gives_the_transcripts():
+    from attnseq.audio.corpus import read_split, yesno_rows
     from attnseq.config import load_config
-    from attnseq.tasks.speech import read_split, yesno_rows
 
     cfg_path = Path(__file__).resolve().parents[1] / "configs" / "yesno.yaml"
     folder = load_config(cfg_path, [f"data.manifest={SHARED_YESNO.parent / 'waves_yesno'}"]).data
@@ -396,7 +396,7 @@ def test_yesno_split_is_kaldis_and_the_folder_gives_the_transcripts():
 
 
 def test_split_words_cuts_at_the_pauses_or_declines():
-    from attnseq.tasks.speech import split_words
+    from attnseq.audio.corpus import split_words
 
     rng = np.random.default_rng(0)
     pause = lambda s: rng.normal(0, 0.002, int(s * RATE)).astype(np.float32)  # noqa: E731
@@ -412,8 +412,8 @@ def test_split_words_cuts_at_the_pauses_or_declines():
 def test_a_click_is_not_a_word_and_every_recording_lends_its_opening(tmp_path):
     import soundfile as sf
 
+    from attnseq.audio.corpus import lead_in, read_split, split_words
     from attnseq.config import load_config
-    from attnseq.tasks.speech import lead_in, read_split, split_words
 
     rng = np.random.default_rng(1)
     pause = lambda s: rng.normal(0, 0.002, int(s * RATE)).astype(np.float32)  # noqa: E731
@@ -441,8 +441,8 @@ def test_a_click_is_not_a_word_and_every_recording_lends_its_opening(tmp_path):
 
 
 def test_clip_strings_fill_pauses_with_the_background_and_are_seeded():
+    from attnseq.audio.corpus import Utterance, clip_strings
     from attnseq.config import load_config
-    from attnseq.tasks.speech import Utterance, clip_strings
 
     d = load_config(None, ["task=speech", "data.train=x", "data.valid=x", "data.sample_rate=8000",
                            "data.min_clips=2", "data.max_clips=3", "data.edge_ms=[100, 200]"]).data  # fmt: skip
@@ -459,10 +459,10 @@ def test_clip_strings_fill_pauses_with_the_background_and_are_seeded():
 
 
 def test_speed_perturbation_plays_a_clip_faster_and_higher_and_leaves_other_strings_alone():
+    from attnseq.audio.corpus import Utterance, clip_strings
     from attnseq.audio.features import played_at
     from attnseq.config import load_config
     from attnseq.errors import AttnseqError
-    from attnseq.tasks.speech import Utterance, clip_strings
 
     fast = played_at(tone(400, 1.0), 1.25, RATE)
     assert abs(len(fast) - RATE / 1.25) <= 2  # 0.8 s
@@ -501,8 +501,8 @@ def test_speed_perturbation_plays_a_clip_faster_and_higher_and_leaves_other_stri
 
 @pytest.mark.skipif(not SHARED_FSDD.is_file(), reason="the FSDD recordings are not on this machine")
 def test_a_held_out_speaker_is_kept_out_of_training_or_named_when_unknown():
+    from attnseq.audio.corpus import fsdd_clips
     from attnseq.config import load_config
-    from attnseq.tasks.speech import fsdd_clips
 
     cfg_path = Path(__file__).resolve().parents[1] / "configs" / "fsdd_digits.yaml"
     d = load_config(
@@ -577,9 +577,9 @@ def test_the_page_transcribes_an_uploaded_recording_in_chromium(tone_run, tmp_pa
 
 
 def test_opening_bursts_add_noise_before_the_first_word_only_and_leave_the_strings_as_drawn():
+    from attnseq.audio.corpus import Utterance, add_burst, clip_strings
     from attnseq.config import load_config
     from attnseq.errors import AttnseqError
-    from attnseq.tasks.speech import Utterance, add_burst, clip_strings
 
     args = ["task=speech", "data.train=x", "data.valid=x", "data.sample_rate=8000", "data.min_clips=1",
             "data.max_clips=2", "data.edge_ms=[200, 300]"]  # fmt: skip

@@ -15,13 +15,13 @@ import pytest
 import torch
 
 import attnseq
-from attnseq.chat import attention_lines, word_groups
 from attnseq.cli import main
+from attnseq.cli.chat import attention_lines, word_groups
 from attnseq.config import load_config
-from attnseq.data import read_records, seeded_split, split_records
 from attnseq.decoding.sampling import Sampler
 from attnseq.errors import AttnseqError
 from attnseq.metrics import distinct, score_replies
+from attnseq.readers import read_records, seeded_split, split_records
 from attnseq.tasks.chatbot import Chatbot, retrieval_baseline
 from attnseq.train import Trainer
 
@@ -333,11 +333,11 @@ def test_ablate_runs_on_a_chat_config(tmp_path, capsys):
             "init,luong-general"]  # fmt: skip
     assert main([*args, *sets]) == 0
     table = (tmp_path / "abl" / "ablation.md").read_text(encoding="utf-8")
-    assert "| variant | params | BLEU | chrF | distinct-2 |" in table
+    assert "| variant | params | BLEU | chrF | distinct-1 | distinct-2 |" in table
     assert "| luong-general |" in table and "| baseline |" in table
     rows = json.loads((tmp_path / "abl" / "ablation.json").read_text())
     assert [r["variant"] for r in rows] == ["init", "luong-general", "baseline"]
-    assert all("distinct_2" in r["extra"] for r in rows)
+    assert all("distinct_2" in r for r in rows)
 
 
 # ------------------------------------------------------------------------------------ served

@@ -15,9 +15,9 @@ import pytest
 import attnseq
 from attnseq.cli import main
 from attnseq.config import load_config
-from attnseq.data import split_records
 from attnseq.errors import AttnseqError
 from attnseq.metrics import score_summaries
+from attnseq.readers import split_records
 from attnseq.tasks.headlines import lead, tune_lead
 from attnseq.train import Trainer
 
@@ -131,4 +131,4 @@ def test_ablate_runs_on_a_headline_config(news_run, tmp_path):
     assert "| init | skipped: model.copy copies through the attention weights" in table
     rows = json.loads((tmp_path / "abl" / "ablation.json").read_text())
     assert [r["variant"] for r in rows] == ["init", "luong-dot", "baseline"]
-    assert rows[1]["extra"]["rougeL"] > 0 and rows[2]["extra"]["rougeL"] > 0
+    assert rows[1]["rougeL"] > 0 and rows[2]["rougeL"] > 0

@@ -8,15 +8,16 @@ import json
 import pytest
 import torch
 
-from attnseq.checkpoint import load_model_dir, tied_keys
+from attnseq.checkpoint import tied_keys
 from attnseq.cli import main
 from attnseq.config import load_config
 from attnseq.errors import AttnseqError
 from attnseq.fast.frozen import Int8Linear
 from attnseq.metrics import score_translations
+from attnseq.predict import load_model_dir
+from attnseq.tasks.translation import Translator
 from attnseq.tokenize import SentencePieceTokenizer, train_sentencepiece
 from attnseq.train import Trainer
-from attnseq.translate import Translator
 from tests.conftest import CPU, DATES_CONFIG, needs_native_bf16
 
 SENTENCES = [

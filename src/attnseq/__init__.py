@@ -10,7 +10,7 @@ __all__ = ["AttnseqError", "Translator", "__version__", "load", "tune_process"]
 def load(path, *, device: str = "cpu"):
     """The predictor of a model directory (or a training run's best model), for its task: a
     `Translator`, a `Classifier`, ... Each has `predict(inputs) -> list[Prediction]`."""
-    from attnseq.checkpoint import load as _load
+    from attnseq.predict import load as _load
 
     return _load(path, device=device)
 
@@ -26,7 +26,7 @@ def tune_process() -> dict[str, bool]:
 def __getattr__(name: str):
     # Import lazily so `import attnseq` stays cheap for the CLI's --help.
     if name == "Translator":
-        from attnseq.translate import Translator
+        from attnseq.tasks.translation import Translator
 
         return Translator
     raise AttributeError(name)

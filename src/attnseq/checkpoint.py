@@ -1,7 +1,8 @@
 """A saved model is a directory: config.json (which names its task), model.safetensors, and the
 task's asset files (translation: src_vocab.json, tgt_vocab.json, and src.spm.model / tgt.spm.model
 for sides tokenized by sentencepiece; classify: vocab.json, labels.json, spm.model). The task
-rebuilds the model from them (`attnseq.contracts.Task`).
+rebuilds the model from them (`attnseq.contracts.Task`); `attnseq.predict.load` finds the task by
+the name config.json gives it.
 
 Loading never unpickles: weights are safetensors, the rest is JSON. The state needed to resume
 training (optimizer, scheduler, RNG, position) sits beside it in trainer_state.pt, which holds only
@@ -28,12 +29,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from attnseq.config import CHECKSUMS, Config, load_config_json, read_config_record, save_config_json
+from attnseq.config_record import CHECKSUMS, read_config_record, save_config_json
+from attnseq.contracts import Task
 from attnseq.errors import AttnseqError
+from attnseq.fast.accelerate import accelerate
 from attnseq.fileio import fsync_path, umask
 from attnseq.runtime import resolve_device
-from attnseq.contracts import Task
-from attnseq.tasks import get_task
+from attnseq.schema import Config
 
 CONFIG, WEIGHTS, TRAINER_STATE = "config.json", "model.safetensors", "trainer_state.pt"
 METRICS = "metrics.json"  # the validation scores of these weights, where training wrote them
@@ -190,18 +192,33 @@ def load_weights(model: nn.Module, directory: Path) -> None:
         raise AttnseqError(f"{Path(directory) / WEIGHTS}: does not match config.json ({msg})") from None
 
 
-def load_model_dir(path: str | Path, *, device: str | torch.device = "cpu", task: Task | None = None):
-    """Rebuild a model from its directory alone, through the task its config.json names.
-    Returns (model in eval mode, config, assets)."""
+def load_model_dir(path: str | Path, *, task: Task, device: str | torch.device = "cpu"):
+    """Rebuild a model from its directory alone, through `task` (the one its config.json names).
+    Returns (model in eval mode, config, assets).
+
+    Raises:
+        AttnseqError: the directory holds a model of another task, or is incomplete or altered.
+    """
     device = resolve_device(str(device))
     directory = resolve_model_dir(path)
-    config = load_config_json(directory / CONFIG)
+    config = read_model_config(directory, task)
     verify_model_dir(directory, skip=(TRAINER_STATE,))  # trainer_state.pt is checked when a run resumes
-    task = task or get_task(config.task)
     assets = task.load_assets(config, directory)
     model = build_checked(task, config, assets, device=device, training=False, where=str(directory / CONFIG))
     load_weights(model, directory)
     return model.to(device).eval(), config, assets
+
+
+def read_model_config(directory: Path, task: Task) -> Config:
+    """A model directory's config.json, read strictly as a config of `task` and checked by it."""
+    from attnseq.config_record import parse_saved
+    from attnseq.schema import validate_saved
+
+    path = Path(directory) / CONFIG
+    name = model_task(directory)
+    if name != task.name:
+        raise AttnseqError(f"{directory}: holds a {name} model, not a {task.name} model")
+    return validate_saved(parse_saved(path, {task.name: task}), task, str(path))
 
 
 def device_memory(device: torch.device) -> int:
@@ -215,9 +232,9 @@ def device_memory(device: torch.device) -> int:
 
 
 def build_checked(task: Task, config: Config, assets, *, device: torch.device, training: bool, where: str):
-    """`task.build_model`, after building it once on the meta device (no memory) to check that its
-    parameters fit: 4 bytes each for the weights, 16 for `training` (weights, gradients and the
-    two Adam moments).
+    """`task.build_model` with the fast paths its pieces have (`fast.accelerate`), after building it
+    once on the meta device (no memory) to check that its parameters fit: 4 bytes each for the
+    weights, 16 for `training` (weights, gradients and the two Adam moments).
 
     Raises:
         AttnseqError: naming the model's size settings when it cannot fit.
@@ -239,7 +256,7 @@ def build_checked(task: Task, config: Config, assets, *, device: torch.device, t
             f"{'with their gradients and Adam state' if training else 'of weights'}, more than the "
             f"{memory / 2**30:,.1f} GiB of {device.type} memory here; lower the model's sizes ({biggest})"
         )
-    return task.build_model(config, assets)
+    return accelerate(task.build_model(config, assets))  # the fast paths its pieces have (fast/)
 
 
 def load_metrics(path: str | Path) -> dict:
@@ -287,17 +304,17 @@ def trainer_state_problem(state) -> str:
 
 
 def model_task(path: str | Path) -> str:
-    """The task a model directory (or a run's best model) was trained for."""
-    return load_config_json(resolve_model_dir(path) / CONFIG).task
+    """The name of the task a model directory (or a run's best model) was trained for."""
+    directory = resolve_model_dir(path)
+    task = read_config_record(directory / CONFIG).get("task")
+    if not isinstance(task, str):
+        raise AttnseqError(
+            f"{directory / CONFIG}: 'task' is missing; a saved model's config names its task (restore the key)"
+        )
+    return task
 
 
-def load(path: str | Path, *, device: str = "cpu", expect: type | None = None, what: str = ""):
-    """The predictor of a model directory (or of a training run directory's best model): a
-    `Translator` for translation, a `Classifier` for classification, ... through its task. With
-    `expect`, a predictor of another kind is an AttnseqError saying the directory holds `what`'s
-    opposite (e.g. "holds a classify model, not a translation model")."""
-    model, config, assets = load_model_dir(path, device=device)
-    predictor = get_task(config.task).predictor(model, config, assets, device=device)
-    if expect is not None and not isinstance(predictor, expect):
-        raise AttnseqError(f"{path}: holds a {config.task} model, not {what or expect.__name__}")
-    return predictor
+def load_predictor(path: str | Path, *, task: Task, device: str = "cpu"):
+    """The predictor of a model directory (or of a training run directory's best model) of `task`."""
+    model, config, assets = load_model_dir(path, task=task, device=device)
+    return task.predictor(model, config, assets, device=device)

@@ -3,15 +3,17 @@ ask of an application and of a model. This module imports nothing of attnseq's b
 so every layer may import it.
 
 A task (translation, classification, ...) is a module under `attnseq.tasks` with one `Task`
-subclass, registered in `attnseq.tasks`. It owns what is particular to it: how its files are read, the assets a model needs
-beside its weights (tokenizers, vocabularies, label sets), how its model is built, how a model is
-scored (and which direction of each metric is better), and the predictor that users call. The
+subclass, registered in `attnseq.tasks`. It owns what is particular to it: its config sections and
+their rules, how its files are read, the assets a model needs beside its weights (tokenizers,
+vocabularies, label sets), how its model is built, how a model is scored (and which direction of
+each metric is better), and the predictor that users call. The
 trainer sees only a `Task`, datasets that cut and collate batches, and a model whose
 `forward(batch)` returns a `LossOutput`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -160,6 +162,14 @@ class Task:
     examples: ClassVar[str] = "examples"  # what the training set holds, for the banner
     # the one precision its predictor runs in, where decode.precision does not apply (None: it does)
     predicts_in: ClassVar[str | None] = None
+    # its config sections: "data" and "model", and "decode" / "train" where it extends the shared ones
+    # (attnseq.schema); each section class lists its keys' ranges, `check` the rules across keys
+    sections: ClassVar[dict[str, type]]
+    shortlists: ClassVar[bool] = False  # decode.shortlist applies (text -> text models)
+
+    def check(self, cfg, at) -> None:
+        """Rules across the keys of a config of this task; `at(*keys)` names where their values came
+        from. Raises AttnseqError naming the keys and the fix."""
 
     def describe_model(self, cfg) -> str:
         """The model in a few words, a noun phrase, for the training banner ("luong/general model")."""
@@ -192,3 +202,71 @@ class Task:
     def higher_is_better(self, metric: str) -> bool:
         return self.metrics[metric]
 
+    # What the command line asks of a task beyond training (`attnseq evaluate`, `plot`, `ablate`, and
+    # the held-out report after `attnseq train`). The defaults say the task has none of them.
+
+    # the command line's search options (`--beam-size`, ...; names of decode keys) that apply to its
+    # predictor; any other given is refused: "not for <no_search>" ("" = "a <name> model")
+    decode_options: ClassVar[tuple[str, ...]] = ()
+    no_search: ClassVar[str] = ""
+    reports_after_training: ClassVar[bool] = True  # `attnseq train` ends with test_report, where there is one
+
+    def test_report(self, predictor, *, data: str | None = None, src: str | None = None, ref: str | None = None,
+                    outputs: list[str] | None = None) -> dict | None:  # fmt: skip
+        """The predictor's scores on its config's test split, or on `data` (a file in the task's
+        format) or `src` / `ref` files where the task reads those; each output goes into `outputs`
+        (one line each, for `evaluate --output`). None when there is no test split and no file.
+
+        Raises:
+            AttnseqError: for inputs the task does not read, naming what it reads.
+        """
+        if data or src or ref:
+            raise AttnseqError(f"evaluate: a {self.name} model has no scoring of files")
+        return None
+
+    def report_lines(self, report: dict, cfg) -> list[str]:
+        """A test report as lines for people (`evaluate`; after training, under "held-out: ")."""
+        return [f"{key} {value}" for key, value in report.items() if isinstance(value, (int, float, str))]
+
+    def plot(self, predictor, text: str, out: Path) -> tuple[str, Path]:
+        """A picture of what the model attended to for one input, written to `out`: (the output, its path).
+
+        Raises:
+            AttnseqError: where the task or model has no such picture.
+        """
+        raise AttnseqError(f"plot: a {self.name} model has no picture of its attention")
+
+    def ablation(self, cfg, source: str) -> Ablation:
+        """What `attnseq ablate` trains from the config `cfg` (read from `source`) and how it scores each run."""
+        raise AttnseqError(f"{source}: task {self.name} has no ablation")
+
+
+@dataclass(frozen=True)
+class Column:
+    """A score in an ablation's table and chart: `scores[key]` shown as `label`, times `scale`, with
+    `digits` decimals (and a % sign where `percent`)."""
+
+    key: str
+    label: str
+    scale: float = 1.0
+    digits: int = 2
+    percent: bool = False
+
+    def show(self, value: float) -> str:
+        return f"{self.scale * value:.{self.digits}f}" + ("%" if self.percent else "")
+
+
+@dataclass
+class Ablation:
+    """The variants `attnseq ablate` trains (a name and the `--set` overrides of each), trained from
+    one config under one budget and scored alike: `score(predictor)` gives a run's scores (the
+    `columns`' keys, and the decoding speed `sent_s` where it measures one) on `held_out`; a
+    `baseline` that needs no training (its scores, with its `name`) is the table's last row, named
+    `baseline_row`."""
+
+    variants: list[tuple[str, list[str]]]
+    held_out: str
+    columns: list[Column]
+    score: Callable[[Any], dict]
+    baseline: dict | None = None
+    baseline_row: str = "baseline"

@@ -23,7 +23,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -88,6 +90,18 @@ class Group:
         return device
 
     # ------------------------------------------------------------------ collectives (no-ops for one process)
+    def plan_update(self, train, indices: list, *, stop: bool, snapshot: bool, device: torch.device):
+        """(batches, units over all ranks, stop, snapshot) of an update: under torchrun the update's
+        batches collated from `train`, with its units summed and rank 0's `stop` / `snapshot`
+        decisions (its clock decides for every rank) in one exchange. Alone, the batches are
+        collated later, after the snapshot (None here), in the order runs have always drawn them."""
+        if not self.active:
+            return None, 0, stop, snapshot
+        batches = [train.collate(index) for index in indices]
+        units = sum(b.units for b in batches)
+        total, stop_n, snap_n = self.sum([units, stop and self.main, snapshot and self.main], device)
+        return batches, int(total), stop_n > 0, snap_n > 0
+
     def sum(self, values: list[float], device: torch.device) -> list[float]:
         """Each value summed over the ranks (float64, so unit counts stay exact)."""
         if not self.active:
@@ -143,3 +157,25 @@ class Group:
             self.barrier()
         gc.collect()
         dist.destroy_process_group()
+
+
+def shared_task_data(group: Group, task, cfg, *, saved: Path | None):
+    """`task.data(cfg, saved=saved)` on rank 0; the other ranks read the same data with the assets
+    (vocabularies, tokenizers) rank 0 made, so every rank encodes alike."""
+    data = task.data(cfg, saved=saved) if group.main else None
+    files = group.broadcast(data.assets.files() if group.main else None)
+    if group.main:
+        return data
+    with tempfile.TemporaryDirectory(prefix="attnseq-rank-") as tmp:
+        for name, content in files.items():
+            (Path(tmp) / name).write_bytes(content)
+        return task.data(cfg, saved=Path(tmp))
+
+
+def rank_updates(batches: list, group: Group, *, accumulate: int) -> list[list]:
+    """An epoch's updates, for each this rank's batches. Every rank cuts the same seeded batches;
+    update k is batches [k P, (k + 1) P) with P = processes x accumulate, and rank r takes its
+    `accumulate` of them. A remainder of fewer than P batches is left out of the epoch (it changes
+    each epoch with the shuffle), so every rank runs the same number of updates."""
+    a, per = accumulate, group.world * accumulate
+    return [batches[k * per + group.rank * a : k * per + (group.rank + 1) * a] for k in range(len(batches) // per)]

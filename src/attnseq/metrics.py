@@ -1,4 +1,5 @@
-"""Scores of hypotheses against references: exact match, sacreBLEU's BLEU and chrF, perplexity."""
+"""Scores of outputs against references: exact match, sacreBLEU's BLEU and chrF, ROUGE,
+accuracy and macro-F1, perplexity."""
 
 from __future__ import annotations
 
@@ -83,3 +84,14 @@ def score_summaries(hyps: list[str], refs: list[str]) -> dict:
     n = max(len(refs), 1)
     return {**{name: 100.0 * total / n for name, total in totals.items()}, "n": len(refs),
             "rouge_settings": "rouge-score, F1, use_stemmer=True"}  # fmt: skip
+
+
+def classification_scores(predicted: list[str], gold: list[str], labels: list[str]) -> dict[str, float]:
+    """accuracy and macro-F1 (the unweighted mean of each class's F1), both in [0, 1]."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    if not gold:
+        return {"accuracy": float("nan"), "macro_f1": float("nan"), "n": 0}
+    return {"accuracy": float(accuracy_score(gold, predicted)),
+            "macro_f1": float(f1_score(gold, predicted, labels=labels, average="macro", zero_division=0)),
+            "n": len(gold)}  # fmt: skip

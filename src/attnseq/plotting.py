@@ -19,7 +19,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from attnseq.config import VALID_METRICS  # noqa: E402
 from attnseq.fileio import atomic_write_bytes  # noqa: E402
 
 
@@ -125,21 +124,25 @@ def plot_speech(
     return _save(fig, Path(path))
 
 
+# keys of a validation record that are not scores of the model
+_NOT_SCORES = {"event", "step", "epoch", "lr", "best", "improved", "train_minutes", "loss", "ppl"}
+
+
 @_fonts
-def plot_training(metrics_jsonl: str | Path, path: str | Path) -> Path:
-    """Training loss and validation scores from a run's metrics.jsonl."""
+def plot_training(metrics_jsonl: str | Path, path: str | Path, *, metric: str | None = None) -> Path:
+    """Training loss and validation scores from a run's metrics.jsonl; the right panel shows
+    `metric`, by default the one the run selects models by (or, where that is the loss, the first
+    score its validation records)."""
     train, valid = [], []
-    metric = "exact_match"  # the right panel: the metric the run selects models by (for loss: the task's first)
     for line in Path(metrics_jsonl).read_text(encoding="utf-8").splitlines():
         rec = json.loads(line)
-        if rec.get("event") == "start":
-            cfg = rec["config"]
-            task_metrics = VALID_METRICS[cfg.get("task", "translate")]
-            metric = cfg["train"]["valid_metric"] or task_metrics[0]
-            metric = task_metrics[0] if metric == "loss" else metric
+        if rec.get("event") == "start" and metric is None:
+            metric = rec["config"]["train"]["valid_metric"] if rec["config"]["train"]["valid_metric"] != "loss" else ""
         elif rec.get("event") == "train":
             train.append((rec["step"], rec["loss"]))
         elif rec.get("event") == "valid":
+            if not metric:  # the task's default: the first score validation records
+                metric = next(k for k, v in rec.items() if k not in _NOT_SCORES and isinstance(v, (int, float)))
             valid.append((rec["step"], rec["loss"], rec[metric]))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
     if train:

@@ -129,8 +129,6 @@ def _packed_linear(dtype) -> None:
 def _int8_linear(engine: str) -> None:
     import torch
 
-    from attnseq.fast.frozen import quantize_dynamic_linear
-
     quantize_dynamic_linear(torch.nn.Linear(8, 4), engine=engine)(torch.randn(2, 8))
 
 
@@ -168,11 +166,9 @@ def capabilities(device: str = "cpu") -> Capabilities:
         else:
             failed = _runs(lambda: _bf16_rnn_and_matmul("cpu"))
             missing = f"the bf16 LSTM kernel failed here: {failed}" if failed else ""
-        from attnseq.fast.frozen import PACKED_DTYPES
-
         packed = tuple(
             name
-            for dtype, name in PACKED_DTYPES.items()
+            for name, dtype in ((name, getattr(torch, d)) for name, d in PACKED_DTYPE_NAMES.items())
             if mkldnn
             and hasattr(torch.ops.mkldnn, "_linear_pointwise")
             and (name == "fp32" or not missing)
@@ -233,3 +229,32 @@ def autocast(device, precision: str):
     import torch
 
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+# the dtypes whose oneDNN-packed linear kernels `capabilities` probes: the name it reports -> torch's name
+PACKED_DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16"}
+
+
+def quantize_dynamic_linear(linear, *, engine: str):
+    """`linear` with int8 weights packed by the quantized `engine` (onednn, x86, fbgemm), its input
+    quantized at every call. The process's quantized engine is restored afterwards; the packed
+    weight keeps the engine it was built with. Draws nothing from the RNG."""
+    import warnings
+
+    import torch
+    from torch import nn
+
+    fp32 = nn.utils.skip_init(nn.Linear, linear.in_features, linear.out_features, bias=linear.bias is not None)
+    state = {"weight": linear.weight.detach().float()}
+    if linear.bias is not None:
+        state["bias"] = linear.bias.detach().float()
+    fp32.load_state_dict(state)
+    fp32.qconfig = torch.ao.quantization.default_dynamic_qconfig
+    before = torch.backends.quantized.engine
+    torch.backends.quantized.engine = engine
+    try:
+        with warnings.catch_warnings():  # the eager-mode API warns that it is moving to torchao
+            warnings.simplefilter("ignore")
+            return torch.ao.nn.quantized.dynamic.Linear.from_float(fp32)
+    finally:
+        torch.backends.quantized.engine = before

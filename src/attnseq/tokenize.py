@@ -12,12 +12,14 @@ import io
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import sentencepiece as spm
 
-from attnseq.config import DataConfig
 from attnseq.errors import AttnseqError
+
+if TYPE_CHECKING:  # the text tasks' data sections (attnseq.tasks.translation)
+    from attnseq.tasks.translation import DataConfig
 
 SPACE = "\u2581"  # "▁" stands for a space in character tokenization, as in sentencepiece
 
@@ -123,7 +125,7 @@ def _train_spm(texts, out, *, vocab_size: int, model_type: str, lowercase: bool)
 
 def read_spm_model(path: str | Path, key: str) -> bytes:
     """A sentencepiece model file named by the config, checked to load."""
-    from attnseq.datasets import resolve
+    from attnseq.catalogue import resolve
 
     path = resolve(path)
     if not path.is_file():

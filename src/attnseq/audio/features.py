@@ -33,7 +33,7 @@ def read_wav(source: str | Path | bytes, sample_rate: int, *, name: str | None =
 
     where = name or (str(source) if not isinstance(source, bytes) else "the uploaded audio")
     if not isinstance(source, bytes):
-        from attnseq.datasets import resolve
+        from attnseq.catalogue import resolve
 
         source = resolve(source)  # data:NAME/FILE paths too
     if not isinstance(source, bytes) and not Path(source).is_file():

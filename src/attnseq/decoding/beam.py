@@ -21,23 +21,14 @@ carry on (as in fairseq).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
+from attnseq.decoding.hypothesis import Hypothesis
 from attnseq.decoding.repeats import block_repeats
 from attnseq.decoding.topk import top_k
 
 LENGTH_PENALTIES = ("none", "avg", "gnmt")
-
-
-@dataclass
-class Hypothesis:
-    tokens: list[int]  # generated ids (no <s>); ends with </s> unless it stopped at the maximum length
-    score: float  # sum of log-probabilities
-    rank_score: float  # score after the length penalty; hypotheses are ordered by it
-    attention: Tensor | None  # (len(tokens), S) attention of each step, None for models without it
 
 
 def length_penalty(kind: str, length: int, alpha: float = 0.6) -> float:
@@ -85,7 +76,8 @@ def beam_search(
             -> joint increments (N, V)` and `advance(rows, tokens)` (`decoding/ctc_prefix.py`):
             hypotheses are then ranked by its joint scores, which their `score` holds.
     Returns:
-        For each sentence, its `n_best` finished hypotheses, best first.
+        For each sentence, its `n_best` finished `Hypothesis`es, best first by rank_score; attention
+        (len(tokens), S) float32 on the search's device.
     """
     if beam_size < 1 or not 1 <= n_best <= beam_size:
         raise ValueError(f"need beam_size >= 1 and 1 <= n_best <= beam_size (got {beam_size}, {n_best})")

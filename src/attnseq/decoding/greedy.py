@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
+from attnseq.decoding.hypothesis import Hypothesis
 from attnseq.decoding.repeats import block_repeats
 from attnseq.decoding.topk import top_k
-
-
-@dataclass
-class Hypotheses:
-    """Search output for a batch (token ids exclude <s>; each row ends at its </s> if produced)."""
-
-    tokens: Tensor  # (B, T) ids, padded with pad_id after </s>
-    lengths: Tensor  # (B,) tokens up to and including </s>
-    scores: Tensor  # (B,) sum of log-probabilities of the kept tokens
-    attn_weights: Tensor | None  # (B, T, S), None for models without attention
 
 
 @torch.inference_mode()
@@ -33,7 +22,7 @@ def greedy_search(
     max_len: int | Tensor,
     choose=None,
     block_ngram_repeat: int = 0,
-) -> Hypotheses:
+) -> list[list[Hypothesis]]:
     """Pick the most probable token at every step, for all sentences at once (or the token
     `choose(logp) -> (log-probabilities (n,), ids (n,))` picks, e.g. a `Sampler`'s draw).
 
@@ -46,8 +35,9 @@ def greedy_search(
         max_len: most tokens to generate, one int or a (B,) tensor per sentence.
         block_ngram_repeat: n > 0: no output holds the same n-gram twice (`decoding/repeats.py`).
     Returns:
-        Hypotheses; a sentence leaves the batch when it has produced </s> or reached its limit,
-        and the search stops when none is left.
+        For each sentence, one `Hypothesis` (rank_score = score; attention (len(tokens), S) float32
+        on the search's device). A sentence leaves the batch when it has produced </s> or reached
+        its limit, and the search stops when none is left.
     """
     batch = src.size(0)
     device = src.device
@@ -91,10 +81,16 @@ def greedy_search(
             kept = (~done).nonzero().squeeze(1)
             active, limit, prev = active[kept], limit[kept], prev[kept]
             memory, state = memory.index_select(kept), state.index_select(kept)
+    # to one hypothesis per sentence: one transfer of ids, lengths and scores, views of the attention
     lengths = (tokens != pad_id).sum(dim=1)
-    attn_weights = None
+    attn: list[Tensor | None] = [None] * batch
     if attn_steps:
-        attn_weights = attn_steps[0][1].new_zeros(batch, len(attn_steps), attn_steps[0][1].size(-1))
+        attn_weights = attn_steps[0][1].new_zeros(batch, len(attn_steps), attn_steps[0][1].size(-1))  # (B, T, S)
         for t, (rows, weights) in enumerate(attn_steps):
             attn_weights[rows, t] = weights
-    return Hypotheses(tokens=tokens, lengths=lengths, scores=scores, attn_weights=attn_weights)
+        attn = list(attn_weights.unbind(0))
+    ids, n, total = tokens.tolist(), lengths.tolist(), scores.tolist()
+    return [
+        [Hypothesis(ids[b][: n[b]], total[b], total[b], None if attn[b] is None else attn[b][: n[b]])]
+        for b in range(batch)
+    ]

@@ -14,7 +14,9 @@ from torch import Tensor
 @dataclass
 class Sampler:
     """`choose` for `greedy_search`: logp (n, V) -> (the model's log-probability of each draw (n,),
-    the drawn ids (n,)). temperature > 0; top_k 0 = every token; top_p 1 = no nucleus cut."""
+    the drawn ids (n,)). temperature > 0; top_k 0 = every token; top_p 1 = no nucleus cut.
+    `greedy_search(..., choose=sampler)` then gives one `Hypothesis` per input: the draws, and the
+    sum of their log-probabilities under the model as score and rank_score."""
 
     temperature: float = 1.0
     top_k: int = 0

@@ -11,8 +11,8 @@ Beam search selects over all beams of a sentence at once: scores (N, G, V) with 
 beams' scores so far) give the k largest bias[n, g] + scores[n, g, v] over every (g, v). A bias is
 constant along a row, so it moves a chunk's maximum by exactly itself.
 
-On a GPU, `torch.topk` over the whole row is faster than the two passes (measured on an H100:
-greedy decoding of the bench's test set at 2,947 against 1,406 sentences/s), so it is used there.
+On a GPU, `torch.topk` over the whole row is faster than the two passes, so it is used there
+(docs/performance.md, "Measurements behind the fast paths").
 """
 
 from __future__ import annotations

@@ -10,14 +10,13 @@ tests/test_translation.py::test_int8_decoding_quantizes_the_output_layer.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import Tensor, nn
 
 from attnseq import runtime
+from attnseq.runtime import PACKED_DTYPE_NAMES, quantize_dynamic_linear  # noqa: F401 - a name of this module too
 
-PACKED_DTYPES = {torch.float32: "fp32", torch.bfloat16: "bf16"}
+PACKED_DTYPES = {getattr(torch, d): name for name, d in PACKED_DTYPE_NAMES.items()}
 
 
 def can_pack(weight: Tensor) -> bool:
@@ -80,23 +79,3 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.quantized(x.float())
-
-
-def quantize_dynamic_linear(linear: nn.Linear, *, engine: str) -> nn.Module:
-    """`linear` with int8 weights packed by the quantized `engine` (onednn, x86, fbgemm), its input
-    quantized at every call. The process's quantized engine is restored afterwards; the packed
-    weight keeps the engine it was built with. Draws nothing from the RNG."""
-    fp32 = nn.utils.skip_init(nn.Linear, linear.in_features, linear.out_features, bias=linear.bias is not None)
-    state = {"weight": linear.weight.detach().float()}
-    if linear.bias is not None:
-        state["bias"] = linear.bias.detach().float()
-    fp32.load_state_dict(state)
-    fp32.qconfig = torch.ao.quantization.default_dynamic_qconfig
-    before = torch.backends.quantized.engine
-    torch.backends.quantized.engine = engine
-    try:
-        with warnings.catch_warnings():  # the eager-mode API warns that it is moving to torchao
-            warnings.simplefilter("ignore")
-            return torch.ao.nn.quantized.dynamic.Linear.from_float(fp32)
-    finally:
-        torch.backends.quantized.engine = before

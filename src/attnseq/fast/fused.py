@@ -1,4 +1,9 @@
-"""The teacher-forced Luong decoder with input feeding (SPEC 2, 2.6) as one autograd node.
+"""The teacher-forced Luong decoder with input feeding (SPEC 2.1-2.4, 2.6) as one autograd node.
+
+Reproduces `LuongDecoder.features` (the loop of `LuongDecoder._step`) for a one-layer LSTM and a
+score with a `ScoreForm` (dot, scaled dot, general, concat); held equal, outputs and every
+parameter's gradient, by tests/test_fast_paths.py::test_fused_input_feeding_equals_autograd_through_steps.
+`luong_lstm_features_for` says whether a decoder has this form; `attnseq.fast.accelerate` installs it.
 
 With input feeding, s~_{t-1} enters step t, so no library RNN can run the steps at once. Left to
 autograd, every step records a dozen small nodes, and every step adds its own copy of each weight
@@ -6,8 +11,9 @@ gradient. Here the forward pass runs the loop without recording it, keeping what
 needs in (B, T, .) buffers; the backward pass runs the loop in reverse with the derivatives written
 out, and computes each weight gradient once, as one matrix product over all steps.
 
-The mathematics is exactly that of `LuongDecoder._step` with an LSTM cell (gates i, f, g, o, as
-`torch.nn.LSTM` orders them):
+The mathematics is exactly that of `LuongDecoder._step` with torch.nn.LSTM's cell (gates i, f, g,
+o, as `torch.nn.LSTM` orders them); the cell is written out here because the backward pass needs
+its activations:
 
     gates_t = W_ih [e(y_{t-1}); s~_{t-1}] + b_ih + W_hh h_{t-1} + b_hh
     c_t = f * c_{t-1} + i * g ;  h_t = o * tanh(c_t)
@@ -15,9 +21,9 @@ The mathematics is exactly that of `LuongDecoder._step` with an LSTM cell (gates
     s~_t = tanh(W_c [a_t; h_t] + b_c)
 
 The embedding part of the gates (and both biases) is computed outside, for all steps at once, so
-its gradient is ordinary autograd. Scores: dot / scaled dot / general (a scaled product with
-precomputed keys) and concat (W_a^T tanh(W_b h_t + keys)). Tests compare outputs and gradients
-with the step-by-step loop.
+its gradient is ordinary autograd. Scores as the attention describes them (`Attention.score_form`):
+"dot" (dot / scaled dot / general: a scaled product with the precomputed keys) and "concat"
+(w_a^T tanh(W_b h_t + keys)).
 
 Under bf16 autocast the matrix products run in bfloat16 and the cell state, gates and softmax
 in float32.
@@ -25,9 +31,13 @@ in float32.
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from collections.abc import Callable
 
+import torch
+from torch import Tensor, nn
+
+from attnseq.modules.decoder import DecoderState, LuongDecoder
+from attnseq.modules.encoder import Memory
 from attnseq.modules.pointwise import tanh, working_dtype
 
 
@@ -191,3 +201,33 @@ class LuongLSTMFeed(torch.autograd.Function):
             dW_c.to(W_c.dtype), db_c, None if dW_b is None else dW_b.to(W_b.dtype),
             None if dw_a is None else dw_a.to(w_a.dtype), None,
         )  # fmt: skip
+
+
+def luong_lstm_features_for(decoder: nn.Module) -> Callable | None:
+    """`luong_lstm_features` where `decoder` has its form: Luong with input feeding over a one-layer
+    LSTM, with an attention that describes its score (`Attention.score_form`; location and
+    location-aware attention do not); else None."""
+    if not isinstance(decoder, LuongDecoder) or not decoder.input_feeding:
+        return None
+    if not isinstance(decoder.rnn, nn.LSTM) or decoder.layers != 1 or decoder.attention.score_form() is None:
+        return None
+    return luong_lstm_features
+
+
+def luong_lstm_features(decoder: LuongDecoder, tgt_in: Tensor, state: DecoderState, memory: Memory):
+    """`decoder.features(tgt_in, state, memory)` through `LuongLSTMFeed`: s~ (B, T, H), alpha (B, T, S)."""
+    emb = decoder._embed(tgt_in)  # (B, T, E)
+    rnn = decoder.rnn
+    E = emb.size(-1)
+    gates_x = nn.functional.linear(emb, rnn.weight_ih_l0[:, :E], rnn.bias_ih_l0 + rnn.bias_hh_l0)
+    gates_x = gates_x.to(working_dtype(gates_x))  # float32 under bf16 autocast
+    W_rec = torch.cat([rnn.weight_ih_l0[:, E:], rnn.weight_hh_l0], dim=1)  # (4H, 2H)
+    h0, c0 = (s[0] for s in state.hidden)  # (B, H) each
+    form = decoder.attention.score_form()
+    W_b, w_a = (form.W_b, form.w_a) if form.kind == "concat" else (None, None)
+    W_c = decoder.W_c
+    s_tilde, alpha = LuongLSTMFeed.apply(
+        gates_x, h0, c0, W_rec, memory.keys, memory.outputs, memory.src_mask, W_c.weight, W_c.bias, W_b, w_a,
+        form.scale,
+    )  # fmt: skip
+    return s_tilde, alpha

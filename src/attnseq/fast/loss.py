@@ -1,13 +1,18 @@
-"""The training loss: summed cross-entropy with label smoothing, as one fused autograd node.
+"""The training loss, fused: `label_smoothed_nll` (modules/loss.py) of the softmax of the logits,
+as one autograd node (`cross_entropy_sum`), and with the output layer W_y (SPEC 1.4 / 2.5) in the
+same node (`linear_cross_entropy_sum`, `readout_loss`), so (N, V) logits are never kept.
 
     loss_i = -(1 - eps) log p(y_i) - (eps / V) sum_j log p(j) = lse_i - (1 - eps) x_{i,y_i} - (eps / V) sum_j x_ij
     d loss_i / d x_ij = softmax(x_i)_j - (1 - eps) [j = y_i] - eps / V
 
-`torch.nn.functional.cross_entropy(..., label_smoothing=eps, reduction="sum")` computes the same
-number through log_softmax and two reductions, whose backward passes build and add several (N, V)
+Held equal to `label_smoothed_nll(log_softmax(x), y, eps)` and to torch's cross-entropy, value and
+gradients, by tests/test_fast_paths.py::test_fused_losses_equal_the_reference (and, inside a model,
+::test_accelerated_loss_equals_the_reference_loss).
+
+Computed through log_softmax and two reductions, the backward passes build and add several (N, V)
 tensors; here the forward pass keeps only the log-sum-exp per row and the backward pass writes the
 gradient in one (N, V) buffer. With V in the thousands this is the largest elementwise cost of a
-training step. A test compares value and gradient with torch's.
+training step.
 """
 
 from __future__ import annotations
@@ -49,8 +54,8 @@ class _SmoothedCrossEntropySum(torch.autograd.Function):
 
 
 def cross_entropy_sum(logits: Tensor, target: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    """Summed (label-smoothed) cross-entropy of logits (N, V) against target ids (N,), in float32
-    or wider; rows are real tokens only (drop padding before)."""
+    """`label_smoothed_nll(log_softmax(logits), target, label_smoothing)` of logits (N, V) against
+    target ids (N,), in float32 or wider; rows are real tokens only (drop padding before)."""
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     return _SmoothedCrossEntropySum.apply(logits, target, float(label_smoothing))
 
@@ -58,11 +63,10 @@ def cross_entropy_sum(logits: Tensor, target: Tensor, label_smoothing: float = 0
 def _output_product(w: Tensor, rows: int, chunk_rows: int):
     """x -> x @ w.T for every chunk of a step of `rows` rows. Where oneDNN packs this dtype and the
     step fills at least two chunks, the weight is reordered into oneDNN's layout once and every
-    chunk's product reads it. Measured on a 2-core AMD EPYC (Zen 4), 214 x 256 rows against a
-    9,762 x 256 weight: 1.9-2.3x the plain product in float32 (natively and as an AVX2-only CPU) and
-    1.7x in bfloat16, for a reorder of about a third of one such product. The reorder is a fixed
-    cost (0.14-0.2 ms even for a 14 x 160 weight, whose plain product takes 0.005-0.02 ms), so a
-    small output layer or a short step keeps the plain product."""
+    chunk's product reads it: the packed product is faster than the plain one, in float32 and in
+    bfloat16, for a reorder that costs a fraction of one such product. The reorder is a fixed cost,
+    larger than a small layer's whole product, so a small output layer or a short step keeps the
+    plain product (docs/performance.md, "Measurements behind the fast paths")."""
     if rows >= 2 * chunk_rows and can_pack(w):
         packed = pack_weight(w)
         return lambda x: packed_linear(x, packed)
@@ -130,3 +134,11 @@ def linear_cross_entropy_sum(
     """
     rows = chunk_rows or max(16, (1 << 21) // weight.size(0))
     return _LinearCrossEntropySum.apply(x, weight, bias, target, float(label_smoothing), rows)
+
+
+def readout_loss(decoder, features: Tensor, target: Tensor, label_smoothing: float = 0.0) -> Tensor:
+    """`decoder.loss(features, target, label_smoothing)` (`RNNDecoder.loss`: the label-smoothed
+    cross-entropy of `readout(features)`, W_y applied after the decoder's dropout) as
+    `linear_cross_entropy_sum`."""
+    W_y = decoder.W_y
+    return linear_cross_entropy_sum(decoder.dropout(features), W_y.weight, W_y.bias, target, label_smoothing)

@@ -27,9 +27,8 @@ FILE = "shortlist.safetensors"
 PER_WORD_MAX = 50  # target words kept per source word in the saved table
 N_SPECIALS = 4  # <pad> <unk> <s> </s>: ids 0-3 of every vocabulary, always in a shortlist
 # decode.shortlist auto: this many words per source word, for word-level target vocabularies of at
-# least AUTO_MIN_VOCAB words decoded on a CPU (docs/performance.md#lexical-shortlist: on the bench's
-# 9,762 words, 1.45-1.9x the sentences/s at -0.17 BLEU over three seeds; on 5,477 subword pieces,
-# -0.5 BLEU at 1.09x)
+# least AUTO_MIN_VOCAB words decoded on a CPU, where it was measured to pay at a small BLEU cost; on
+# subword pieces it cost more BLEU for little speed (docs/performance.md#lexical-shortlist)
 AUTO_PER_WORD = 10
 AUTO_MIN_VOCAB = 4000
 

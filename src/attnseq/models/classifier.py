@@ -8,11 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnseq.config import ClassifierConfig
+from attnseq.contracts import LossOutput
+from attnseq.models.config import ClassifierConfig
 from attnseq.modules.encoder import RNNEncoder
+from attnseq.modules.loss import label_smoothed_nll
 from attnseq.modules.ngrams import HashedNgrams
 from attnseq.modules.pooling import build_pooling
-from attnseq.contracts import LossOutput
 
 
 @dataclass
@@ -110,8 +111,11 @@ class AttentionClassifier(nn.Module):
         return torch.softmax(logits, dim=-1), weights
 
     def forward(self, batch: LabelBatch) -> LossOutput:
-        """Summed binary (two classes) or categorical cross-entropy over the batch's texts (with
-        `label_smoothing` in training: targets eps / K + (1 - eps) * one-hot)."""
+        """Summed cross-entropy over the batch's texts: `label_smoothed_nll` of the class
+        probabilities (with `label_smoothing` in training: targets eps / K + (1 - eps) * one-hot).
+        For two classes, the same loss of [1 - p, p], p = sigmoid(logit), is computed in its
+        closed form, binary cross-entropy against the target (1 - eps) y + eps / 2 (the
+        numerically stable form; tests/test_classify_regularizers.py holds it equal)."""
         tokens = batch.tokens
         if self.training and self.word_dropout > 0:
             drop = torch.rand(tokens.shape, device=tokens.device) < self.word_dropout
@@ -123,7 +127,7 @@ class AttentionClassifier(nn.Module):
             target = batch.labels.float() * (1 - eps) + eps / 2
             loss = F.binary_cross_entropy_with_logits(logits[:, 0], target, reduction="sum")
         else:
-            loss = F.cross_entropy(logits, batch.labels, reduction="sum", label_smoothing=eps)
+            loss = label_smoothed_nll(F.log_softmax(logits, dim=-1), batch.labels, eps)
         return LossOutput(loss, batch.units)
 
 

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
 
-from attnseq.config import ModelConfig
-from attnseq.data import Batch
+from attnseq.batching import Batch
+from attnseq.contracts import LossOutput
 from attnseq.errors import AttnseqError
-from attnseq.fast.loss import cross_entropy_sum
+from attnseq.models.config import ModelConfig
 from attnseq.modules.attention import build_attention
 from attnseq.modules.copy import CopyGenerator
 from attnseq.modules.ctc import CTCHead
 from attnseq.modules.decoder import DECODERS, DecoderState, RNNDecoder
 from attnseq.modules.encoder import Memory, RNNEncoder
+from attnseq.modules.loss import label_smoothed_nll
+from attnseq.modules.pointwise import working_dtype
 from attnseq.runtime import autocast, resolve_device  # noqa: F401  (their home is runtime)
-from attnseq.contracts import LossOutput
 
 
 class Seq2Seq(nn.Module):
@@ -25,7 +27,18 @@ class Seq2Seq(nn.Module):
     and step() for search; logits() for teacher-forced outputs.
 
     `label_smoothing` and `teacher_forcing` apply in training mode only (the task sets them from
-    train.*); in eval mode forward() is the plain teacher-forced cross-entropy."""
+    train.*); in eval mode forward() is the plain teacher-forced cross-entropy.
+
+    The model computes the reference (SPEC 1-4, `modules/`). Faster forms of three of its
+    computations may be installed from outside (`attnseq.fast.accelerate`), each computing what it
+    replaces: `fast_features(decoder, tgt_in, state, memory)` for `decoder.features`,
+    `fast_loss(decoder, features, target, label_smoothing)` for `decoder.loss`, and
+    `fast_logits_loss(logits, target, label_smoothing)` for the cross-entropy of logits. None: the
+    reference runs."""
+
+    fast_features: Callable | None = None
+    fast_loss: Callable | None = None
+    fast_logits_loss: Callable | None = None
 
     def __init__(
         self, encoder: RNNEncoder, decoder: RNNDecoder, *, pad_id: int = 0, copy: CopyGenerator | None = None
@@ -108,10 +121,10 @@ class Seq2Seq(nn.Module):
         memory = self.encode(src, src_lengths) if memory is None else memory
         state = self.decoder.init_state(memory)
         if teacher_forcing >= 1.0:
+            features, attn = self.features(tgt_in, state, memory)
             if self.copy is not None:
-                features, attn = self.decoder.features(tgt_in, state, memory)
                 return self._copied(features, tgt_in, attn, memory), attn
-            return self.decoder(tgt_in, state, memory)
+            return self.decoder.readout(features), attn
         logits, attns = [], []
         prev = tgt_in[:, 0]
         for t in range(tgt_in.size(1)):
@@ -129,29 +142,35 @@ class Seq2Seq(nn.Module):
     ) -> Tensor:  # fmt: skip
         """Summed cross-entropy of a batch over the real (non-padding) positions of tgt_out.
 
-        Under full teacher forcing the output layer runs only at those positions, fused with the
-        loss (`RNNDecoder.loss`); with teacher_forcing < 1 the steps' logits are scored.
+        Under full teacher forcing the output layer runs only at those positions (`RNNDecoder.loss`,
+        or `fast_loss`); with teacher_forcing < 1 the steps' logits are scored. The loss is
+        `label_smoothed_nll` of the softmax (of the copy mechanism's mixture, with model.copy).
         """
         keep = tgt_out != pad_id
         if teacher_forcing >= 1.0:
             memory = self.encode(src, src_lengths) if memory is None else memory
-            features, attn = self.decoder.features(tgt_in, self.decoder.init_state(memory), memory)
+            features, attn = self.features(tgt_in, self.decoder.init_state(memory), memory)
             if self.copy is not None:
-                return nll_sum(self._copied(features, tgt_in, attn, memory, keep), tgt_out[keep], label_smoothing)
+                logp = self._copied(features, tgt_in, attn, memory, keep)
+                return label_smoothed_nll(logp, tgt_out[keep], label_smoothing)
+            if self.fast_loss is not None:
+                return self.fast_loss(self.decoder, features[keep], tgt_out[keep], label_smoothing)
             return self.decoder.loss(features[keep], tgt_out[keep], label_smoothing)
         logits, _ = self.logits(src, src_lengths, tgt_in, teacher_forcing=teacher_forcing, memory=memory)
-        if self.copy is not None:
-            return nll_sum(logits[keep], tgt_out[keep], label_smoothing)
-        return cross_entropy_sum(logits[keep], tgt_out[keep], label_smoothing)
+        if self.copy is not None:  # the copy mechanism's logits are log P(w) already
+            return label_smoothed_nll(logits[keep], tgt_out[keep], label_smoothing)
+        if self.fast_logits_loss is not None:
+            return self.fast_logits_loss(logits[keep], tgt_out[keep], label_smoothing)
+        logits = logits[keep]
+        logp = torch.log_softmax(logits.to(working_dtype(logits)), dim=-1)
+        return label_smoothed_nll(logp, tgt_out[keep], label_smoothing)
 
-
-def nll_sum(logp: Tensor, target: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    """Summed negative log-likelihood of log-probabilities (N, V) at target (N,), with label
-    smoothing as torch's cross-entropy does it: (1 - e) NLL + e * mean over the vocabulary of -log P."""
-    nll = -logp.gather(1, target.unsqueeze(1)).squeeze(1)
-    if label_smoothing > 0:
-        nll = (1.0 - label_smoothing) * nll - label_smoothing * logp.mean(dim=-1)
-    return nll.sum()
+    def features(self, tgt_in: Tensor, state: DecoderState, memory: Memory):
+        """The decoder's teacher-forced `features` (o_t (B, T, H_o), attention (B, T, S) or None),
+        through `fast_features` where one is installed."""
+        if self.fast_features is not None:
+            return self.fast_features(self.decoder, tgt_in, state, memory)
+        return self.decoder.features(tgt_in, state, memory)
 
 
 def build_model(

@@ -14,14 +14,18 @@ steps in one call. One-step queries may also come in groups: G * B rows, G conse
 source sentence (beam search's beams), which attend as the many-step form with T = G, so the
 source memory is never repeated per beam. Masks are True at real source tokens.
 
-Location-aware attention (SPEC 3.6) also reads the previous step's weights alpha^{t-1}, one row
+Location-aware attention (SPEC 6.4) also reads the previous step's weights alpha^{t-1}, one row
 per query row (`previous`); the decoders keep them in their state (`DecoderState.attention`) when
 `reads_previous` is set, and every other kind ignores them.
+
+A score may also describe itself to code that computes it elsewhere (`score_form`, a `ScoreForm`),
+so that such code reads the description instead of asking which class it holds.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -30,10 +34,32 @@ from attnseq.errors import AttnseqError
 from attnseq.modules.pointwise import tanh
 
 
+@dataclass(frozen=True)
+class ScoreForm:
+    """A score function of SPEC 3 described by what computing it needs, given the keys that
+    `precompute_keys` made:
+
+    - kind "dot": score(s, h_i) = scale * s . k_i (SPEC 3.1, 3.2; 3.3 with keys k = W_a h);
+    - kind "concat": score(s, h_i) = w_a . tanh(W_b s + k_i) (SPEC 3.4 with keys k = W_c h).
+
+    The tensors are the module's current parameters (autograd sees their use).
+    """
+
+    kind: str  # "dot" or "concat"
+    scale: float = 1.0  # dot: the factor on s . k
+    W_b: Tensor | None = None  # concat: (A, Hq)
+    w_a: Tensor | None = None  # concat: (A,)
+
+
 class Attention(nn.Module):
     """alpha = softmax(score(s, h_1..h_N)) over real positions; a = sum_i alpha_i h_i."""
 
     reads_previous = False  # whether scores read the previous step's weights (location-aware)
+
+    def score_form(self) -> ScoreForm | None:
+        """This score as a `ScoreForm`, for code that computes it by itself (a fused training
+        loop), or None where it has none (location, location-aware)."""
+        return None
 
     def precompute_keys(self, values: Tensor) -> Tensor:
         """Keys from the encoder states, computed once per sentence.
@@ -88,6 +114,9 @@ class Attention(nn.Module):
 class DotAttention(Attention):
     """SPEC 3.1: score(s, h) = s^T h."""
 
+    def score_form(self) -> ScoreForm:
+        return ScoreForm("dot")
+
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
         return torch.bmm(query.to(keys.dtype), keys.transpose(1, 2))  # (B, T, S)
 
@@ -98,6 +127,9 @@ class ScaledDotAttention(Attention):
     def __init__(self, key_size: int) -> None:
         super().__init__()
         self.scale = 1.0 / math.sqrt(key_size)
+
+    def score_form(self) -> ScoreForm:
+        return ScoreForm("dot", scale=self.scale)
 
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
         return torch.bmm(query.to(keys.dtype), keys.transpose(1, 2)) * self.scale  # (B, T, S)
@@ -112,6 +144,9 @@ class GeneralAttention(Attention):
 
     def precompute_keys(self, values: Tensor) -> Tensor:
         return self.W_a(values)  # (B, S, Hq)
+
+    def score_form(self) -> ScoreForm:
+        return ScoreForm("dot")  # s . (W_a h)
 
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
         return torch.bmm(query.to(keys.dtype), keys.transpose(1, 2))  # (B, T, S)
@@ -128,6 +163,9 @@ class ConcatAttention(Attention):
 
     def precompute_keys(self, values: Tensor) -> Tensor:
         return self.W_c(values)  # (B, S, A)
+
+    def score_form(self) -> ScoreForm:
+        return ScoreForm("concat", W_b=self.W_b.weight, w_a=self.W_a.weight[0])
 
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
         hidden = tanh(self.W_b(query).to(keys.dtype).unsqueeze(2) + keys.unsqueeze(1))  # (B, T, S, A)
@@ -154,10 +192,11 @@ class LocationAttention(Attention):
 
 
 class LocationAwareAttention(Attention):
-    """SPEC 3.6 (Chorowski et al. 2015): score(s_t, h_i) = W_a^T tanh(W_b s_t + W_c h_i + U f_{t,i} + b)
-    with f_t = F * alpha^{t-1}, the previous step's weights convolved by `filters` filters of
-    `kernel` positions (zero beyond the ends, and zero at padding, where alpha is 0). Keys are W_c h,
-    as for concat. The first step reads alpha^0 uniform over the real positions."""
+    """SPEC 6.4's location-aware score (Chorowski et al. 2015):
+    score(s_t, h_i) = W_a^T tanh(W_b s_t + W_c h_i + U f_{t,i} + b) with f_t = F * alpha^{t-1}, the
+    previous step's weights convolved by `filters` filters of `kernel` positions (zero beyond the
+    ends, and zero at padding, where alpha is 0). Keys are W_c h, as for concat. The first step
+    reads alpha^0 uniform over the real positions."""
 
     reads_previous = True
 

@@ -1,5 +1,5 @@
-"""A CTC output layer on the listener, trained jointly with the attention decoder (an optional
-joint loss for speech; Kim, Hori and Watanabe 2017; not one of SPEC's equations).
+"""A CTC output layer on the listener, trained jointly with the attention decoder (SPEC 6.4's
+joint CTC, an optional loss for speech; Kim, Hori and Watanabe 2017).
 
 CTC reads each listener state h_i on its own: P(pi_i | h_i) = softmax(W_ctc h_i + b) over the
 target tokens and a blank, and sums over every monotonic path pi that collapses (repeats merged,

@@ -6,30 +6,29 @@ Every decoder offers the same calls, so search and training never need to know w
   forward(tgt_in, state, memory) -> (logits (B, T, V), attn_weights (B, T, S) or None)
   features(tgt_in, state, memory) -> (o_t for all steps (B, T, H_o), attn_weights (B, T, S) or None)
 `forward` and `features` are teacher-forced. Where the wiring allows (no feedback from one step's
-output into the next step's input) they run the fused library RNN over all steps at once; Luong
-with input feeding and an LSTM runs as one hand-differentiated node (fast/fused.py); otherwise
-they loop the same step function. The output layer W_y runs once over all steps (training runs it
-only where the target is not padding). A test proves `forward` equal to a loop of `step` for
-every decoder.
+output into the next step's input) they run the library RNN over all steps at once; otherwise they
+loop the same step function. The output layer W_y runs once over all steps (training runs it only
+where the target is not padding). A test proves `forward` equal to a loop of `step` for every
+decoder.
+
+This is the reference. Faster forms of the same computations live in `attnseq.fast` and are chosen
+outside this package: a fused teacher-forced loop and loss (`attnseq.fast.accelerate`), and for a
+decoding copy (`attnseq.fast.decoding`) a step's RNN update through the hooks `fast_read` and
+`fast_rnn_step` below.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnseq.fast.fused import LuongLSTMFeed
-from attnseq.fast.loss import linear_cross_entropy_sum
-from attnseq.modules.attention import (
-    Attention,
-    ConcatAttention,
-    DotAttention,
-    GeneralAttention,
-    ScaledDotAttention,
-)
+from attnseq.modules.attention import Attention
 from attnseq.modules.encoder import RNN_CLASSES, Memory, RNNState, map_state
+from attnseq.modules.loss import label_smoothed_nll
 from attnseq.modules.pointwise import tanh, working_dtype
 
 
@@ -40,7 +39,7 @@ class DecoderState:
     hidden: RNNState  # (L, B, H) s_t per layer, or (h, c) for an LSTM
     input_feed: Tensor | None = None  # (B, H) Luong s~_{t-1} (SPEC 2.6)
     context: Tensor | None = None  # (B, Hc) the fixed context vector c (SPEC 1.3)
-    attention: Tensor | None = None  # (B, S) alpha^{t-1}, for location-aware attention (SPEC 3.6)
+    attention: Tensor | None = None  # (B, S) alpha^{t-1}, for location-aware attention (SPEC 6.4)
 
     def index_select(self, idx: Tensor) -> DecoderState:
         return DecoderState(
@@ -61,10 +60,17 @@ class RNNDecoder(nn.Module):
     """What all four wirings share: embedding, RNN, the bridge from the encoder, W_y.
 
     Subclasses say what the RNN reads (`input_extra` added to the embedding size), what a step
-    computes (`_step`), and, when they can, a fused teacher-forced `forward`.
+    computes (`_step`), and, when they can, a teacher-forced `features` over all steps at once.
+
+    A decoding copy (`attnseq.fast.decoding`) may set two hooks, each computing what the method
+    it stands in for computes (tests/test_fast_paths.py): `fast_read(decoder, prev_tokens, extra,
+    hidden)` for `_read` (used in eval mode only) and `fast_rnn_step(decoder, x, hidden)` for
+    `_rnn_step`. Left None, the reference runs.
     """
 
     reads_word_first = True  # steps read [e(y_{t-1}); extra] through `_read`
+    fast_read: Callable | None = None
+    fast_rnn_step: Callable | None = None
 
     def __init__(
         self,
@@ -98,8 +104,6 @@ class RNNDecoder(nn.Module):
             nn.Identity() if enc_hidden_size == hidden_size else nn.Linear(enc_hidden_size, hidden_size)
         )
         self.W_y = nn.Linear(output_size or hidden_size, vocab_size)  # SPEC 1.4 / 2.5
-        self.word_gates: Tensor | None = None  # set by `tabulate_word_gates` on a decoding copy
-        self.recurrent: nn.Module | None = None  # with it: [W_ih[:, E:]; W_hh] as one linear layer
 
     # ----------------------------------------------------------------------------------------
     def init_state(self, memory: Memory) -> DecoderState:
@@ -112,7 +116,7 @@ class RNNDecoder(nn.Module):
             return self.bridge(s).contiguous()
 
         state = DecoderState(hidden=map_state(memory.final, per_layer))
-        if self.attention is not None and self.attention.reads_previous:  # alpha^0 (SPEC 3.6)
+        if self.attention is not None and self.attention.reads_previous:  # alpha^0 (SPEC 6.4)
             state.attention = self.attention.initial_weights(memory.src_mask, memory.keys.dtype)
         return state
 
@@ -126,10 +130,11 @@ class RNNDecoder(nn.Module):
         return self.W_y(self.dropout(features))
 
     def loss(self, features: Tensor, target: Tensor, label_smoothing: float = 0.0) -> Tensor:
-        """Summed cross-entropy of readout(features) (N, H) against target (N,), without holding
-        the (N, V) logits (`linear_cross_entropy_sum`)."""
-        W_y = self.W_y
-        return linear_cross_entropy_sum(self.dropout(features), W_y.weight, W_y.bias, target, label_smoothing)
+        """Summed (label-smoothed) cross-entropy of readout(features) (N, H) against target (N,):
+        `label_smoothed_nll` of the softmax over the vocabulary, in float32 at least."""
+        logits = self.readout(features)
+        logp = F.log_softmax(logits.to(working_dtype(logits)), dim=-1)
+        return label_smoothed_nll(logp, target, label_smoothing)
 
     def _step(self, prev_tokens: Tensor, state: DecoderState, memory: Memory):
         """One step before the output layer: (o_t (B, H_o), new state, attn (B, S) or None)."""
@@ -163,66 +168,28 @@ class RNNDecoder(nn.Module):
             attns.append(attn)
         return torch.stack(features, dim=1), None if attns[0] is None else torch.stack(attns, dim=1)
 
-    def tabulate_word_gates(self) -> bool:
-        """Prepare a decoding copy whose weights no longer change: the part of a one-layer LSTM's
-        gate products that the previous word alone decides, e(y) W_ih[:, :E]^T + b_ih + b_hh, is
-        tabulated for every word of the vocabulary (V, 4H), and the rest of W_ih is joined with
-        W_hh, so a step gathers one table row and runs one product, [extra; s_{t-1}] times
-        [W_ih[:, E:]; W_hh]^T, where it ran the embedding lookup and two products. The same sums,
-        in another order. Returns whether this decoder can: a one-layer LSTM whose steps read
-        [e(y_{t-1}); extra] through `_read` (not Bahdanau's [a_t; e(y_{t-1})]); the table
-        follows the weights' dtype and is not a parameter."""
-        rnn = self.rnn
-        if not isinstance(rnn, nn.LSTM) or self.layers > 1 or not self.reads_word_first:
-            return False
-        with torch.no_grad():
-            E = self.embedding.embedding_dim
-            W_ih = rnn.weight_ih_l0
-            self.word_gates = torch.addmm(rnn.bias_ih_l0 + rnn.bias_hh_l0, self.embedding.weight, W_ih[:, :E].t())
-            joined = torch.cat([W_ih[:, E:], rnn.weight_hh_l0], dim=1)  # (4H, extra + H)
-            shape = dict(bias=False, device=joined.device, dtype=joined.dtype)  # no init: the RNG stays untouched
-            self.recurrent = nn.utils.skip_init(nn.Linear, joined.size(1), joined.size(0), **shape)
-            self.recurrent.weight.copy_(joined)
-        return True
-
     def _read(self, prev_tokens: Tensor, extra: Tensor | None, hidden: RNNState) -> tuple[Tensor, RNNState]:
         """s_t = RNN(s_{t-1}, [e(y_{t-1}); extra]): the top layer's output (B, H) and the new state."""
-        if self.word_gates is not None and not self.training:
-            h, c = hidden[0][0], hidden[1][0]
-            xh = h if extra is None else torch.cat([extra, h], dim=-1)
-            gates = self.word_gates.index_select(0, prev_tokens).add_(self.recurrent(xh))
-            return self._lstm_cell(gates, c, h.dtype)
+        if self.fast_read is not None and not self.training:
+            return self.fast_read(self, prev_tokens, extra, hidden)
         x = self._embed(prev_tokens)
         return self._rnn_step(x if extra is None else torch.cat([x, extra], dim=-1), hidden)
 
     def _rnn_step(self, x: Tensor, hidden: RNNState) -> tuple[Tensor, RNNState]:
         """One RNN step: x (B, I) -> top-layer output (B, H) and the new state. A one-layer RNN
-        runs as the library's single-step cell (one call, no sequence bookkeeping). A one-layer
-        LSTM with bfloat16 weights (bf16 decoding) keeps its gates and cell state in float32, as
-        the fused training loop does; only the products run in bfloat16."""
+        runs as the library's single-step cell (one call, no sequence bookkeeping)."""
+        if self.fast_rnn_step is not None:
+            return self.fast_rnn_step(self, x, hidden)
         rnn = self.rnn
         if self.layers > 1:
             out, hidden = rnn(x.unsqueeze(1), hidden)
             return out.squeeze(1), hidden
         weights = (rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
         if isinstance(rnn, nn.LSTM):
-            h, c = hidden[0][0], hidden[1][0]
-            if x.dtype == working_dtype(x):
-                h, c = torch.lstm_cell(x, (h, c), *weights)
-                return h, (h.unsqueeze(0), c.unsqueeze(0))
-            gates = torch.addmm(rnn.bias_ih_l0, x, rnn.weight_ih_l0.t())
-            return self._lstm_cell(gates.addmm_(h, rnn.weight_hh_l0.t()).add_(rnn.bias_hh_l0), c, x.dtype)
+            h, c = torch.lstm_cell(x, (hidden[0][0], hidden[1][0]), *weights)
+            return h, (h.unsqueeze(0), c.unsqueeze(0))
         h = (torch.gru_cell if isinstance(rnn, nn.GRU) else torch.rnn_tanh_cell)(x, hidden[0], *weights)
         return h, h.unsqueeze(0)
-
-    @staticmethod
-    def _lstm_cell(gates: Tensor, c: Tensor, dtype: torch.dtype) -> tuple[Tensor, RNNState]:
-        """The LSTM's pointwise part from its gate pre-activations (B, 4H), in float32 at least:
-        c_t = sigmoid(f) c + sigmoid(i) tanh(g), h_t = sigmoid(o) tanh(c_t); h_t in `dtype`."""
-        i, f, g, o = gates.to(working_dtype(gates)).chunk(4, dim=1)  # as torch.nn.LSTM orders them
-        c = torch.sigmoid(f) * c.to(i.dtype) + torch.sigmoid(i) * tanh(g)
-        h = (torch.sigmoid(o) * tanh(c)).to(dtype)
-        return h, (h.unsqueeze(0), c.unsqueeze(0))
 
     def _embed(self, tokens: Tensor) -> Tensor:
         return self.dropout(self.embedding(tokens))
@@ -297,44 +264,12 @@ class LuongDecoder(RNNDecoder):
         feed = s_tilde if self.input_feeding else None
         return s_tilde, DecoderState(hidden=hidden, input_feed=feed, attention=self._previous(alpha)), alpha
 
-    def fused_loop(self) -> bool:
-        """Whether teacher forcing with input feeding runs as one fused node (`LuongLSTMFeed`):
-        a one-layer LSTM with a dot, scaled dot, general or concat score (location and
-        location-aware attention run the loop of steps)."""
-        return (
-            self.input_feeding
-            and isinstance(self.rnn, nn.LSTM)
-            and self.layers == 1
-            and isinstance(self.attention, (DotAttention, ScaledDotAttention, GeneralAttention, ConcatAttention))
-        )
-
     def features(self, tgt_in, state, memory):
-        if self.input_feeding:  # s~_{t-1} feeds step t: the steps must run in turn
-            if not self.fused_loop():
-                return super().features(tgt_in, state, memory)
-            return self._features_fused(tgt_in, state, memory)
-        if self.attention.reads_previous:  # each step's scores read the previous step's weights
+        if self.input_feeding or self.attention.reads_previous:
+            # s~_{t-1} feeds step t, or step t's scores read alpha^{t-1}: the steps run in turn
             return super().features(tgt_in, state, memory)
         out, _ = self.rnn(self._embed(tgt_in), state.hidden)  # fused over T: (B, T, H)
         return self._attend(out, memory)  # all steps at once: (B, T, H), (B, T, S)
-
-    def _features_fused(self, tgt_in, state, memory):
-        emb = self._embed(tgt_in)  # (B, T, E)
-        rnn, att = self.rnn, self.attention
-        E = emb.size(-1)
-        gates_x = nn.functional.linear(emb, rnn.weight_ih_l0[:, :E], rnn.bias_ih_l0 + rnn.bias_hh_l0)
-        gates_x = gates_x.to(working_dtype(gates_x))  # float32 under bf16 autocast
-        W_rec = torch.cat([rnn.weight_ih_l0[:, E:], rnn.weight_hh_l0], dim=1)  # (4H, 2H)
-        h0, c0 = (s[0] for s in state.hidden)  # (B, H) each
-        if isinstance(att, ConcatAttention):
-            W_b, w_a, scale = att.W_b.weight, att.W_a.weight[0], 1.0
-        else:
-            W_b, w_a, scale = None, None, getattr(att, "scale", 1.0)
-        W_c = self.W_c
-        s_tilde, alpha = LuongLSTMFeed.apply(
-            gates_x, h0, c0, W_rec, memory.keys, memory.outputs, memory.src_mask, W_c.weight, W_c.bias, W_b, w_a, scale
-        )  # fmt: skip
-        return s_tilde, alpha
 
 
 class BahdanauDecoder(RNNDecoder):

@@ -13,10 +13,11 @@ def working_dtype(t: Tensor) -> torch.dtype:
 
 def tanh(x: Tensor) -> Tensor:
     """tanh(x). For a float32 or float64 tensor on a CPU that autograd does not record (decoding,
-    and the fused training loop's own forward and backward) it is computed as 2 sigmoid(2x) - 1:
-    torch's CPU tanh ran 2.6x slower here in float32 (88 against 33 us at 320 x 256, and 1,690
-    against 331 us for concat attention's 320 x 20 x 256). The two agree to the dtype's rounding
-    (about 1e-7 in float32). bfloat16 keeps torch.tanh (47 us, no faster the other way)."""
+    and the fused training loop's own forward and backward) it is computed as 2 sigmoid(2x) - 1,
+    because torch's CPU tanh ran several times slower than that in float32 (docs/performance.md,
+    "Measurements behind the fast paths"). The two agree to the dtype's rounding (about 1e-7 in
+    float32; tests/test_fast_paths.py::test_pointwise_tanh_equals_torch_tanh). bfloat16 keeps
+    torch.tanh, which was no slower."""
     if (
         x.device.type != "cpu"
         or x.dtype not in (torch.float32, torch.float64)

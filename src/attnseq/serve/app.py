@@ -34,6 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from attnseq.errors import AttnseqError
 from attnseq.serve.batching import Inbound, MicroBatcher, QueueFull, inference_thread, threads_per_model
+from attnseq.serve.schema import ERRORS, PredictResponse
 from attnseq.serve.settings import Batching, Limits
 
 log = logging.getLogger("attnseq.serve")
@@ -67,6 +68,7 @@ class ServedModel:
             "name": self.name,
             "task": self.task,
             "input": input_kind(self.predictor),
+            "output": getattr(self.predictor, "output_kind", "text"),  # "label": one class (and every class's score)
             "directory": self.directory,
             **self.predictor.info(),
             "search": options,
@@ -84,58 +86,6 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, limit: float | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.limit = status, code, message, limit
-
-
-class ErrorDetail(BaseModel):
-    code: str = Field(description="what went wrong: a limit's name (max_chars, max_inputs, max_body_bytes, "
-                      "timeout_s, max_queue) or invalid_request, bad_input, not_found, internal")  # fmt: skip
-    message: str
-    limit: float | None = Field(None, description="the limit's value, for a limit")
-
-
-class ErrorBody(BaseModel):
-    error: ErrorDetail
-
-
-class Alternative(BaseModel):
-    output: str
-    score: float | None
-    rank_score: float | None = None
-    output_tokens: list[str]
-
-
-class PredictionOut(BaseModel):
-    """One `attnseq.contracts.Prediction` (the shape of `--json` too)."""
-
-    input: str
-    output: str
-    score: float | None = Field(description="sum of log-probabilities (seq2seq) or the class probability")
-    rank_score: float | None = None
-    input_tokens: list[str]
-    output_tokens: list[str]
-    attention: list[list[float]] | None = Field(
-        description="rows: output tokens (one row for a classifier), columns: input tokens; rows sum to 1"
-    )
-    alternatives: list[Alternative] = Field(
-        description="the n-best list, best first (this prediction included), or every class by probability"
-    )
-
-
-class PredictResponse(BaseModel):
-    model: str
-    task: str
-    search: dict[str, float | int | bool] = Field(description="the search options applied, defaults filled in")
-    predictions: list[PredictionOut]
-    seconds: float = Field(description="time in the server, queueing and decoding included")
-
-
-ERRORS = {
-    400: {"model": ErrorBody, "description": "the model could not read an input"},
-    408: {"model": ErrorBody, "description": "not answered within the per-request timeout (timeout_s)"},
-    413: {"model": ErrorBody, "description": "request body over max_body_bytes"},
-    422: {"model": ErrorBody, "description": "the request does not match the schema or breaks a limit"},
-    429: {"model": ErrorBody, "description": "too many inputs already waiting for this model (max_queue)"},
-}
 
 
 class _Gate:
@@ -410,7 +360,8 @@ def load_models(specs: list[str], *, device: str = "cpu", threads: int = 0) -> d
     """`serve --model` values, DIR or NAME=DIR, each loaded through its task in its own inference
     thread with `threads` torch threads (0: the machine's cores shared out among the models).
     Names default to the directory's name, or its parent's for a run's best/."""
-    from attnseq.checkpoint import load, load_metrics, model_task, resolve_model_dir
+    from attnseq.checkpoint import load_metrics, model_task, resolve_model_dir
+    from attnseq.predict import load
 
     named: dict[str, Path] = {}
     for spec in specs:

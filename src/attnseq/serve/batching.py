@@ -13,8 +13,8 @@ Nothing is locked across models: each has its own inference thread, and the even
 to read and answer requests while a batch decodes. A model is loaded in its inference thread and
 only ever run there, with its share of the CPU cores as torch threads (`inference_thread`): OpenMP
 keeps one pool of threads per thread that calls it, and once the pools together outnumber the
-cores it stops spinning between parallel regions, which made decoding from a second thread 2.7x
-slower than from the main thread here (docs/serving.md).
+cores it stops spinning between parallel regions, which made decoding from a second thread
+several times slower than from the main thread (docs/serving.md has the measurement).
 """
 
 from __future__ import annotations

@@ -12,10 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from attnseq.config import Config
+from attnseq.checkpoint import load_predictor
+from attnseq.contracts import Column
 from attnseq.metrics import score_replies
-from attnseq.tasks.translation import RecordsTask
-from attnseq.translate import SAMPLING_OPTIONS, Translator
+from attnseq.schema import Config
+from attnseq.tasks.records import RecordsTask
+from attnseq.tasks.translation import Translator
+from attnseq.translate import SAMPLING_OPTIONS
 
 
 class Chatbot(Translator):
@@ -26,9 +29,7 @@ class Chatbot(Translator):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: str = "cpu") -> Chatbot:
-        from attnseq.checkpoint import load
-
-        return load(path, device=device, expect=cls, what="a chatbot (task: chat)")
+        return load_predictor(path, task=ChatTask(), device=device)
 
     def reply(self, questions: list[str], **search):
         return self.translate(questions, **search)
@@ -49,6 +50,8 @@ class ChatTask(RecordsTask):
     name = "chat"
     metrics = {"chrf": True, "bleu": True, "distinct_2": True, "loss": False}
     default_metric = "chrf"
+    columns = [Column("bleu", "BLEU"), Column("chrf", "chrF"), Column("distinct_1", "distinct-1", digits=3),
+               Column("distinct_2", "distinct-2", digits=3)]  # fmt: skip
     examples = "question-answer pairs"
 
     def summary(self, r: dict) -> str:

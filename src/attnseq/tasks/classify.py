@@ -9,22 +9,25 @@ With `data.files`, each file is a domain, split train / valid / test by `data.sp
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 
-from attnseq.config import Config
-from attnseq.data import SPLITS, bucketed_batches, pad, read_lines, seeded_split
+from attnseq.batching import bucketed_batches, pad
+from attnseq.checkpoint import load_predictor
+from attnseq.contracts import Ablation, Column, Prediction, Task, TaskData, check_count, check_inputs
 from attnseq.errors import AttnseqError
 from attnseq.fileio import read_json_file
+from attnseq.labelled import Example, read_labelled, split_examples
+from attnseq.metrics import classification_scores
 from attnseq.models.classifier import LabelBatch
-from attnseq.contracts import Prediction, Task, TaskData, check_count, check_inputs
+from attnseq.models.config import ClassifierConfig
+from attnseq.schema import AT_LEAST_1, NOT_NEGATIVE, Config, Range, SpmType, TokenizerKind, check_split
 from attnseq.tokenize import Tokenizer, build_tokenizer, read_spm_model, train_sentencepiece
 from attnseq.vocab import Vocab
 
@@ -32,70 +35,37 @@ VOCAB, LABELS, SPM = "vocab.json", "labels.json", "spm.model"
 
 
 @dataclass
-class Example:
-    text: str
-    label: str
-    domain: str
-    where: str  # file:line, for messages
+class ClassifyDataConfig:
+    """task: classify. Labelled texts: either `files` split by a seeded shuffle (`split`,
+    `split_seed`), or ready-made `train` / `valid` / `test` files. TSV lines are TEXT TAB LABEL;
+    CSV files have a header naming `text_column` and `label_column`."""
 
+    files: list[str] = field(default_factory=list)  # files pooled and split; each is one domain
+    domains: list[str] = field(default_factory=list)  # a name per file for per-domain figures (default: file stems)
+    split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train / valid / test shares of each file
+    split_seed: int = 0  # seeds the split (the same seed, the same split on every machine)
+    train: str = ""  # ready-made splits instead of `files`
+    valid: str = ""
+    test: str = ""
+    format: Literal["tsv", "csv"] = "tsv"
+    text_column: str = "text"  # csv: the header of the text column
+    label_column: str = "label"  # csv: the header of the label column
+    tokenizer: TokenizerKind = "word"  # word | char | spm (sentencepiece trained on the training texts)
+    spm_type: SpmType = "unigram"
+    spm_vocab_size: int = 4000
+    spm_model: str = ""  # an existing sentencepiece .model ("" = train one)
+    lowercase: bool = True
+    strip_punctuation: bool = False  # word tokenizer: split punctuation off words ("great!" -> "great !")
+    min_freq: int = 1
+    max_vocab: int = 0
+    max_len: int = 200  # longer texts are cut to this many tokens
 
-# ------------------------------------------------------------------------------------ reading
-def read_labelled(path: str | Path, cfg, *, domain: str = "") -> list[Example]:
-    """Read one TSV (TEXT TAB LABEL) or CSV file of labelled texts; every error names file:line."""
-    path = Path(path)
-    domain = domain or path.stem
-    examples = []
-    if cfg.format == "csv":
-        lines = [line for _, line in read_lines(path)]  # UTF-8 checked line by line
-        reader = csv.DictReader(io.StringIO("\n".join(lines)))
-        missing = [c for c in (cfg.text_column, cfg.label_column) if c not in (reader.fieldnames or [])]
-        if missing:
-            raise AttnseqError(
-                f"{path}:1: no column {', '.join(map(repr, missing))} in the header "
-                f"({', '.join(reader.fieldnames or [])}); set data.text_column / data.label_column"
-            )
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            text, label = (row[cfg.text_column] or "").strip(), (row[cfg.label_column] or "").strip()
-            _check(text, label, where)
-            examples.append(Example(text, label, domain, where))
-    else:
-        for lineno, line in read_lines(path):
-            where = f"{path}:{lineno}"
-            if not line.strip():
-                continue  # a blank line (often the last) carries nothing
-            if "\t" not in line:
-                raise AttnseqError(f"{where}: no tab in the line; write TEXT<TAB>LABEL")
-            text, label = line.rsplit("\t", 1)
-            _check(text.strip(), label.strip(), where)
-            examples.append(Example(text.strip(), label.strip(), domain, where))
-    if not examples:
-        raise AttnseqError(f"{path}: no labelled text in the file")
-    return examples
-
-
-def _check(text: str, label: str, where: str) -> None:
-    if not text:
-        raise AttnseqError(f"{where}: the text is empty; fill it or drop the line")
-    if not label:
-        raise AttnseqError(f"{where}: the label is empty; every text needs a label")
-
-
-def split_examples(cfg) -> dict[str, list[Example]]:
-    """train / valid / test examples: each of data.files shuffled under data.split_seed and cut
-    by data.split (so every domain is split in the same shares), or the ready-made files."""
-    d = cfg
-    if not d.files:
-        if not d.train or not d.valid:
-            raise AttnseqError("data.files (split by data.split) or data.train and data.valid must be set")
-        return {name: read_labelled(getattr(d, name), d) if getattr(d, name) else [] for name in SPLITS}
-    out: dict[str, list[Example]] = {name: [] for name in SPLITS}
-    names = d.domains or [Path(f).stem for f in d.files]
-    for i, (path, domain) in enumerate(zip(d.files, names)):
-        examples = read_labelled(path, d, domain=domain)
-        for name, index in seeded_split(len(examples), d.split, f"{d.split_seed}:{i}").items():
-            out[name].extend(examples[j] for j in index)
-    return out
+    ranges: ClassVar[dict[str, Range]] = {
+        "min_freq": AT_LEAST_1,
+        "spm_vocab_size": (lambda v: v >= 8, "at least 8"),
+        "max_vocab": NOT_NEGATIVE,
+        "max_len": AT_LEAST_1,
+    }
 
 
 # ------------------------------------------------------------------------------------ assets
@@ -167,17 +137,6 @@ class LabelledDataset:
 
 
 # ------------------------------------------------------------------------------------ metrics
-def classification_scores(predicted: list[str], gold: list[str], labels: list[str]) -> dict[str, float]:
-    """accuracy and macro-F1 (the unweighted mean of each class's F1), both in [0, 1]."""
-    from sklearn.metrics import accuracy_score, f1_score
-
-    if not gold:
-        return {"accuracy": float("nan"), "macro_f1": float("nan"), "n": 0}
-    return {"accuracy": float(accuracy_score(gold, predicted)),
-            "macro_f1": float(f1_score(gold, predicted, labels=labels, average="macro", zero_division=0)),
-            "n": len(gold)}  # fmt: skip
-
-
 def report(predicted: list[str], examples: list[Example], labels: list[str]) -> dict:
     """Scores on all `examples`, and under `domains` per domain when there are several."""
     gold = [ex.label for ex in examples]
@@ -241,6 +200,7 @@ class Classifier:
     attention = (1, tokens) pooling weights, or None for max / last pooling)."""
 
     search_options = ()  # one forward pass: nothing to search
+    output_kind = "label"  # what the server's page shows: a class and every class's probability
     precision = "fp32"  # that pass runs in float32 whatever the training precision (a small model: nothing to gain)
 
     def __init__(self, model, config: Config, assets: ClassifyAssets, *, device: str = "cpu") -> None:
@@ -249,9 +209,7 @@ class Classifier:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: str = "cpu") -> Classifier:
-        from attnseq.checkpoint import load
-
-        return load(path, device=device, expect=cls, what="a classifier")
+        return load_predictor(path, task=ClassifyTask(), device=device)
 
     @property
     def labels(self) -> list[str]:
@@ -309,8 +267,88 @@ class ClassifyTask(Task):
     name = "classify"
     metrics = {"accuracy": True, "macro_f1": True, "loss": False}
     default_metric = "accuracy"
+    sections = {"data": ClassifyDataConfig, "model": ClassifierConfig}
+
+    def check(self, cfg: Config, at) -> None:
+        d, m = cfg.data, cfg.model
+        if m.bidirectional and m.hidden_size % 2:
+            raise AttnseqError(f"{at('model.hidden_size')}: 'model.hidden_size' = {m.hidden_size} must be even with a "
+                               "bidirectional RNN (each direction gets half)")  # fmt: skip
+        if any(not 2 <= n <= 5 for n in m.ngrams) or len(set(m.ngrams)) != len(m.ngrams):
+            raise AttnseqError(f"{at('model.ngrams')}: 'model.ngrams' = {m.ngrams} must list different orders from 2 "
+                               "to 5 (the tokens themselves are order 1, always read), e.g. [2] or [2, 3]")  # fmt: skip
+        check_split(d, at)
+        if d.files and d.domains and len(d.domains) != len(d.files):
+            raise AttnseqError(f"{at('data.domains')}: 'data.domains' names {len(d.domains)} domains for "
+                               f"{len(d.files)} data.files; give one name per file or none")  # fmt: skip
+
     unit = "text"
     predicts_in = Classifier.precision
+    decode_options = ("batch_size",)
+    no_search = "a classifier, which reads each text in one float32 forward pass (no search)"
+
+    def test_report(self, predictor, *, data=None, src=None, ref=None, outputs=None) -> dict | None:
+        """Accuracy and macro-F1 (per domain too) on the test split or --data, beside the TF-IDF +
+        logistic regression baseline fitted on the config's train split."""
+        if src or ref:
+            raise AttnseqError("evaluate: a classifier is scored on --data FILE (TEXT<TAB>LABEL) or its config's "
+                               "test split")  # fmt: skip
+        d = predictor.config.data
+        if not (data or d.test or d.files and d.split[2] > 0):
+            return None
+        examples = read_labelled(data, d) if data else None
+        out = held_out_report(predictor, predictor.config, examples=examples, predicted=outputs)
+        out["precision"] = predictor.precision
+        return out
+
+    def report_lines(self, report: dict, cfg) -> list[str]:
+        """The model beside the baseline, on all test texts and per domain."""
+        model, base = self.describe_model(cfg), report["baseline"]
+        if "skipped" in base:
+            return [f"{model}, {report['n']} texts: accuracy {100 * report['accuracy']:.1f}%, macro-F1 "
+                    f"{100 * report['macro_f1']:.1f}", f"TF-IDF baseline skipped: {base['skipped']}"]  # fmt: skip
+
+        def row(name: str, r: dict, b: dict) -> str:
+            return (f"  {name:<10} {r['n']:>6}  {100 * r['accuracy']:6.1f}%  {100 * r['macro_f1']:6.1f}   "
+                    f"{100 * b['accuracy']:6.1f}%  {100 * b['macro_f1']:6.1f}")  # fmt: skip
+
+        lines = [f"{model} | TF-IDF + logistic regression (C={base['C']:g}, {base['features']}, same split)",
+                 f"  {'':<10} {'texts':>6}  {'acc':>7}  {'mF1':>6}   {'acc':>7}  {'mF1':>6}",
+                 row("all", report, base)]  # fmt: skip
+        lines += [row(domain, r, base["domains"][domain]) for domain, r in report.get("domains", {}).items()]
+        return lines
+
+    def plot(self, predictor, text: str, out: Path) -> tuple[str, Path]:
+        """The pooling weights over the text's tokens (SPEC 5.2)."""
+        from attnseq.plotting import plot_pooling
+
+        p = predictor.predict([text])[0]
+        if p.attention is None:
+            raise AttnseqError(f"model.pooling = {predictor.config.model.pooling} has no weights to plot; "
+                               "train with model.pooling: attention (or mean)")  # fmt: skip
+        return f"{p.output}\t{p.score:.4f}", plot_pooling(p.attention, p.input_tokens, out,
+                                                           title=f"{p.output} ({p.score:.2f}): {text}")  # fmt: skip
+
+    def ablation(self, cfg: Config, source: str) -> Ablation:
+        """Every pooling (SPEC 5.2's attention, mean, max, last) on the test split, beside the TF-IDF
+        baseline of the same split."""
+        splits = split_examples(cfg.data)
+        domains = sorted({ex.domain for ex in splits["test"]})
+        domains = domains if len(domains) > 1 else []  # `report` breaks scores down by domain only then
+        columns = [Column("accuracy", "accuracy", 100, 1, percent=True), Column("macro_f1", "macro-F1", 100, 1),
+                   *(Column(f"{d}_accuracy", f"{d} acc", 100, 1, percent=True) for d in domains)]  # fmt: skip
+
+        def flat(r: dict) -> dict:
+            return {**r, **{f"{d}_accuracy": r["domains"][d]["accuracy"] for d in domains}}
+
+        baseline, settings = tfidf_baseline(splits["train"], splits["valid"], cfg.data)
+        labels = sort_labels(ex.label for ex in splits["train"])
+        base = report(list(baseline.predict([ex.text for ex in splits["test"]])), splits["test"], labels)
+        return Ablation(variants=[(p, [f"model.pooling={p}"]) for p in ("attention", "mean", "max", "last")],
+                        held_out=f"the test split of {Path(source).name} (the seeded split of its data section)",
+                        columns=columns, score=lambda c: flat(c.evaluate(splits["test"])),
+                        baseline={"name": "tfidf_logreg", **settings, **flat(base)},
+                        baseline_row="tfidf-logreg")  # fmt: skip
 
     def describe_model(self, cfg: Config) -> str:
         one = f"{cfg.model.pooling}-pooling classifier"

@@ -7,9 +7,10 @@ the decoder is a pointer-generator (`modules/copy.py`): its attention weights co
 
 from __future__ import annotations
 
-from attnseq.config import Config
+from attnseq.contracts import Column
 from attnseq.metrics import ROUGE_TYPES, score_summaries
-from attnseq.tasks.translation import RecordsTask
+from attnseq.schema import Config
+from attnseq.tasks.records import RecordsTask
 
 LEAD_WORDS = range(1, 61)  # the N the lead baseline tries
 
@@ -35,6 +36,7 @@ class HeadlineTask(RecordsTask):
     metrics = {"rougeL": True, "rouge1": True, "rouge2": True, "loss": False}
     default_metric = "rougeL"
     examples = "description-headline pairs"
+    columns = [Column("rouge1", "ROUGE-1"), Column("rouge2", "ROUGE-2"), Column("rougeL", "ROUGE-L")]
 
     def summary(self, r: dict) -> str:
         return f"ppl {r['ppl']:.2f}  ROUGE-1 {r['rouge1']:.1f}  ROUGE-2 {r['rouge2']:.1f}  ROUGE-L {r['rougeL']:.1f}"

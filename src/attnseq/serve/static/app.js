@@ -118,7 +118,8 @@ function render(body) {
   const p = body.predictions[0];
   $("result").hidden = false;
   $("output").textContent = p.output || "(empty)";
-  const classifier = body.task === "classify";
+  const model = models.find((m) => m.name === body.model);
+  const classifier = Boolean(model) && model.output === "label";
   $("score").textContent = classifier
     ? `probability ${p.score.toFixed(3)}`
     : `log-probability ${p.score == null ? "n/a" : p.score.toFixed(3)}` +

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from attnseq import datasets
+from attnseq import catalogue
 from attnseq.cli import main
 from attnseq.errors import AttnseqError
 
@@ -37,11 +37,11 @@ def fake_set(monkeypatch):
     """A data set of one zip member and one gzip file, registered under the name 'toy'."""
     texts = {"a.txt": b"good\t1\nbad\t0\n", "b.txt.gz": b"line one\nline two\n"}
     sha = {name: hashlib.sha256(data).hexdigest() for name, data in texts.items()}
-    toy = datasets.DataSet("toy", "a toy set", "https://example.org/toy", "CC0", (
-        datasets.Source("https://example.org/files/toy.zip", "a.txt", sha["a.txt"], member="toy/a.txt"),
-        datasets.Source("https://example.org/files/b.txt.gz", "b.txt.gz", sha["b.txt.gz"]),
+    toy = catalogue.DataSet("toy", "a toy set", "https://example.org/toy", "CC0", (
+        catalogue.Source("https://example.org/files/toy.zip", "a.txt", sha["a.txt"], member="toy/a.txt"),
+        catalogue.Source("https://example.org/files/b.txt.gz", "b.txt.gz", sha["b.txt.gz"]),
     ))  # fmt: skip
-    monkeypatch.setitem(datasets.DATASETS, "toy", toy)
+    monkeypatch.setitem(catalogue.DATASETS, "toy", toy)
     return texts
 
 
@@ -82,24 +82,24 @@ def test_data_paths_resolve_in_order_and_say_how_to_fetch(tmp_path, monkeypatch)
     monkeypatch.setenv("ATTNSEQ_DATA", str(tmp_path / "env"))
     (tmp_path / "data" / "toy").mkdir(parents=True)
     (tmp_path / "data" / "toy" / "x.txt").write_text("x")
-    assert datasets.resolve("data:toy/x.txt") == Path("data/toy/x.txt")
+    assert catalogue.resolve("data:toy/x.txt") == Path("data/toy/x.txt")
     (tmp_path / "env" / "toy").mkdir(parents=True)
     (tmp_path / "env" / "toy" / "x.txt").write_text("y")
-    assert datasets.resolve("data:toy/x.txt") == tmp_path / "env" / "toy" / "x.txt"
+    assert catalogue.resolve("data:toy/x.txt") == tmp_path / "env" / "toy" / "x.txt"
     with pytest.raises(AttnseqError, match=r"data:multi30k/nope.gz: not found .*attnseq data get multi30k"):
-        datasets.resolve("data:multi30k/nope.gz")
-    assert datasets.resolve("plain/path.txt") == Path("plain/path.txt")
+        catalogue.resolve("data:multi30k/nope.gz")
+    assert catalogue.resolve("plain/path.txt") == Path("plain/path.txt")
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not here")
-@pytest.mark.parametrize("name", sorted(datasets.DATASETS))
+@pytest.mark.parametrize("name", sorted(catalogue.DATASETS))
 def test_the_registered_checksums_match_the_copies_the_recipes_use(name):
-    for src in datasets.DATASETS[name].files:
-        if isinstance(src, datasets.Folder):
-            assert datasets._folder_digest(SHARED / name / src.target, src.suffix) == src.sha256, src.target
+    for src in catalogue.DATASETS[name].files:
+        if isinstance(src, catalogue.Folder):
+            assert catalogue._folder_digest(SHARED / name / src.target, src.suffix) == src.sha256, src.target
             continue
         data = (SHARED / name / src.target).read_bytes()
-        assert datasets._digest(data, src.target) == src.sha256, src.target
+        assert catalogue._digest(data, src.target) == src.sha256, src.target
 
 
 @pytest.mark.skipif(not (SHARED / "sentiment-uci").is_dir(), reason="../shared/data/sentiment-uci is not here")
@@ -107,11 +107,11 @@ def test_get_sentiment_from_a_server_holding_the_official_archive(server, tmp_pa
     """The real registry entry: the UCI zip layout, rebuilt from the copies here, served locally."""
     www, url = server
     with zipfile.ZipFile(www / "sentiment+labelled+sentences.zip", "w") as z:
-        for src in datasets.DATASETS["sentiment-uci"].files:
+        for src in catalogue.DATASETS["sentiment-uci"].files:
             z.writestr(src.member, (SHARED / "sentiment-uci" / src.target).read_bytes())
-    folder = datasets.get("sentiment-uci", out=tmp_path / "d", mirror=url, log=lambda m: None)
+    folder = catalogue.get("sentiment-uci", out=tmp_path / "d", mirror=url, log=lambda m: None)
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        s.target for s in datasets.DATASETS["sentiment-uci"].files
+        s.target for s in catalogue.DATASETS["sentiment-uci"].files
     )
 
 
@@ -122,11 +122,11 @@ NEWS = SHARED / "news-headlines-huffpost"
 def test_get_headlines_compresses_the_plain_official_file(server, tmp_path):
     """The mirror serves plain JSON Lines; the recipe reads it gzipped, checked by its text."""
     www, url = server
-    (src,) = datasets.DATASETS["news-headlines-huffpost"].files
+    (src,) = catalogue.DATASETS["news-headlines-huffpost"].files
     (www / "News_Category_Dataset_v3.json").write_bytes(gzip.decompress((NEWS / src.target).read_bytes()))
-    folder = datasets.get("news-headlines-huffpost", out=tmp_path / "d", mirror=url, log=lambda m: None)
+    folder = catalogue.get("news-headlines-huffpost", out=tmp_path / "d", mirror=url, log=lambda m: None)
     written = (folder / src.target).read_bytes()
-    assert written[:2] == b"\x1f\x8b" and datasets._digest(written, src.target) == src.sha256
+    assert written[:2] == b"\x1f\x8b" and catalogue._digest(written, src.target) == src.sha256
 
 
 @pytest.mark.parametrize("archive", ["zip", "tar.gz"])
@@ -136,9 +136,9 @@ def test_a_folder_comes_out_of_an_archive_checked_as_a_whole(server, tmp_path, m
 
     www, url = server
     files = {f"{i}_x.wav": bytes([i]) * 10 for i in range(3)}
-    folder = datasets.Folder(f"https://example.org/clips.{archive}", "clips", "top/clips/", ".wav", 3,
-                             datasets.tree_digest(files))  # fmt: skip
-    monkeypatch.setitem(datasets.DATASETS, "clips", datasets.DataSet("clips", "clips", "", "CC0", (folder,)))
+    folder = catalogue.Folder(f"https://example.org/clips.{archive}", "clips", "top/clips/", ".wav", 3,
+                             catalogue.tree_digest(files))  # fmt: skip
+    monkeypatch.setitem(catalogue.DATASETS, "clips", catalogue.DataSet("clips", "clips", "", "CC0", (folder,)))
 
     def publish(content: dict[str, bytes]) -> None:
         if archive == "zip":
@@ -155,13 +155,13 @@ def test_a_folder_comes_out_of_an_archive_checked_as_a_whole(server, tmp_path, m
 
     publish({**files, "1_x.wav": b"changed"})
     with pytest.raises(AttnseqError, match="not the files the recipes were checked with; nothing was written"):
-        datasets.get("clips", out=tmp_path / "d", mirror=url, log=lambda m: None)
+        catalogue.get("clips", out=tmp_path / "d", mirror=url, log=lambda m: None)
     assert not (tmp_path / "d" / "clips" / "clips").exists()
     assert not [p for p in (tmp_path / "d" / "clips").iterdir()]  # no temporary folder left
     publish(files)
-    got = datasets.get("clips", out=tmp_path / "d", mirror=url, log=lambda m: None)
+    got = catalogue.get("clips", out=tmp_path / "d", mirror=url, log=lambda m: None)
     assert {p.name: p.read_bytes() for p in (got / "clips").iterdir()} == files
     (www / f"clips.{archive}").unlink()  # present and intact: nothing downloaded
     lines = []
-    datasets.get("clips", out=tmp_path / "d", mirror=url, log=lines.append)
+    catalogue.get("clips", out=tmp_path / "d", mirror=url, log=lines.append)
     assert "present, checksum ok" in lines[0]

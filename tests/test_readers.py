@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from attnseq.batching import PairDataset, tokenize_pairs
 from attnseq.config import DataConfig
-from attnseq.data import PairDataset, read_pairs, read_parallel, read_tsv, tokenize_pairs
 from attnseq.errors import AttnseqError
+from attnseq.readers import read_pairs, read_parallel, read_tsv
 from attnseq.tokenize import SPACE, CharTokenizer, WordTokenizer, build_tokenizer
 from attnseq.vocab import BOS, EOS, PAD, SPECIALS, UNK, Vocab
 

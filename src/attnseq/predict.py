@@ -1,0 +1,43 @@
+"""Loading a trained model for use: what the CLI, the server and Python users call.
+
+`load(dir)` reads the task a model directory's config.json names, finds it in the registry
+(`attnseq.tasks`) and returns that task's predictor (`attnseq.contracts.Predictor`): a
+`Translator`, a `Classifier`, a `Transcriber`, ... Each predictor class's `from_pretrained` is the
+same call with its own task.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from attnseq import checkpoint
+from attnseq.checkpoint import load_predictor, model_task
+from attnseq.errors import AttnseqError
+from attnseq.runtime import resolve_device
+from attnseq.tasks import get_task, known_tasks
+
+
+def task_of(path: str | Path):
+    """The registered task of a model directory (or of a training run directory's best model)."""
+    name = model_task(path)
+    if name not in known_tasks():
+        raise AttnseqError(f"{path}: holds a model of task {name!r}, which this attnseq does not know "
+                           f"(it knows {', '.join(known_tasks())}); upgrade attnseq or register that task")  # fmt: skip
+    return get_task(name)
+
+
+def load_model_dir(path: str | Path, *, device: str = "cpu"):
+    """(model in eval mode, config, assets) of a model directory, through the task it names."""
+    return checkpoint.load_model_dir(path, task=task_of(path), device=device)
+
+
+def load(path: str | Path, *, device: str = "cpu", expect: type | None = None, what: str = ""):
+    """The predictor of a model directory (or of a training run directory's best model), through
+    its task. With `expect`, a predictor of another kind is an AttnseqError saying the directory
+    holds `what`'s opposite (e.g. "holds a classify model, not a translation model")."""
+    resolve_device(device)  # a device that is not here is the first thing to say
+    task = task_of(path)
+    predictor = load_predictor(path, task=task, device=device)
+    if expect is not None and not isinstance(predictor, expect):
+        raise AttnseqError(f"{path}: holds a {task.name} model, not {what or expect.__name__}")
+    return predictor
