@@ -104,14 +104,16 @@ def test_training_loss_mixes_attention_and_ctc_and_validation_scores_attention_a
     assert model.ctc is not None and model.ctc_weight == 0.3
     batch = a_batch(model)
     model.train()
-    joint = model(batch).loss_sum
+    out = model(batch)
+    joint = out.loss_sum
     attention = model.loss(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out, pad_id=model.pad_id)
     ctc = model.ctc.loss_sum(model.encode(batch.src, batch.src_lengths), batch.tgt_out, batch.tgt_lengths)
     assert joint.item() == pytest.approx(0.7 * attention.item() + 0.3 * ctc.item(), rel=1e-5)
+    assert out.logs == pytest.approx({"attention": attention.item(), "ctc": ctc.item()}, rel=1e-5)  # the parts
     joint.backward()
     assert model.ctc.W_ctc.weight.grad is not None and model.ctc.W_ctc.weight.grad.abs().sum() > 0
     model.eval()
-    assert model(batch).loss_sum.item() == pytest.approx(attention.item(), rel=1e-5)
+    assert model(batch).loss_sum.item() == pytest.approx(attention.item(), rel=1e-5) and model(batch).logs == {}
     plain, _, _ = speech_model(0.0)
     assert plain.ctc is None
 

@@ -81,7 +81,8 @@ class Regression(nn.Module):
         self.linear = nn.Linear(3, 1, bias=bias)
 
     def forward(self, batch: Rows) -> LossOutput:
-        return LossOutput(((self.linear(batch.x.float())[:, 0] - batch.y) ** 2).sum(), batch.units)
+        errors = self.linear(batch.x.float())[:, 0] - batch.y
+        return LossOutput((errors**2).sum(), batch.units, logs={"abs": float(errors.detach().abs().sum())})
 
 
 class NoAssets:
@@ -188,6 +189,8 @@ def test_the_trainer_drives_any_task_through_the_contract(tmp_path):
     valid = [r for r in records if r["event"] == "valid"]
     assert valid[-1]["error"] < 0.01 and valid[-1]["exact_match"] == 100.0 and valid[0]["error"] > valid[-1]["error"]
     assert all(r["improved"] == (r["best"] == r["loss"]) for r in valid)  # best/ follows the lower loss
+    train = [r for r in records if r["event"] == "train"]  # LossOutput.logs per unit, as loss_<name>
+    assert all(0 < r["loss_abs"] and r["loss_abs"] ** 2 <= r["loss"] * 1.0001 for r in train), train[:2]
     model, cfg, _ = load_model_dir(tmp_path / "run" / "best", task=task)
     assert torch.allclose(model.linear.weight[0], TRUE_W, atol=0.01)
     assert (tmp_path / "run" / "best" / "fake_assets.json").is_file()

@@ -14,7 +14,6 @@ What the run directory holds, and its reading and writing: `attnseq.run_dir`.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import shutil
 import time
@@ -30,7 +29,7 @@ from attnseq.distributed import Group, rank_updates, shared_task_data
 from attnseq.errors import AttnseqError
 from attnseq.progress_line import ProgressLine
 from attnseq.run_dir import RunDir
-from attnseq.runtime import autocast, resolve_device
+from attnseq.runtime import resolve_device
 from attnseq.schema import Config
 from attnseq.tasks import get_task
 from attnseq.train_state import (  # noqa: F401 - names of this module too
@@ -73,6 +72,7 @@ class Trainer:
         self.run = RunDir(self.out)  # the run directory: its lock, metrics log and saved models
         self._updates: tuple[int, list] | None = None  # (epoch, its updates), built once per epoch
         self._epoch_batches = 0
+        self.step_logs: dict[str, float] = {}  # the parts of the last update's loss (LossOutput.logs)
         t = cfg.train
         self.device = self.group.device(resolve_device(t.device))
         # an explicit precision this device cannot run natively stops here, before anything is read or written
@@ -89,7 +89,6 @@ class Trainer:
 
     # the optimizer, the LR schedule, the weight average and the progress live in `self.state`
     optimizer = property(lambda self: self.state.optimizer)
-    scheduler = property(lambda self: self.state.scheduler)
     ema = property(lambda self: self.state.ema)
     progress = property(lambda self: self.state.progress)
 
@@ -169,37 +168,12 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ steps
     def train_step(self, batches: list, units: int) -> float:
-        """One update on this rank's `batches` of it, whose units (LossOutput.units) over all
-        ranks are `units`: the gradient of the summed loss / units, as one process would take it
-        from all the update's batches. Returns that loss (nan where it or the gradient was not
-        finite: the update is then skipped and counted)."""
-        t, world = self.cfg.train, self.group.world
-        self.optimizer.zero_grad(set_to_none=True)
-        # DistributedDataParallel averages gradients over the ranks, so each rank divides by
-        # units / world; the last batch's backward runs the all-reduce
-        scale = units / world if world > 1 else units
-        total = 0.0
-        for i, batch in enumerate(batches):
-            last = i == len(batches) - 1
-            sync = contextlib.nullcontext() if last or world == 1 else self.train_model.no_sync()
-            with sync:
-                with autocast(self.device, self.precision):
-                    out = self.train_model(batch.to(self.device))
-                loss = out.loss_sum / scale
-                loss.backward()
-            total += loss.item()
-        total = self.group.sum([total], self.device)[0] / world if world > 1 else total
-        norm = nn.utils.clip_grad_norm_(self.model.parameters(), t.clip) if t.clip > 0 else None
-        if not math.isfinite(total) or (norm is not None and not torch.isfinite(norm)):
-            self.optimizer.zero_grad(set_to_none=True)
-            self.progress.nonfinite += 1
-            self.progress.nonfinite_run += 1
-            return math.nan
-        self.progress.nonfinite_run = 0
-        self.optimizer.step()
-        if self.ema is not None:
-            self.ema.update_parameters(self.model)
-        return total
+        """One update on this rank's `batches` of it, whose units over all ranks are `units`
+        (`TrainState.step`); the parts of the loss it logs are kept in `step_logs`."""
+        loss, self.step_logs = self.state.step(self.train_model, self.model, batches, units, group=self.group,
+                                               device=self.device, precision=self.precision,
+                                               clip=self.cfg.train.clip)  # fmt: skip
+        return loss
 
     @torch.inference_mode()
     def validate(self) -> dict:
@@ -320,6 +294,8 @@ class Trainer:
                 if math.isfinite(loss):
                     p.window_loss += loss * units
                     p.window_units += units
+                    for key, value in self.step_logs.items():  # LossOutput.logs, summed over the batches
+                        p.window_logs[key] = p.window_logs.get(key, 0.0) + value
                 elif p.nonfinite_run >= t.max_nonfinite:
                     saved = self.run.saved_step
                     raise AttnseqError(
@@ -331,12 +307,13 @@ class Trainer:
                 if self._line is not None:
                     self._line.update(loss, units)
                 if t.log_every and p.step % t.log_every == 0:
-                    elapsed = time.perf_counter() - window_start
-                    self._log({"event": "train", "step": p.step, "epoch": p.epoch + 1,
-                               "loss": p.window_loss / max(p.window_units, 1),
+                    elapsed, n = time.perf_counter() - window_start, max(p.window_units, 1)
+                    self._log({"event": "train", "step": p.step, "epoch": p.epoch + 1, "loss": p.window_loss / n,
                                "lr": self.optimizer.param_groups[0]["lr"],
-                               "tok_s": p.window_units / max(elapsed, 1e-9), "skipped": p.nonfinite})  # fmt: skip
+                               "tok_s": p.window_units / max(elapsed, 1e-9), "skipped": p.nonfinite,
+                               **{f"loss_{k}": v / n for k, v in p.window_logs.items()}})  # fmt: skip
                     p.window_loss, p.window_units, window_start = 0.0, 0, time.perf_counter()
+                    p.window_logs = {}
                 if t.save_every and p.step % t.save_every == 0:
                     self._save("last", with_state=True)
             p.train_seconds += time.perf_counter() - clock

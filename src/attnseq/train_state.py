@@ -4,7 +4,9 @@ the `Progress`; and the trainer_state.pt record of them that --resume restores e
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +57,7 @@ class Progress:
     world: int = 1  # processes training together (torchrun); --resume needs the same number
     window_loss: float = 0.0  # loss x units since the last training-loss record of metrics.jsonl ...
     window_units: int = 0  # ... and its units, so a resumed run's next record averages the same steps
+    window_logs: dict = dataclasses.field(default_factory=dict)  # ... and the parts of the loss (LossOutput.logs)
     log_bytes: int = 0  # the length of metrics.jsonl when this state was saved (--resume cuts it back to it)
     nonfinite: int = 0  # updates skipped because the loss or gradient was inf / nan
     nonfinite_run: int = 0  # ... of them in a row, up to now
@@ -83,6 +86,45 @@ class TrainState:
         if t.ema_decay:
             self.ema = AveragedModel(model, multi_avg_fn=bias_corrected_ema(t.ema_decay)).eval()
         self.progress = Progress(world=world)
+
+    def step(self, train_model: nn.Module, model: nn.Module, batches: list, units: int, *, group: Group,
+             device: torch.device, precision: str, clip: float) -> tuple[float, dict[str, float]]:  # fmt: skip
+        """One update on this rank's `batches` of it, whose units (LossOutput.units) over all ranks
+        are `units`: the gradient of the summed loss / units, as one process would take it from all
+        the update's batches, clipped to norm `clip` (0: not), then Adam and the weight average.
+        Returns that loss (nan where it or the gradient was not finite: the update is then skipped
+        and counted) and the parts of the loss (`LossOutput.logs`) summed over all ranks' batches."""
+        world = group.world
+        self.optimizer.zero_grad(set_to_none=True)
+        # DistributedDataParallel averages gradients over the ranks, so each rank divides by
+        # units / world; the last batch's backward runs the all-reduce
+        scale = units / world if world > 1 else units
+        total, logs = 0.0, {}
+        for i, batch in enumerate(batches):
+            last = i == len(batches) - 1
+            sync = contextlib.nullcontext() if last or world == 1 else train_model.no_sync()
+            with sync:
+                with autocast(device, precision):
+                    out = train_model(batch.to(device))
+                loss = out.loss_sum / scale
+                loss.backward()
+            total += loss.item()
+            for key, value in out.logs.items():
+                logs[key] = logs.get(key, 0.0) + value
+        if world > 1:
+            summed = group.sum([total, *logs.values()], device)
+            total, logs = summed[0] / world, dict(zip(logs, summed[1:]))
+        norm = nn.utils.clip_grad_norm_(model.parameters(), clip) if clip > 0 else None
+        if not math.isfinite(total) or (norm is not None and not torch.isfinite(norm)):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.progress.nonfinite += 1
+            self.progress.nonfinite_run += 1
+            return math.nan, logs
+        self.progress.nonfinite_run = 0
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(model)
+        return total, logs
 
     def budget_spent(self, t: TrainConfig) -> str:
         """Why training must stop now ("" if it may go on); checked before every step."""

@@ -103,10 +103,11 @@ class Seq2Seq(nn.Module):
             batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out, pad_id=self.pad_id,
             label_smoothing=smoothing, teacher_forcing=forcing, memory=memory,
         )  # fmt: skip
-        if joint:
-            w = self.ctc_weight
-            loss_sum = (1.0 - w) * loss_sum + w * self.ctc.loss_sum(memory, batch.tgt_out, batch.tgt_lengths)
-        return LossOutput(loss_sum, batch.n_tgt_tokens)
+        if not joint:
+            return LossOutput(loss_sum, batch.n_tgt_tokens)
+        w, ctc = self.ctc_weight, self.ctc.loss_sum(memory, batch.tgt_out, batch.tgt_lengths)
+        logs = {"attention": float(loss_sum.detach()), "ctc": float(ctc.detach())}  # each summed over the batch
+        return LossOutput((1.0 - w) * loss_sum + w * ctc, batch.n_tgt_tokens, logs)
 
     def logits(
         self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, *, teacher_forcing: float = 1.0,
