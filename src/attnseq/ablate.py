@@ -1,4 +1,4 @@
-"""Ablation: the variants a task names (`Task.ablation`: e.g. every decoder wiring x score function
+"""Ablation: the variants a task names (`Task.ablation_variants`: e.g. every decoder wiring x score function
 for text -> text tasks, every pooling for the classifier) trained from one config under the same
 budget, then scored alike on the same held-out set.
 
@@ -91,15 +91,18 @@ def ablate(config: str | Path, out: str | Path, overrides: list[str], *, only: l
     from attnseq.plotting import plot_ablation
 
     base = load_config(config, overrides)
-    unit = get_task(base.task).unit
-    ablation = get_task(base.task).ablation(base, str(config))
-    names = [name for name, _ in ablation.variants]
+    task = get_task(base.task)
+    unit, variants = task.unit, task.ablation_variants(base)
+    if not variants:
+        raise AttnseqError(f"{config}: task {base.task} has no ablation")
+    names = [name for name, _ in variants]
     unknown = sorted(set(only or []) - set(names))
     if unknown:
         raise AttnseqError(f"--only: unknown variant(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+    ablation = task.ablation(base, str(config))
     out = Path(out)
     rows = []
-    for name, sets in ablation.variants:
+    for name, sets in variants:
         if only and name not in only:
             continue
         sets = [*overrides, *sets]

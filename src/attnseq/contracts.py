@@ -236,8 +236,13 @@ class Task:
         """
         raise AttnseqError(f"plot: a {self.name} model has no picture of its attention")
 
+    def ablation_variants(self, cfg) -> list[tuple[str, list[str]]]:
+        """What `attnseq ablate` trains from the config `cfg`: each variant's name and its `--set`
+        overrides ([] where the task has no ablation)."""
+        return []
+
     def ablation(self, cfg, source: str) -> Ablation:
-        """What `attnseq ablate` trains from the config `cfg` (read from `source`) and how it scores each run."""
+        """How `attnseq ablate` scores each variant's run, on what (the config `cfg`, read from `source`)."""
         raise AttnseqError(f"{source}: task {self.name} has no ablation")
 
 
@@ -258,13 +263,12 @@ class Column:
 
 @dataclass
 class Ablation:
-    """The variants `attnseq ablate` trains (a name and the `--set` overrides of each), trained from
+    """How `attnseq ablate` scores the variants a task names (`Task.ablation_variants`), trained from
     one config under one budget and scored alike: `score(predictor)` gives a run's scores (the
     `columns`' keys, and the decoding speed `sent_s` where it measures one) on `held_out`; a
     `baseline` that needs no training (its scores, with its `name`) is the table's last row, named
     `baseline_row`."""
 
-    variants: list[tuple[str, list[str]]]
     held_out: str
     columns: list[Column]
     score: Callable[[Any], dict]

@@ -250,14 +250,16 @@ class TranslationTask(Task):
         return tr.text, plot_attention(tr.attention, tr.src_tokens, tr.tokens, out, title=f"{tr.source} -> {tr.text}")
 
     def ablation(self, cfg: Config, source: str) -> Ablation:
-        """Every decoder wiring x score function (SPEC 1-4) and the no-attention baselines, scored on
-        the held-out pairs (data.test, else data.valid)."""
+        """The variants scored on the held-out pairs (data.test, else data.valid)."""
         pairs, name = self.held_out_pairs(cfg)
         if not pairs:
             raise AttnseqError(f"{source}: no held-out pairs to score the variants on; give data.test or data.valid")
         sources, refs = [s for s, _ in pairs], [r for _, r in pairs]
-        return Ablation(variants=wiring_variants(cfg.model, max_src_len=cfg.data.max_src_len), held_out=name,
-                        columns=self.columns, score=lambda predictor: predictor.score(sources, refs))  # fmt: skip
+        return Ablation(held_out=name, columns=self.columns, score=lambda predictor: predictor.score(sources, refs))
+
+    def ablation_variants(self, cfg: Config) -> list[tuple[str, list[str]]]:
+        """Every decoder wiring x score function (SPEC 1-4) and the no-attention baselines."""
+        return wiring_variants(cfg.model, max_src_len=cfg.data.max_src_len)
 
     columns = [Column("bleu", "BLEU"), Column("chrf", "chrF")]
 
