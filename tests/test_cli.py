@@ -124,3 +124,17 @@ def test_demo_runs_any_wiring_and_replaces_its_own_run(tmp_path, capsys):
     (out / "stale.txt").write_text("from the first run\n")
     assert main(argv) == 0
     assert not (out / "stale.txt").exists() and (out / "best" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_the_command_says_its_version(flag, capsys):
+    import subprocess
+    import sys
+
+    import attnseq
+
+    with pytest.raises(SystemExit) as stop:
+        main([flag])
+    assert stop.value.code == 0 and capsys.readouterr().out == f"attnseq {attnseq.__version__}\n"
+    shell = subprocess.run([sys.executable, "-m", "attnseq", flag], capture_output=True, text=True, check=True)
+    assert re.fullmatch(r"attnseq \d+\.\d+\.\d+\n", shell.stdout)

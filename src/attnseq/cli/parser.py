@@ -54,7 +54,10 @@ def _shortlist_size(text: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from attnseq import __version__
+
     parser = argparse.ArgumentParser(prog="attnseq", description="Sequence-to-sequence models with attention.")
+    parser.add_argument("-V", "--version", action="version", version=f"attnseq {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model from a YAML config")
