@@ -29,13 +29,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from attnseq.config_record import CHECKSUMS, read_config_record, save_config_json
+from attnseq.config_record import CHECKSUMS, parse_saved, read_config_record, save_config_json
 from attnseq.contracts import Task
 from attnseq.errors import AttnseqError
 from attnseq.fast.accelerate import accelerate
 from attnseq.fileio import fsync_path, umask
 from attnseq.runtime import resolve_device
-from attnseq.schema import Config
+from attnseq.schema import Config, validate_for
 
 CONFIG, WEIGHTS, TRAINER_STATE = "config.json", "model.safetensors", "trainer_state.pt"
 METRICS = "metrics.json"  # the validation scores of these weights, where training wrote them
@@ -211,14 +211,11 @@ def load_model_dir(path: str | Path, *, task: Task, device: str | torch.device =
 
 def read_model_config(directory: Path, task: Task) -> Config:
     """A model directory's config.json, read strictly as a config of `task` and checked by it."""
-    from attnseq.config_record import parse_saved
-    from attnseq.schema import validate_saved
-
     path = Path(directory) / CONFIG
-    name = model_task(directory)
-    if name != task.name:
-        raise AttnseqError(f"{directory}: holds a {name} model, not a {task.name} model")
-    return validate_saved(parse_saved(path, {task.name: task}), task, str(path))
+    record = read_config_record(path)
+    if "task" in record and record["task"] != task.name:  # without the key, parse_saved says it is missing
+        raise AttnseqError(f"{directory}: holds a {record.get('task')} model, not a {task.name} model")
+    return validate_for(parse_saved(path, {task.name: task}, record=record), task, str(path))
 
 
 def device_memory(device: torch.device) -> int:

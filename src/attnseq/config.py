@@ -39,7 +39,7 @@ from attnseq.schema import (  # noqa: F401 - the config's names, importable from
     sections_of,
     shortlist_requested,
     suggest,
-    validate_saved,
+    validate_for,
 )
 from attnseq.tasks import get_task, known_tasks
 from attnseq.tasks.classify import ClassifyDataConfig
@@ -49,7 +49,7 @@ from attnseq.tasks.translation import DataConfig
 
 __all__ = ["ClassifierConfig", "ClassifyDataConfig", "Config", "DataConfig", "DecodeConfig", "ModelConfig",
            "RecordsDataConfig", "SpeechDataConfig", "SpeechDecodeConfig", "SpeechModelConfig", "TrainConfig",
-           "for_task", "task_sections", "load_config", "load_config_json", "valid_metric", "valid_metrics",
+           "for_task", "task_sections", "load_config", "load_config_json",
            "validate"]  # fmt: skip
 
 
@@ -64,27 +64,13 @@ def task_sections() -> dict[str, dict[str, type]]:
     return {name: sections_of(task) for name, task in known_tasks().items()}
 
 
-def valid_metrics(task: str) -> tuple[str, ...]:
-    """The metrics train.valid_metric may name for `task`, its default first."""
-    return tuple(get_task(task).metrics)
-
-
-def valid_metric(cfg: Config) -> str:
-    """train.valid_metric, or the task's default when it is empty."""
-    return cfg.train.valid_metric or get_task(cfg.task).default_metric
-
-
 def validate(cfg: Config, source: str = "config", origins: dict[str, str] | None = None) -> Config:
     """Ranges (each section's `ranges`), the rules every task shares and the task's own (`Task.check`).
 
     `origins` maps a dotted key to where its value came from ("file.yaml:12", "--set"); errors
     name that place, or `source` for keys left at their defaults.
     """
-    return validate_saved(cfg, get_task(cfg.task), source, origins)
-
-
-def config_from_dict(raw: dict, source: str = "config", lines: dict | None = None) -> Config:
-    return apply(for_task("translate"), raw, source, lines or {}, known_tasks())
+    return validate_for(cfg, get_task(cfg.task), source, origins)
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

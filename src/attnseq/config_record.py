@@ -68,10 +68,10 @@ def read_config_record(path: Path) -> dict:
     return raw
 
 
-def parse_saved(path: Path, tasks: dict) -> Config:
-    """A model directory's config.json, read strictly (every key of its format must be there) but
-    not yet checked across keys (`attnseq.config.load_config_json` does both)."""
-    raw = dict(read_config_record(path))
+def parse_saved(path: Path, tasks: dict, *, record: dict | None = None) -> Config:
+    """A model directory's config.json (`record`: its contents, already read), read strictly (every
+    key of its format must be there) but not yet checked across keys."""
+    raw = dict(read_config_record(path) if record is None else record)
     for record in (RESOLVED, CHECKSUMS):
         raw.pop(record, None)
     version = raw.pop(FORMAT_KEY, 1)

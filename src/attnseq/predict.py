@@ -35,9 +35,14 @@ def load(path: str | Path, *, device: str = "cpu", expect: type | None = None, w
     """The predictor of a model directory (or of a training run directory's best model), through
     its task. With `expect`, a predictor of another kind is an AttnseqError saying the directory
     holds `what`'s opposite (e.g. "holds a classify model, not a translation model")."""
+    return load_with_task(path, device=device, expect=expect, what=what)[0]
+
+
+def load_with_task(path: str | Path, *, device: str = "cpu", expect: type | None = None, what: str = ""):
+    """`load`, and the task the directory names: (predictor, task)."""
     resolve_device(device)  # a device that is not here is the first thing to say
     task = task_of(path)
     predictor = load_predictor(path, task=task, device=device)
     if expect is not None and not isinstance(predictor, expect):
         raise AttnseqError(f"{path}: holds a {task.name} model, not {what or expect.__name__}")
-    return predictor
+    return predictor, task

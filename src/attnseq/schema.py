@@ -372,7 +372,7 @@ def origins_at(source: str, origins: dict[str, str] | None) -> Callable[..., str
     return at
 
 
-def validate_saved(cfg: Config, task, source: str = "config", origins: dict[str, str] | None = None) -> Config:
+def validate_for(cfg: Config, task, source: str = "config", origins: dict[str, str] | None = None) -> Config:
     """Ranges (each section's `ranges`), the rules every task shares and `task.check`'s own; errors
     name where the values came from (`origins_at`). Returns the config."""
     at = origins_at(source, origins)

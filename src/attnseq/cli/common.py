@@ -49,12 +49,9 @@ def load_predictor(args, *, expect: type | None = None, what: str = ""):
     applied to its config and checked like the config itself; an option its task does not take is
     refused with one line. Returns (predictor, task)."""
     from attnseq.config import validate
-    from attnseq.predict import load, task_of
-    from attnseq.runtime import resolve_device
+    from attnseq.predict import load_with_task
 
-    resolve_device(args.device)  # a device that is not here is the first thing to say
-    task = task_of(args.model)
-    predictor = load(args.model, device=args.device, expect=expect, what=what)
+    predictor, task = load_with_task(args.model, device=args.device, expect=expect, what=what)
     given = {o: getattr(args, o) for o in SEARCH_FLAGS if getattr(args, o, None) is not None}
     refused = [o for o in given if o not in task.decode_options
                and not (o == "precision" and given[o] in ("auto", task.predicts_in))]  # fmt: skip
@@ -85,13 +82,14 @@ def load_predictor(args, *, expect: type | None = None, what: str = ""):
 def held_out(run: Path) -> None:
     """After training: the best model's test report, where its task makes one after training and
     there is a test split, printed and kept in RUN/test_report.json."""
+    from attnseq.checkpoint import load_predictor
     from attnseq.fileio import atomic_write_text
-    from attnseq.predict import load, task_of
+    from attnseq.predict import task_of
 
     task = task_of(run)
     if not task.reports_after_training:
         return
-    predictor = load(run)
+    predictor = load_predictor(run, task=task)
     report = task.test_report(predictor)
     if report is None:
         return

@@ -360,8 +360,8 @@ def load_models(specs: list[str], *, device: str = "cpu", threads: int = 0) -> d
     """`serve --model` values, DIR or NAME=DIR, each loaded through its task in its own inference
     thread with `threads` torch threads (0: the machine's cores shared out among the models).
     Names default to the directory's name, or its parent's for a run's best/."""
-    from attnseq.checkpoint import load_metrics, model_task, resolve_model_dir
-    from attnseq.predict import load
+    from attnseq.checkpoint import load_metrics, resolve_model_dir
+    from attnseq.predict import load_with_task
 
     named: dict[str, Path] = {}
     for spec in specs:
@@ -379,12 +379,12 @@ def load_models(specs: list[str], *, device: str = "cpu", threads: int = 0) -> d
     for name, directory in named.items():
         executor = inference_thread(threads, name)
         try:
-            predictor = executor.submit(load, directory, device=device).result()
+            predictor, task = executor.submit(load_with_task, directory, device=device).result()
             executor.submit(_warm_up, predictor).result()
         except BaseException:
             executor.shutdown()
             raise
-        models[name] = ServedModel(name=name, predictor=predictor, task=model_task(directory), directory=str(directory),
+        models[name] = ServedModel(name=name, predictor=predictor, task=task.name, directory=str(directory),
                                    metrics=load_metrics(directory), executor=executor)  # fmt: skip
     return models
 

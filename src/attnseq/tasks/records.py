@@ -122,10 +122,10 @@ class RecordsTask(TranslationTask):
         cfg = predictor.config
         if data:
             pairs = [(r.src, r.tgt) for r in read_records(data, cfg.data)[0]]
-        elif not self.pairs(cfg, "test"):
-            return None
         else:
-            pairs = None
+            pairs = self.pairs(cfg, "test")
+            if not pairs:
+                return None
         return self.held_out_report(predictor, pairs=pairs, outputs=outputs)
 
     def report_lines(self, report: dict, cfg) -> list[str]:
