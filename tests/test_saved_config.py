@@ -16,15 +16,19 @@ from tests.conftest import ROOT
 
 FORMAT1 = Path(__file__).with_name("config_keys_format1.txt")  # every task's keys when format 1 was current
 RECIPES = {"translate": "dates", "classify": "sentiment", "chat": "chatbot_ko", "headline": "headlines",
-           "speech": "yesno"}  # fmt: skip
+           "speech": "yesno", "lm": "an4_lm"}  # fmt: skip
 
 
 def recipe(task: str):
     return load_config(ROOT / "configs" / f"{RECIPES[task]}.yaml")
 
 
+# the tasks of format 1; a task added later (lm: format 10) has no older files to read
+OLD_TASKS = sorted({key.split(":", 1)[0] for key in FORMAT1.read_text().split()})
+
+
 def keys_now() -> set[str]:
-    return {f"{task}:{section}.{f.name}" for task, sections in task_sections().items()
+    return {f"{task}:{section}.{f.name}" for task, sections in task_sections().items() if task in OLD_TASKS
             for section, cls in sections.items() for f in dataclasses.fields(cls)}  # fmt: skip
 
 
@@ -35,7 +39,7 @@ def test_every_key_added_since_format_1_is_listed_with_its_format():
 
 
 @pytest.mark.parametrize("version", range(1, FORMAT))
-@pytest.mark.parametrize("task", sorted(task_sections()))
+@pytest.mark.parametrize("task", OLD_TASKS)
 def test_an_older_format_loads_without_the_keys_added_since(task, version, tmp_path):
     path = tmp_path / "config.json"
     save_config_json(recipe(task), path)

@@ -20,7 +20,9 @@ CHECKSUMS = "files"
 # config.json's format: a saved config must hold every key its format had (a missing key is an
 # error, never a silent default); a key added later goes into ADDED_KEYS with the next format
 FORMAT_KEY = "format"
-FORMAT = 9  # 9: model.members; 8: decode.shortlist may be "auto"; model.ngrams, model.ngram_buckets
+# 10: data.split_column, data.speed_copies, decode.lm, decode.lm_weight; 9: model.members;
+# 8: decode.shortlist may be "auto"; model.ngrams, model.ngram_buckets
+FORMAT = 10
 ADDED_KEYS: dict[str, int] = {
     "train.accumulate": 2,
     "train.max_nonfinite": 2,
@@ -41,6 +43,10 @@ ADDED_KEYS: dict[str, int] = {
     "model.ngrams": 8,
     "model.ngram_buckets": 8,
     "model.members": 9,
+    "data.split_column": 10,
+    "data.speed_copies": 10,
+    "decode.lm": 10,
+    "decode.lm_weight": 10,
 }
 
 

@@ -45,4 +45,19 @@ def load_with_task(path: str | Path, *, device: str = "cpu", expect: type | None
     predictor = load_predictor(path, task=task, device=device)
     if expect is not None and not isinstance(predictor, expect):
         raise AttnseqError(f"{path}: holds a {task.name} model, not {what or expect.__name__}")
+    attach_lm(predictor)
     return predictor, task
+
+
+def attach_lm(predictor) -> None:
+    """Load the language model that the predictor's decode.lm names (a `task: lm` model directory)
+    and fuse it into its beam search (`Seq2SeqPredictor.attach_lm`); nothing where decode.lm is ""."""
+    dec = getattr(predictor.config, "decode", None)
+    path = getattr(dec, "lm", "")
+    if not path or not hasattr(predictor, "attach_lm"):
+        return
+    task = task_of(path)
+    if task.name != "lm":
+        raise AttnseqError(f"decode.lm = {path}: holds a {task.name} model, not a language model (task: lm)")
+    lm, _, assets = checkpoint.load_model_dir(path, task=task, device=str(predictor.device))
+    predictor.attach_lm(path, lm, assets.vocab.itos)

@@ -127,8 +127,14 @@ class DecodeConfig:
     # auto: 10 on a CPU for word-level target vocabularies of 4,000 words or more, else 0
     shortlist: ShortlistSize = "auto"
     shortlist_frequent: int = 100
+    # a language model's directory (`task: lm`, trained on the target side with the model's tokenizer):
+    # beam search adds lm_weight * log P_LM of each token it writes (shallow fusion, decoding/fusion.py);
+    # "" = none. Validation during training decodes without it.
+    lm: str = ""
+    lm_weight: float = 0.3
 
     ranges: ClassVar[dict[str, Range]] = {
+        "lm_weight": (lambda v: 0 <= v <= 10, "in [0, 10]"),
         "max_len_a": (lambda v: 0 <= v <= 100, "in [0, 100]"),
         "max_len_b": (lambda v: 1 <= v <= 100_000, "in [1, 100000]"),
         "batch_size": AT_LEAST_1,

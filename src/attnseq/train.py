@@ -14,6 +14,7 @@ What the run directory holds, and its reading and writing: `attnseq.run_dir`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import time
@@ -181,7 +182,10 @@ class Trainer:
         model = self.eval_model.eval()
         metrics = valid_loss(model, self.data.valid, batch_size=self.cfg.decode.batch_size, device=self.device,
                              precision=self.precision)  # fmt: skip
-        metrics.update(self.task.validate(model, self.data, self.cfg, device=str(self.device)))
+        cfg = self.cfg  # validation decodes without decode.lm: the language model is for the finished model
+        if cfg.decode.lm:
+            cfg = dataclasses.replace(cfg, decode=dataclasses.replace(cfg.decode, lm=""))
+        metrics.update(self.task.validate(model, self.data, cfg, device=str(self.device)))
         self.model.train()
         if self.ema is not None:
             model.eval()

@@ -10,6 +10,7 @@ import torch
 from attnseq import runtime
 from attnseq.contracts import Prediction, SearchOption, check_count
 from attnseq.decoding import Hypothesis, Sampler, attention_to_cpu, beam_search, greedy_search
+from attnseq.decoding.fusion import Chain, LMFusion, token_map
 from attnseq.errors import AttnseqError
 from attnseq.fast.decoding import decoding_model
 from attnseq.models.seq2seq import Seq2Seq
@@ -31,7 +32,17 @@ class Translation(Prediction):
 
 
 # the decode keys the command line's search options set on a seq2seq predictor (--beam-size, ...)
-SEARCH_KEYS = ("beam_size", "length_penalty", "alpha", "batch_size", "precision", "n_best", "shortlist")
+SEARCH_KEYS = (
+    "beam_size",
+    "length_penalty",
+    "alpha",
+    "batch_size",
+    "precision",
+    "n_best",
+    "shortlist",
+    "lm",
+    "lm_weight",
+)
 
 
 class Seq2SeqPredictor:
@@ -93,10 +104,45 @@ class Seq2SeqPredictor:
         """What decode.max_len_a multiplies: the source lengths (source tokens for text)."""
         return src_lengths
 
-    def prefix_scorer(self, model: Seq2Seq):
-        """What beam search adds to the decoder's scores (`beam_search(prefix_scorer=...)`): None for
+    # the language model fused into beam search: (its directory, an RNNLanguageModel, the LM id of
+    # each output id); set by `attach_lm`, used while decode.lm names that directory
+    lm: tuple[str, torch.nn.Module, torch.Tensor] | None = None
+
+    def attach_lm(self, path: str, lm: torch.nn.Module, lm_tokens: list[str]) -> None:
+        """Fuse the language model `lm` (directory `path`, vocabulary `lm_tokens` in id order) into beam
+        search while decode.lm is `path` (`predict.attach_lm` loads it). Raises AttnseqError when the
+        LM shares too few of the model's output tokens (another tokenizer)."""
+        index = {t: i for i, t in enumerate(lm_tokens)}
+        words = [t for t in self.tgt_vocab.itos[4:]]
+        known = sum(t in index for t in words)
+        if words and known < 0.5 * len(words):
+            raise AttnseqError(f"decode.lm = {path}: the language model knows {known} of the model's {len(words)} "
+                               "output tokens; train it with the model's tokenizer (data.tokenizer)")  # fmt: skip
+        self.lm = (path, lm.to(self.device).eval(), token_map(self.tgt_vocab.itos, index, unk_id=Vocab.unk_id))
+
+    def model_scorers(self, model: Seq2Seq) -> list:
+        """Functions of the memory giving the scorers beam search ranks by beside the decoder: none for
         text; a speech model with a CTC layer can decode jointly with it (`Transcriber`)."""
-        return None
+        return []
+
+    def prefix_scorer(self, model: Seq2Seq):
+        """What beam search adds to the decoder's scores (`beam_search(prefix_scorer=...)`): the
+        model's own scorers (`model_scorers`), then the language model of decode.lm (shallow fusion);
+        None where there are none."""
+        makers = self.model_scorers(model)
+        dec = self.config.decode
+        if dec.lm and dec.lm_weight > 0:
+            if self.lm is None or self.lm[0] != dec.lm:
+                raise AttnseqError(f"decode.lm = {dec.lm}: that language model is not loaded; load the model with "
+                                   "attnseq.load (or the command line), which loads decode.lm")  # fmt: skip
+            _, lm, mapping = self.lm
+            makers.append(lambda memory: LMFusion(lm, mapping.to(memory.src_mask.device), memory.src_mask.size(0),
+                                                  bos_id=Vocab.bos_id, weight=dec.lm_weight))  # fmt: skip
+        if not makers:
+            return None
+        if len(makers) == 1:
+            return makers[0]
+        return lambda memory: Chain([make(memory) for make in makers])
 
     def _search(
         self, model: Seq2Seq, src, src_lengths, beam_size: int, n_best: int, sampler=None

@@ -9,6 +9,7 @@ training recordings also cut into words at the pauses (`split_words`) and joined
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -77,15 +78,29 @@ def _load(manifest: Path, d: SpeechDataConfig, row: dict, file_column: str) -> n
 
 
 def tsv_corpus(d: SpeechDataConfig, split: str) -> list[Utterance]:
+    """The recordings of `split` from its manifest (data.train / valid / test), or, with
+    data.split_column, the rows of data.manifest whose split column holds data.<split>. Training
+    recordings are played at each speed of data.speed_copies (Kaldi's speed perturbation)."""
     spec = getattr(d, split)
     if not spec:
         return []
-    manifest, rows = read_manifest(spec, [d.file_column, d.text_column])
+    columns = [d.file_column, d.text_column] + ([d.split_column] if d.split_column else [])
+    manifest, rows = read_manifest(d.manifest if d.split_column else spec, columns)
+    if d.split_column:
+        rows = [row for row in rows if row[d.split_column] == spec]
+        if not rows:
+            raise AttnseqError(f"{manifest}: no row has {spec!r} in its {d.split_column!r} column; check "
+                               f"data.{split} (the split's name in the manifest)")  # fmt: skip
     out = []
     for row in rows:
-        if not row[d.text_column].strip():
+        text = row[d.text_column].strip()
+        if not text:
             raise AttnseqError(f"{row['_where']}: the transcript is empty; fill it or drop the line")
-        out.append(Utterance(row[d.file_column], row[d.text_column], _load(manifest, d, row, d.file_column)))
+        out.append(Utterance(row[d.file_column], text, _load(manifest, d, row, d.file_column)))
+    if split == "train" and d.speed_copies:
+        out = [u if speed == 1.0 else dataclasses.replace(u, name=f"{u.name}@{speed:g}",
+                                                          wave=played_at(u.wave, speed, d.sample_rate))
+               for speed in d.speed_copies for u in out]  # fmt: skip
     return out
 
 

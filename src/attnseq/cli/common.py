@@ -11,7 +11,18 @@ from attnseq.errors import AttnseqError
 
 # the command line's search options, named as the decode keys they set (`parser.add_search`,
 # --n-best, --ctc-weight); a task takes those in its `decode_options` and refuses the others
-SEARCH_FLAGS = ("beam_size", "length_penalty", "alpha", "batch_size", "precision", "n_best", "shortlist", "ctc_weight")
+SEARCH_FLAGS = (
+    "beam_size",
+    "length_penalty",
+    "alpha",
+    "batch_size",
+    "precision",
+    "n_best",
+    "shortlist",
+    "ctc_weight",
+    "lm",
+    "lm_weight",
+)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -49,7 +60,7 @@ def load_predictor(args, *, expect: type | None = None, what: str = ""):
     applied to its config and checked like the config itself; an option its task does not take is
     refused with one line. Returns (predictor, task)."""
     from attnseq.config import validate
-    from attnseq.predict import load_with_task
+    from attnseq.predict import attach_lm, load_with_task
 
     predictor, task = load_with_task(args.model, device=args.device, expect=expect, what=what)
     given = {o: getattr(args, o) for o in SEARCH_FLAGS if getattr(args, o, None) is not None}
@@ -70,6 +81,8 @@ def load_predictor(args, *, expect: type | None = None, what: str = ""):
         precision = predictor.precision  # a precision this device cannot run stops here, before any input is read
         if dec.precision == "auto":
             NOTICES.append(f"attnseq: decoding in {precision} (auto on {device_summary(args.device)})")
+    if "lm" in given:
+        attach_lm(predictor)
     if task.shortlists:
         predictor.check_shortlist()  # so does a shortlist the model does not have
         if dec.shortlist == "auto" and predictor.shortlist_size:

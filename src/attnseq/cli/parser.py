@@ -40,6 +40,17 @@ def add_search(p: argparse.ArgumentParser) -> None:
         "training, plus the frequent ones (text models; faster, 0 = the whole vocabulary; auto: 10 for word "
         "vocabularies of 4,000 words or more on a CPU; default: the model's decode.shortlist)",
     )
+    p.add_argument(
+        "--lm",
+        metavar="DIR",
+        help="a language model (task: lm) fused into beam search (default: the model's decode.lm)",
+    )
+    p.add_argument(
+        "--lm-weight",
+        type=float,
+        metavar="W",
+        help="--lm: its weight beside the model's scores (default: the model's decode.lm_weight)",
+    )
     p.add_argument("--device", default="cpu")
 
 

@@ -15,6 +15,7 @@ from attnseq.contracts import Task
 from attnseq.tasks.chatbot import ChatTask
 from attnseq.tasks.classify import ClassifyTask
 from attnseq.tasks.headlines import HeadlineTask
+from attnseq.tasks.lm import LMTask
 from attnseq.tasks.speech import SpeechTask
 from attnseq.tasks.translation import TranslationTask
 
@@ -27,7 +28,7 @@ def register(task: type[Task]) -> type[Task]:
     return task
 
 
-for _task in (TranslationTask, ClassifyTask, SpeechTask, ChatTask, HeadlineTask):
+for _task in (TranslationTask, ClassifyTask, SpeechTask, ChatTask, HeadlineTask, LMTask):
     register(_task)
 
 

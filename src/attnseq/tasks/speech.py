@@ -128,18 +128,18 @@ class Transcriber(Seq2SeqPredictor):
                 shown[0].alternatives = shown
         return results  # type: ignore[return-value]
 
-    def prefix_scorer(self, model):
+    def model_scorers(self, model) -> list:
         """decode.ctc_weight > 0: beam search ranks by the attention decoder and the CTC layer
         together (`decoding/ctc_prefix.py`), also at beam size 1."""
         weight = self.config.decode.ctc_weight
         if weight <= 0:
-            return None
+            return []
         if model.ctc is None:
             raise AttnseqError("decode.ctc_weight > 0 needs a model trained with a CTC layer (model.ctc_weight > 0); "
                                "decode with --ctc-weight 0")  # fmt: skip
         eos = self.tgt_vocab.eos_id
-        return lambda memory: CTCPrefixScorer(model.ctc.log_probs(memory), memory.src_mask.sum(dim=1), eos_id=eos,
-                                              weight=weight)  # fmt: skip
+        return [lambda memory: CTCPrefixScorer(model.ctc.log_probs(memory), memory.src_mask.sum(dim=1), eos_id=eos,
+                                               weight=weight)]  # fmt: skip
 
     def limit_basis(self, src_lengths: torch.Tensor) -> torch.Tensor:
         """decode.max_len_a counts listener positions for a speech model (not frames)."""
@@ -270,7 +270,8 @@ class SpeechTask(Task):
         d = predictor.config.data
         if not data and d.corpus == "tsv" and not d.test:
             return None
-        utterances = tsv_corpus(dataclasses.replace(d, test=data, audio_dir=""), "test") if data else None
+        given = dataclasses.replace(d, test=data, audio_dir="", split_column="")  # --data: a manifest of its own
+        utterances = tsv_corpus(given, "test") if data else None
         found: list[Prediction] = []
         report = held_out_report(predictor, utterances=utterances, predictions=found)
         report.update(beam_size=predictor.config.decode.beam_size, precision=predictor.precision)
@@ -282,6 +283,9 @@ class SpeechTask(Task):
         r = report
         lines = [f"WER {100 * r['wer']:.2f}% ({r['errors']} errors in {r['words']} words)  CER {100 * r['cer']:.2f}%  "
                  f"exact {100 * r['exact']:.1f}% of {r['n']} recordings"]  # fmt: skip
+        for row in r.get("published", []):
+            wer = "" if row["wer"] is None else f"  WER {row['wer']:.1f}%"
+            lines.append(f"  published: CER {row['cer']:.1f}%{wer}  {row['system']}")
         if "isolated" in r:
             iso = r["isolated"]
             lines.append(f"isolated test clips: accuracy {100 * iso['accuracy']:.1f}% of {iso['n']} "
@@ -302,6 +306,26 @@ class SpeechTask(Task):
                                      title=f"{Path(text).name} -> {p.output}")  # fmt: skip
 
 
+# Published results on a benchmark's test split, by the manifest a config reads (CER / WER in %; None
+# where not reported), shown beside the model's in the held-out table
+PUBLISHED = {
+    "data:an4/transcripts.tsv": [
+        ("ESPnet BLSTMP + location attention + CTC 0.5, no LM (egs/an4)", 17.7, None),
+        ("ESPnet BLSTMP + location attention + CTC 0.5, word LM (egs/an4)", 11.3, None),
+        ("ESPnet CTC only, no LM (egs/an4)", 10.1, None),
+        ("ESPnet VGG-BLSTMP + location attention + CTC, word LM (egs/an4)", 4.1, 7.9),
+        ("ESPnet Transformer, BPE, speed perturbation, no LM (egs2/an4)", 3.6, 7.6),
+    ],
+}
+
+
+def published(d: SpeechDataConfig) -> list[dict]:
+    """The published results on the config's test split, where it is a benchmark's (`PUBLISHED`)."""
+    if not d.split_column or d.manifest not in PUBLISHED:
+        return []
+    return [{"system": system, "cer": cer, "wer": wer} for system, cer, wer in PUBLISHED[d.manifest]]
+
+
 def held_out_report(transcriber: Transcriber, *, utterances: list[Utterance] | None = None,
                     predictions: list[Prediction] | None = None) -> dict:  # fmt: skip
     """The model on its config's test split (or `utterances`): wer, cer, exact; for fsdd also the
@@ -313,6 +337,8 @@ def held_out_report(transcriber: Transcriber, *, utterances: list[Utterance] | N
     found, out = transcriber.evaluate(test)
     if predictions is not None:
         predictions.extend(found)
+    if utterances is None and published(d):
+        out["published"] = published(d)
     if utterances is None and d.corpus == "fsdd":
         clips = read_split(d, "test_isolated")
         _, iso = transcriber.evaluate(clips)

@@ -50,6 +50,12 @@ class SpeechDataConfig:
     test: str = ""
     file_column: str = "file"
     text_column: str = "text"
+    # corpus tsv: the column of data.manifest naming each row's split; with it, data.train / valid / test
+    # are split names in that column (e.g. AN4's transcripts.tsv: train_nodev / train_dev / test)
+    split_column: str = ""
+    # corpus tsv: every training recording is played at each of these speeds (tempo and pitch together, as
+    # sox's `speed`; resampled), e.g. [0.9, 1.0, 1.1] triples the training set; [] = as recorded
+    speed_copies: list[float] = field(default_factory=list)
     tokenizer: TokenizerKind = "word"  # how transcripts become output tokens (word | char | spm)
     spm_vocab_size: int = 200
     lowercase: bool = False
@@ -144,6 +150,13 @@ def check_speech(cfg: Config, at) -> None:
     if d.corpus == "tsv" and not (d.train and d.valid) or d.corpus != "tsv" and not d.manifest:
         need = "data.train and data.valid (manifests)" if d.corpus == "tsv" else "data.manifest"
         raise AttnseqError(f"{at('data.corpus')}: data.corpus = {d.corpus} needs {need}")
+    if d.split_column and (d.corpus != "tsv" or not d.manifest):
+        raise AttnseqError(f"{at('data.split_column')}: data.split_column picks rows of data.manifest for corpus "
+                           "tsv; set data.manifest (the one manifest) or remove data.split_column")  # fmt: skip
+    if d.speed_copies and (d.corpus != "tsv" or not all(0.5 <= s <= 2.0 for s in d.speed_copies)):
+        raise AttnseqError(f"{at('data.speed_copies')}: data.speed_copies lists speeds in [0.5, 2] at which corpus "
+                           f"tsv's training recordings are played, e.g. [0.9, 1.0, 1.1] (got {d.speed_copies} "
+                           f"with corpus {d.corpus}; corpus fsdd / yesno use data.speed_perturb)")  # fmt: skip
     if d.min_clips > d.max_clips:
         raise AttnseqError(f"{at('data.min_clips', 'data.max_clips')}: data.min_clips ({d.min_clips}) is more "
                            f"than data.max_clips ({d.max_clips})")  # fmt: skip
