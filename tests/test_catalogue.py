@@ -95,6 +95,9 @@ def test_data_paths_resolve_in_order_and_say_how_to_fetch(tmp_path, monkeypatch)
 @pytest.mark.parametrize("name", sorted(catalogue.DATASETS))
 def test_the_registered_checksums_match_the_copies_the_recipes_use(name):
     for src in catalogue.DATASETS[name].files:
+        if isinstance(src, catalogue.Corpus):
+            assert catalogue._corpus_digests(src, SHARED / name) == (src.samples, src.transcripts, src.texts)
+            continue
         if isinstance(src, catalogue.Folder):
             assert catalogue._folder_digest(SHARED / name / src.target, src.suffix) == src.sha256, src.target
             continue
@@ -165,3 +168,75 @@ def test_a_folder_comes_out_of_an_archive_checked_as_a_whole(server, tmp_path, m
     lines = []
     catalogue.get("clips", out=tmp_path / "d", mirror=url, log=lines.append)
     assert "present, checksum ok" in lines[0]
+
+
+AN4 = SHARED / "an4"
+
+
+@pytest.fixture(scope="module")
+def an4_zip(tmp_path_factory):
+    """The official archive's layout (wav/FILEID.wav, etc/, LICENSE) rebuilt from the converted copy here."""
+    import io
+
+    import soundfile
+
+    if not AN4.is_dir():
+        pytest.skip("../shared/data/an4 is not here")
+    (src,) = catalogue.DATASETS["an4"].files
+    path = tmp_path_factory.mktemp("an4") / src.url.rsplit("/", 1)[1]
+    with zipfile.ZipFile(path, "w") as z:
+        for flac in sorted((AN4 / "audio").rglob("*.flac")):
+            wav = io.BytesIO()
+            soundfile.write(wav, soundfile.read(flac, dtype="int16")[0], src.rate, format="WAV", subtype="PCM_16")
+            z.writestr(f"{src.prefix}wav/{flac.relative_to(AN4 / 'audio').with_suffix('.wav').as_posix()}",
+                       wav.getvalue())  # fmt: skip
+        for name in src.text_files():
+            z.writestr(src.prefix + name, (AN4 / name).read_bytes())
+        z.writestr(f"{src.prefix}README.md", "not copied")
+    return path
+
+
+def test_get_an4_converts_the_official_archive_to_the_copy_here(server, an4_zip, tmp_path):
+    import soundfile
+
+    www, url = server
+    (www / an4_zip.name).symlink_to(an4_zip)
+    lines = []
+    folder = catalogue.get("an4", out=tmp_path / "d", mirror=url, log=lines.append)
+    assert "1078 recordings converted to FLAC" in lines[1]
+    assert (folder / "transcripts.tsv").read_bytes() == (AN4 / "transcripts.tsv").read_bytes()
+    assert sorted(p.name for p in folder.iterdir()) == ["LICENSE", "audio", "etc", "transcripts.tsv"]
+    for name in ("LICENSE", "etc/an4_train.transcription", "etc/an4_test.fileids"):
+        assert (folder / name).read_bytes() == (AN4 / name).read_bytes(), name
+    flacs = sorted((AN4 / "audio").rglob("*.flac"))
+    assert len(flacs) == 1078 and len(list((folder / "audio").rglob("*.flac"))) == 1078
+    for flac in flacs[::250]:
+        ours, rate = soundfile.read(folder / flac.relative_to(AN4), dtype="int16")
+        assert rate == 16000 and (ours == soundfile.read(flac, dtype="int16")[0]).all(), flac.name
+    (www / an4_zip.name).unlink()  # present and intact: nothing downloaded
+    lines.clear()
+    catalogue.get("an4", out=tmp_path / "d", mirror=url, log=lines.append)
+    assert "present, checksums ok" in lines[0]
+
+
+def test_an4_with_one_changed_recording_is_refused_and_nothing_is_written(server, an4_zip, tmp_path):
+    import io
+
+    import numpy as np
+    import soundfile
+
+    www, url = server
+    with zipfile.ZipFile(an4_zip) as old, zipfile.ZipFile(www / an4_zip.name, "w") as new:
+        for info in old.infolist():
+            data = old.read(info)
+            if info.filename.endswith("/an406-fcaw-b.wav"):
+                samples = soundfile.read(io.BytesIO(data), dtype="int16")[0]
+                samples[1000] = np.int16(samples[1000] ^ 1)
+                wav = io.BytesIO()
+                soundfile.write(wav, samples, 16000, format="WAV", subtype="PCM_16")
+                data = wav.getvalue()
+            new.writestr(info, data)
+    with pytest.raises(AttnseqError, match="not the files the recipes were checked with; nothing was written") as exc:
+        catalogue.get("an4", out=tmp_path / "d", mirror=url, log=lambda m: None)
+    assert "\n" not in str(exc.value) and "1078 recordings (expected 1078)" in str(exc.value)
+    assert list((tmp_path / "d" / "an4").iterdir()) == []

@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import io
 import os
+import re
 import shutil
 import tempfile
 import urllib.error
@@ -48,12 +49,33 @@ class Folder:
 
 
 @dataclass(frozen=True)
+class Corpus:
+    """A speech corpus in SphinxTrain's layout (wav/FILEID.wav, etc/DB_{train,test}.{fileids,transcription}),
+    converted from its archive: each listed recording as audio/FILEID.flac, the etc/ lists and LICENSE as
+    they are, and transcripts.tsv (utt_id, split, file, speaker, text) with ESPnet's ids and split. Checked
+    by what recipes read, so not by the FLAC encoder's bytes."""
+
+    url: str  # the official archive (.zip)
+    prefix: str  # its top folder
+    db: str  # the etc/ files' stem
+    count: int  # how many recordings
+    dev: int  # the first DEV training utterances by sorted utt_id are train_dev, the rest train_nodev
+    samples: str  # tree_digest of "audio/FILEID.flac" -> its decoded samples (int16, little-endian)
+    transcripts: str  # sha256 of transcripts.tsv
+    texts: str  # tree_digest of the etc/ lists and LICENSE
+    rate: int = 16000  # the recordings' sample rate (mono, 16-bit)
+
+    def text_files(self) -> list[str]:
+        return ["LICENSE", *(f"etc/{self.db}_{s}.{k}" for s in ("train", "test") for k in ("fileids", "transcription"))]
+
+
+@dataclass(frozen=True)
 class DataSet:
     name: str
     title: str
     home: str
     licence: str
-    files: tuple[Source | Folder, ...]
+    files: tuple[Source | Folder | Corpus, ...]
 
 
 def tree_digest(files: dict[str, bytes]) -> str:
@@ -101,6 +123,7 @@ _M30K_SHA = {
 }
 
 _FSDD = "26eb9aaf76e81b692f806f9140c2d2777410d7a1"  # the commit the recipe was checked with
+_AN4 = "b567d132f43304e70a2b2eca6077f22255311812"  # likewise
 
 DATASETS: dict[str, DataSet] = {
     d.name: d
@@ -175,6 +198,24 @@ DATASETS: dict[str, DataSet] = {
                     ".wav",
                     60,
                     "0032ed8b3aaeddf0c7451e136e7c5dae6a58415b1bd3fa7bbe2b49873564cb6a",
+                ),
+            ),
+        ),
+        DataSet(
+            "an4",
+            "CMU AN4 (census) speech: 1,078 utterances of spelled words and numbers, 16 kHz",
+            "https://github.com/cmusphinx/an4",
+            "CMU AN4 licence (BSD-style)",
+            (
+                Corpus(
+                    f"https://github.com/cmusphinx/an4/archive/{_AN4}.zip",
+                    f"an4-{_AN4}/",
+                    "an4",
+                    1078,
+                    100,
+                    "c597f2e76dd0b6a89fdeae560179b0f99ebfaa5e113c59b72ec01d4afa6d20d6",
+                    "dc045e4706215288ae4b671ee66618f3b91a14665cf0b744b0815bb3de27bcf4",
+                    "f8650355eee93997d8618e1d7510851fbc4280a56f0d0bd8ee07ea7c75e2e6be",
                 ),
             ),
         ),
@@ -264,6 +305,91 @@ def _get_folder(src: Folder, folder: Path, url: str, archives: dict[str, bytes],
     log(f"{target}/: {len(files)} files written, checksum ok")
 
 
+def _transcripts(src: Corpus, texts: dict[str, bytes], url: str) -> tuple[str, list[str]]:
+    """transcripts.tsv made from the etc/ lists (a line `<s> YES </s> (an251-fash-b)` is utterance
+    fash-an251-b, text YES; training sorted by utt_id, then the test set), and the recordings' file ids."""
+    rows: dict[str, list[tuple[str, str, str, str]]] = {"train": [], "test": []}
+    for split, out in rows.items():
+        name = f"etc/{src.db}_{split}"
+        ids, lines = texts[f"{name}.fileids"].decode().split(), texts[f"{name}.transcription"].decode().splitlines()
+        for n, (fileid, line) in enumerate(zip(ids, lines, strict=False), 1):
+            m = re.fullmatch(r"(.*) \((\w+)-(\w+)-(\w+)\)", line.strip())
+            if not m or fileid.rsplit("/", 1)[-1] != f"{m[2]}-{m[3]}-{m[4]}":
+                raise AttnseqError(f"{url}: {name}.transcription line {n}: {line!r} is not the transcript of "
+                                   f"{fileid}; nothing was written")  # fmt: skip
+            text = " ".join(w for w in m[1].split() if w not in ("<s>", "</s>"))
+            out.append((f"{m[3]}-{m[2]}-{m[4]}", m[3], fileid, text))
+        if len(ids) != len(lines):
+            raise AttnseqError(f"{url}: {name}: {len(ids)} file ids, {len(lines)} transcripts; nothing was written")
+        out.sort()
+    train, test = rows["train"], rows["test"]
+    splits = ["train_dev"] * src.dev + ["train_nodev"] * (len(train) - src.dev) + ["test"] * len(test)
+    lines = [f"{u}\t{s}\taudio/{f}.flac\t{spk}\t{t}\n" for (u, spk, f, t), s in zip(train + test, splits, strict=True)]
+    return "utt_id\tsplit\tfile\tspeaker\ttext\n" + "".join(lines), [f for _, _, f, _ in train + test]
+
+
+def _corpus_digests(src: Corpus, folder: Path) -> tuple[str, str, str] | None:
+    """(samples, transcripts, texts) of a converted corpus in `folder`, as `Corpus` registers them."""
+    import soundfile
+
+    try:
+        samples = {p.relative_to(folder).as_posix(): soundfile.read(p, dtype="int16")[0].astype("<i2").tobytes()
+                   for p in (folder / "audio").rglob("*.flac")}  # fmt: skip
+        texts = {name: (folder / name).read_bytes() for name in src.text_files()}
+        tsv = (folder / "transcripts.tsv").read_bytes()
+    except (OSError, RuntimeError):  # a file missing or unreadable: not intact
+        return None
+    return tree_digest(samples), hashlib.sha256(tsv).hexdigest(), tree_digest(texts)
+
+
+def _get_corpus(src: Corpus, folder: Path, url: str, archives: dict[str, bytes], timeout: float, log) -> None:
+    import soundfile
+
+    if _corpus_digests(src, folder) == (src.samples, src.transcripts, src.texts):
+        log(f"{folder}/: {src.count} recordings, transcripts.tsv, etc/ and LICENSE present, checksums ok")
+        return
+    if url not in archives:
+        log(f"downloading {url}")
+        archives[url] = _download(url, timeout=timeout)
+    audio = {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(archives[url])) as archive:
+            texts = {name: archive.read(src.prefix + name) for name in src.text_files()}
+            tsv, fileids = _transcripts(src, texts, url)
+            for fileid in fileids:
+                with soundfile.SoundFile(io.BytesIO(archive.read(f"{src.prefix}wav/{fileid}.wav"))) as wav:
+                    if (wav.samplerate, wav.channels, wav.subtype) != (src.rate, 1, "PCM_16"):
+                        raise RuntimeError(f"wav/{fileid}.wav is {wav.samplerate} Hz x {wav.channels} {wav.subtype}")
+                    audio[f"audio/{fileid}.flac"] = wav.read(dtype="int16")
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError, RuntimeError, UnicodeDecodeError) as exc:
+        raise AttnseqError(f"{url}: not the expected archive ({exc}); nothing was written") from None
+    got = (tree_digest({name: a.astype("<i2").tobytes() for name, a in audio.items()}),
+           hashlib.sha256(tsv.encode()).hexdigest(), tree_digest(texts))  # fmt: skip
+    if len(audio) != src.count or got != (src.samples, src.transcripts, src.texts):
+        raise AttnseqError(
+            f"{url}: {len(audio)} recordings (expected {src.count}), checksums of the samples, transcripts.tsv and "
+            f"texts {', '.join(g[:16] + '...' for g in got)} (expected {src.samples[:16]}..., {src.transcripts[:16]}"
+            f"..., {src.texts[:16]}...): not the files the recipes were checked with; nothing was written"
+        )
+    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".corpus.", suffix=".tmp"))
+    try:
+        for name, samples in audio.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            soundfile.write(tmp / name, samples, src.rate, format="FLAC", subtype="PCM_16")
+        for name, data in {**texts, "transcripts.tsv": tsv.encode()}.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_bytes(data)
+        for entry in sorted(p.name for p in tmp.iterdir()):  # audio, etc, LICENSE, transcripts.tsv
+            if (folder / entry).is_dir():
+                shutil.rmtree(folder / entry)
+            os.replace(tmp / entry, folder / entry)
+        tmp.rmdir()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log(f"{folder}/: {len(audio)} recordings converted to FLAC; transcripts.tsv, etc/, LICENSE written; checksums ok")
+
+
 def get(name: str, *, out: Path | None = None, mirror: str = "", timeout: float = 60.0, log=print) -> Path:
     """Download data set `name` into OUT/NAME (default: the first data root, $ATTNSEQ_DATA or
     ./data), checking every file's checksum; files already there and intact are kept. With
@@ -275,9 +401,9 @@ def get(name: str, *, out: Path | None = None, mirror: str = "", timeout: float 
     folder.mkdir(parents=True, exist_ok=True)
     archives: dict[str, bytes] = {}
     for src in dataset.files:
-        if isinstance(src, Folder):
+        if isinstance(src, Folder | Corpus):
             url = mirror.rstrip("/") + "/" + src.url.rsplit("/", 1)[1] if mirror else src.url
-            _get_folder(src, folder, url, archives, timeout, log)
+            (_get_folder if isinstance(src, Folder) else _get_corpus)(src, folder, url, archives, timeout, log)
             continue
         target = folder / src.target
         if target.is_file() and _digest(target.read_bytes(), src.target) == src.sha256:
