@@ -55,6 +55,27 @@ def read_sentences(path: str | None) -> list[str]:
     return [line for _, line in read_lines(path)]
 
 
+def apply_decode_overrides(args, config, task) -> set[str]:
+    """The command's `--set decode.KEY=VALUE` overrides applied to a trained model's config (checked
+    with it afterwards); any other key is refused with one line, as is a decode key its task does not
+    use. Returns the decode keys set."""
+    from attnseq.config import apply, known_tasks, nest, parse_override
+
+    dotted = dict(parse_override(o) for o in getattr(args, "overrides", None) or [])
+    for key in dotted:
+        section, _, name = key.partition(".")
+        if section != "decode":
+            raise AttnseqError(f"{args.command}: --set {key}: a trained model takes decode.* keys only (its "
+                               f"{section} keys were fixed by training; retrain to change them)")  # fmt: skip
+        if "beam_size" not in task.decode_options and name not in task.decode_options:
+            takes = ", ".join("decode." + o for o in task.decode_options) or "none"
+            raise AttnseqError(f"{args.command}: --set {key}: not for {task.no_search or f'a {task.name} model'} "
+                               f"(it takes {takes})")  # fmt: skip
+    if dotted:
+        apply(config, nest(dotted, "--set"), "--set", {}, known_tasks())
+    return {key.partition(".")[2] for key in dotted}
+
+
 def load_predictor(args, *, expect: type | None = None, what: str = ""):
     """The predictor of --model (of class `expect`, if given) with the command line's search options
     applied to its config and checked like the config itself; an option its task does not take is
@@ -63,6 +84,7 @@ def load_predictor(args, *, expect: type | None = None, what: str = ""):
     from attnseq.predict import attach_lm, load_with_task
 
     predictor, task = load_with_task(args.model, device=args.device, expect=expect, what=what)
+    decode_keys = apply_decode_overrides(args, predictor.config, task)
     given = {o: getattr(args, o) for o in SEARCH_FLAGS if getattr(args, o, None) is not None}
     refused = [o for o in given if o not in task.decode_options
                and not (o == "precision" and given[o] in ("auto", task.predicts_in))]  # fmt: skip
@@ -81,7 +103,7 @@ def load_predictor(args, *, expect: type | None = None, what: str = ""):
         precision = predictor.precision  # a precision this device cannot run stops here, before any input is read
         if dec.precision == "auto":
             NOTICES.append(f"attnseq: decoding in {precision} (auto on {device_summary(args.device)})")
-    if "lm" in given:
+    if "lm" in given or "lm" in decode_keys:
         attach_lm(predictor)
     if task.shortlists:
         predictor.check_shortlist()  # so does a shortlist the model does not have

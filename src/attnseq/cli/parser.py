@@ -20,8 +20,20 @@ def add_set(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_decode_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="decode.KEY=VALUE",
+        help="override a decode setting of the model's config, e.g. --set decode.max_src_tokens=2048 (repeatable)",
+    )
+
+
 def add_search(p: argparse.ArgumentParser) -> None:
-    """Search options; each defaults to the model's config (its `decode` section)."""
+    """Search options; each defaults to the model's config (its `decode` section), and --set decode.KEY=VALUE."""
+    add_decode_set(p)
     p.add_argument("--beam-size", type=int, help="beam width (1 = greedy; default: the model's decode.beam_size)")
     p.add_argument("--length-penalty", choices=["none", "avg", "gnmt"], help="how beam search ranks lengths")
     p.add_argument("--alpha", type=float, help="GNMT length penalty exponent")
@@ -98,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto",
                    help="--explain: shade tokens by weight (auto: on a terminal)")  # fmt: skip
     p.add_argument("--batch-size", type=int, help="texts classified together")
+    add_decode_set(p)
     p.add_argument("--device", default="cpu")
 
     p = sub.add_parser("transcribe", help="transcribe audio files with a speech model: FILE<TAB>TEXT per file")

@@ -1,0 +1,31 @@
+"""`--set decode.KEY=VALUE` on the commands that use a trained model: decode keys apply as the config's
+would, any other key is refused with one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def attnseq(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "attnseq", *args], input=stdin, capture_output=True, text=True)
+
+
+def test_decode_keys_apply_and_training_keys_are_refused(model_dirs):
+    dates = str(model_dirs["dates"])
+    beam = attnseq("translate", "--model", dates, "--n-best", "2", stdin="3 March 2021\n")
+    assert beam.returncode == 0 and len(beam.stdout.splitlines()) == 2, beam.stderr  # decode.beam_size 3 as trained
+    greedy = attnseq("translate", "--model", dates, "--set", "decode.beam_size=1", stdin="3 March 2021\n")
+    assert greedy.returncode == 0 and len(greedy.stdout.splitlines()) == 1, greedy.stderr
+    short = attnseq("translate", "--model", dates, "--set", "decode.max_src_tokens=3", stdin="3 March 2021\n")
+    assert short.returncode != 0 and "decode.max_src_tokens" in short.stderr
+    for key, message in (("train.lr=0.1", "a trained model takes decode.* keys only (its train keys"),
+                         ("decode.beam_sise=2", "beam_sise"), ("decode.beam_size=0", "decode.beam_size")):  # fmt: skip
+        done = attnseq("translate", "--model", dates, "--set", key, stdin="3 March 2021\n")
+        assert done.returncode != 0 and message in done.stderr, (key, done.stderr)
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    sentiment = str(model_dirs["sentiment"])
+    done = attnseq("classify", "--model", sentiment, "--set", "decode.batch_size=7", stdin="good\n")
+    assert done.returncode == 0, done.stderr
+    done = attnseq("classify", "--model", sentiment, "--set", "decode.beam_size=2", stdin="good\n")
+    assert done.returncode != 0 and "--set decode.beam_size: not for a classifier" in done.stderr, done.stderr
