@@ -228,3 +228,25 @@ def test_an_lm_of_another_task_or_tokenizer_is_refused_in_one_line(an4_runs, mod
     done = subprocess.run([sys.executable, "-m", "attnseq", "classify", "--model", str(model_dirs["sentiment"]),
                            "--lm", str(root / "lm")], input="good\n", capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 2 and "--lm" in done.stderr
+
+
+def test_the_an4_recipe_names_the_published_figures_beside_its_own():
+    from attnseq.tasks.speech import published
+    from tests.conftest import ROOT
+
+    cfg = load_config(ROOT / "configs" / "an4.yaml")
+    rows = published(cfg.data)
+    assert {"system": "ESPnet BLSTMP + location attention + CTC 0.5, no LM (egs/an4)", "cer": 17.7, "wer": None} in rows
+    assert len(rows) == 5
+    assert published(load_config(ROOT / "configs" / "an4.yaml", ["data.manifest=mine.tsv"]).data) == []
+
+
+@pytest.mark.parametrize("fmt, subtype", [("OGG", "VORBIS"), ("FLAC", "PCM_16"), ("WAV", "PCM_24")])
+def test_recordings_of_any_format_and_rate_are_resampled_to_the_models(tmp_path, fmt, subtype):
+    from attnseq.audio import read_wav
+
+    path = tmp_path / f"a.{fmt.lower()}"
+    soundfile.write(path, tone(440.0, 0.5, 22050), 22050, format=fmt, subtype=subtype)
+    wave = read_wav(path, 16000)
+    assert len(wave) == pytest.approx(8000, abs=2)
+    assert dominant_hz(wave, 16000) == pytest.approx(440.0, abs=3.0)

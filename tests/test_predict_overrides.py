@@ -3,6 +3,7 @@ would, any other key is refused with one line."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -29,3 +30,19 @@ def test_decode_keys_apply_and_training_keys_are_refused(model_dirs):
     assert done.returncode == 0, done.stderr
     done = attnseq("classify", "--model", sentiment, "--set", "decode.beam_size=2", stdin="good\n")
     assert done.returncode != 0 and "--set decode.beam_size: not for a classifier" in done.stderr, done.stderr
+
+
+def test_a_line_over_the_limit_is_named_and_left_empty_and_the_others_are_translated(model_dirs):
+    dates = str(model_dirs["dates"])
+    text = "3 March 2021\n" + "the " * 40 + "12 May 1999\n" + "4/5/2001\n"
+    done = attnseq("translate", "--model", dates, "--n-best", "1", "--set", "decode.max_src_tokens=20", stdin=text)
+    alone = attnseq("translate", "--model", dates, "--n-best", "1", stdin="3 March 2021\n4/5/2001\n")
+    first, third = alone.stdout.splitlines()
+    assert done.stdout.splitlines() == [first, "", third]
+    assert done.returncode == 1 and done.stderr.splitlines()[-1:] == [
+        "attnseq: line 2: 171 tokens, more than decode.max_src_tokens = 20; left empty (split it, or --set "
+        "decode.max_src_tokens=N)"
+    ], done.stderr
+    records = attnseq("translate", "--model", dates, "--json", "--set", "decode.max_src_tokens=20", stdin=text)
+    assert [json.loads(line).get("error") for line in records.stdout.splitlines()] == [
+        None, "171 tokens, more than decode.max_src_tokens = 20", None]  # fmt: skip

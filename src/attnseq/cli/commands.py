@@ -44,9 +44,23 @@ def cmd_translate(args) -> int:
 
     translator, _ = load_predictor(args, expect=Translator, what="a translation model")
     n_best = translator.config.decode.n_best
-    translations = translator.translate(read_sentences(args.input))
+    sentences = read_sentences(args.input)
+    limit = translator.config.decode.max_src_tokens
+    # a line over the limit is left empty and named on stderr; the others are translated
+    refused = {i: n for i, s in enumerate(sentences) if (n := len(translator.src_tok.tokenize(s))) > limit}
+    done = iter(translator.translate([s for i, s in enumerate(sentences) if i not in refused]))
     show_notices()
-    for line, tr in enumerate(translations, start=1):
+    for line, sentence in enumerate(sentences, start=1):
+        if line - 1 in refused:
+            why = f"{refused[line - 1]:,} tokens, more than decode.max_src_tokens = {limit:,}"
+            print(f"attnseq: line {line}: {why}; left empty (split it, or --set decode.max_src_tokens=N)",
+                  file=sys.stderr)  # fmt: skip
+            if args.json:
+                print(json.dumps({"input": sentence, "error": why}, ensure_ascii=False))
+            elif n_best == 1:
+                print()
+            continue
+        tr = next(done)
         if args.json:
             print(json.dumps(tr.to_dict(), ensure_ascii=False))
         elif n_best > 1:
@@ -54,7 +68,7 @@ def cmd_translate(args) -> int:
                 print(f"{line} ||| {hyp.text} ||| {hyp.rank_score:.4f}")
         else:
             print(tr.text)
-    return 0
+    return 1 if refused else 0
 
 
 def cmd_evaluate(args) -> int:
