@@ -46,3 +46,20 @@ def test_a_line_over_the_limit_is_named_and_left_empty_and_the_others_are_transl
     records = attnseq("translate", "--model", dates, "--json", "--set", "decode.max_src_tokens=20", stdin=text)
     assert [json.loads(line).get("error") for line in records.stdout.splitlines()] == [
         None, "171 tokens, more than decode.max_src_tokens = 20", None]  # fmt: skip
+
+
+def test_command_line_paths_and_plot_outputs_are_checked_in_one_line(model_dirs, tmp_path):
+    dates = str(model_dirs["dates"])
+    for given, message in ((str(tmp_path / "nope.txt"), "file not found; check the path"),
+                           (str(tmp_path), "a directory; give a file of one text per line")):  # fmt: skip
+        done = attnseq("translate", "--model", dates, "--input", given)
+        assert done.returncode != 0 and done.stderr == f"attnseq: error: --input {given}: {message}\n", done.stderr
+    cases = (([""], "plot: the input is empty"), (["3 May 2001", "--out", str(tmp_path / "a.gif")], "name a picture"),
+             (["3 May 2001", "--out", str(tmp_path / "no" / "a.png")], "does not exist; create it first"))  # fmt: skip
+    for args, message in cases:
+        done = attnseq("plot", "--model", dates, *args)
+        assert done.returncode != 0 and message in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
+    for name, magic in (("a.jpg", b"\xff\xd8\xff"), ("a.svg", b"<?xml"), ("a.png", b"\x89PNG")):
+        done = attnseq("plot", "--model", dates, "3 May 2001", "--out", str(tmp_path / name))
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / name).read_bytes().startswith(magic), name

@@ -49,8 +49,11 @@ def _fonts(draw):
 
 
 def _save(fig, path: Path) -> Path:
+    """Write the figure in the format its file name ends with (.png, .jpg, .pdf, .svg; PNG otherwise)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    kind = Path(path).suffix.lower().lstrip(".")
+    fig.savefig(buf, format=kind if kind in ("png", "jpg", "jpeg", "pdf", "svg") else "png", dpi=120,
+                bbox_inches="tight")  # fmt: skip
     plt.close(fig)
     atomic_write_bytes(Path(path), buf.getvalue())
     return Path(path)

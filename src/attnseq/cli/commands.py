@@ -162,9 +162,17 @@ def cmd_plot(args) -> int:
     """The picture the model's task draws of one input (attention, pooling weights, an alignment)."""
     from attnseq.predict import load, task_of
 
+    out = Path(args.out)
+    if not args.sentence.strip():
+        raise AttnseqError("plot: the input is empty; give a sentence (for a speech model, an audio file)")
+    kinds = {"png", "jpg", "jpeg", "pdf", "svg"}
+    if out.suffix.lower().lstrip(".") not in kinds:
+        raise AttnseqError(f"plot: --out {out}: name a picture file ending in {', '.join('.' + k for k in sorted(kinds))}")
+    if not out.parent.is_dir():
+        raise AttnseqError(f"plot: --out {out}: the folder {out.parent} does not exist; create it first")
     task = task_of(args.model)
     try:
-        output, path = task.plot(load(args.model), args.sentence, Path(args.out))
+        output, path = task.plot(load(args.model), args.sentence, out)
     except AttnseqError as exc:
         raise AttnseqError(f"{args.model}: {exc}") from None
     print(f"{output}\nwrote {path}")

@@ -52,6 +52,11 @@ def read_sentences(path: str | None) -> list[str]:
     if path is None:  # the same checks as a file's lines: bytes that are not UTF-8 name their line
         stdin = getattr(sys.stdin, "buffer", None)  # a text stream put in its place (tests) has none
         return [line for _, line in decode_lines(stdin or (t.encode() for t in sys.stdin), "stdin")]
+    given = Path(path)
+    if given.is_dir():
+        raise AttnseqError(f"--input {path}: a directory; give a file of one text per line")
+    if not given.exists():
+        raise AttnseqError(f"--input {path}: file not found; check the path")
     return [line for _, line in read_lines(path)]
 
 
