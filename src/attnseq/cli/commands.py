@@ -167,7 +167,8 @@ def cmd_plot(args) -> int:
         raise AttnseqError("plot: the input is empty; give a sentence (for a speech model, an audio file)")
     kinds = {"png", "jpg", "jpeg", "pdf", "svg"}
     if out.suffix.lower().lstrip(".") not in kinds:
-        raise AttnseqError(f"plot: --out {out}: name a picture file ending in {', '.join('.' + k for k in sorted(kinds))}")
+        endings = ", ".join("." + k for k in sorted(kinds))
+        raise AttnseqError(f"plot: --out {out}: name a picture file ending in {endings}")
     if not out.parent.is_dir():
         raise AttnseqError(f"plot: --out {out}: the folder {out.parent} does not exist; create it first")
     task = task_of(args.model)

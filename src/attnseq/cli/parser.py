@@ -117,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model directory or training run directory of a speech model")
     p.add_argument("audio", nargs="+", help="audio files (wav, flac, ...; resampled to the model's rate)")
     p.add_argument(
-        "--json", action="store_true", help="one JSON object per file: output, score, output_tokens, attention over time (input_tokens), alternatives"
+        "--json",
+        action="store_true",
+        help="one JSON object per file: output, score, output_tokens, attention over time (input_tokens), alternatives",
     )
     add_search(p)
     p.add_argument("--n-best", type=int, help="hypotheses per file (in --json's alternatives)")
