@@ -19,7 +19,7 @@ import attnseq
 from attnseq.config import load_config
 from attnseq.fileio import atomic_write_text
 from attnseq.tasks.classify import held_out_report
-from attnseq.train import Trainer
+from attnseq.trainer import Trainer
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from attnseq.config import load_config
 from attnseq.readers import read_tsv
 from attnseq.tasks.dates import write_corpus
 from attnseq.tasks.translation import Translator
-from attnseq.train import Trainer, count_parameters
+from attnseq.trainer import Trainer, count_parameters
 
 COMBINATIONS = [("init", "-"), ("every-step", "-")] + [
     (decoder, attention)

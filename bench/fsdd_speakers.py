@@ -20,7 +20,7 @@ from attnseq.audio.corpus import fsdd_rows
 from attnseq.config import load_config
 from attnseq.fileio import atomic_write_text
 from attnseq.tasks.speech import Transcriber, held_out_report
-from attnseq.train import Trainer
+from attnseq.trainer import Trainer
 
 
 def main() -> None:

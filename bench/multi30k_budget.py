@@ -21,7 +21,7 @@ from attnseq.config import load_config
 from attnseq.readers import read_pairs
 from attnseq.runtime import keep_freed_memory
 from attnseq.tasks.translation import Translator
-from attnseq.train import Trainer, count_parameters
+from attnseq.trainer import Trainer, count_parameters
 
 
 def score(model_dir: Path, pairs, beam_size: int) -> dict:

@@ -33,7 +33,7 @@ def main() -> None:
 
     from attnseq.config import load_config
     from attnseq.runtime import capabilities, keep_freed_memory
-    from attnseq.train import Trainer
+    from attnseq.trainer import Trainer
 
     caps = capabilities("cpu")
     if not caps.bf16:

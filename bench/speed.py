@@ -337,7 +337,7 @@ def child_throughput(args) -> None:
     train.precision --precision (the precision it ran as: "precision") and decoder size --dec."""
     from attnseq.config import load_config
     from attnseq.runtime import keep_freed_memory
-    from attnseq.train import Trainer
+    from attnseq.trainer import Trainer
 
     keep_freed_memory()  # as the attnseq command does
     overrides = attnseq_overrides(Path(args.data), args.attention, args.precision, args.device, dec=args.dec)

@@ -23,7 +23,7 @@ from tests.test_imports import LAYERS, MODULES, layer_of  # noqa: E402
 
 # Each walk: (layer index, what happens there), from where it starts
 BATCH = [
-    (6, "attnseq train: config.load_config -> Trainer (train.py, run_dir.py)"),
+    (6, "attnseq train: config.load_config -> Trainer (trainer.py, run_dir.py)"),
     (5, "task.data(cfg) -> datasets; dataset.collate(index) -> batch"),
     (2, "model.forward(batch) -> LossOutput(loss_sum, units, logs)"),
     (3, "fast.accelerate's fused loop and loss, where the model has them"),
@@ -41,7 +41,7 @@ REQUEST = [
 
 
 def layer_lines() -> dict[int, str]:
-    """Each layer's modules as the tree shows them: `train.py`, or `tasks/ (chatbot classify ...)`."""
+    """Each layer's modules as the tree shows them: `trainer.py`, or `tasks/ (chatbot classify ...)`."""
     groups: dict[int, dict[str, list[str]]] = {}
     for module in sorted(MODULES):
         if module == "attnseq":

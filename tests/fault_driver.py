@@ -25,7 +25,7 @@ def arm(where: str, n: int) -> None:
 
     from attnseq import checkpoint
     from attnseq.run_dir import RunDir
-    from attnseq.train import Trainer
+    from attnseq.trainer import Trainer
 
     count = 0
 

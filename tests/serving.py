@@ -16,7 +16,7 @@ import uvicorn
 from attnseq.config import load_config
 from attnseq.serve import Batching, Limits, create_app, load_models
 from attnseq.tasks.dates import write_corpus
-from attnseq.train import Trainer
+from attnseq.trainer import Trainer
 from tests.classify_data import tiny_classify_config, write_synthetic
 from tests.conftest import ROOT
 

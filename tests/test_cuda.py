@@ -20,7 +20,7 @@ from attnseq.errors import AttnseqError
 from attnseq.fast.decoding import decoding_copy
 from attnseq.predict import load_model_dir
 from attnseq.tasks.translation import Translator
-from attnseq.train import Trainer
+from attnseq.trainer import Trainer
 from tests.test_models import V_TGT, batch, targets, tiny
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

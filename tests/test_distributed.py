@@ -98,7 +98,7 @@ def test_the_trainer_is_freed_before_the_group_closes(tmp_path, small_dates, mon
 
     from attnseq.cli import main
     from attnseq.distributed import Group
-    from attnseq.train import Trainer
+    from attnseq.trainer import Trainer
 
     seen = []
 
@@ -118,7 +118,7 @@ def test_fit_lets_go_of_the_ddp_wrapper(tiny_config, tmp_path):
     holds the trainer. A plain wrapper stands in for it here (a group of one has none)."""
     from torch import nn
 
-    from attnseq.train import Trainer
+    from attnseq.trainer import Trainer
 
     trainer = Trainer(tiny_config("train.max_steps=1"), tmp_path / "run", progress_bar=False)
     trainer.train_model = nn.Sequential(trainer.model)

@@ -16,7 +16,7 @@ from attnseq.config import ClassifierConfig, load_config
 from attnseq.errors import AttnseqError
 from attnseq.models.classifier import AttentionClassifier, ClassifierEnsemble, LabelBatch
 from attnseq.tasks.classify import ClassifyAssets, ClassifyTask
-from attnseq.train import Trainer
+from attnseq.trainer import Trainer
 from attnseq.vocab import SPECIALS, Vocab
 from tests.classify_data import tiny_classify_config
 from tests.conftest import ROOT

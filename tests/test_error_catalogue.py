@@ -64,7 +64,7 @@ def test_the_catalogue_has_at_least_40_entries():
 def folder(tmp_path_factory):
     from attnseq.config import load_config
     from attnseq.tasks.dates import write_corpus
-    from attnseq.train import Trainer
+    from attnseq.trainer import Trainer
 
     base = tmp_path_factory.mktemp("catalogue")
     write_corpus(base / "data" / "dates", sizes={"train": 300, "valid": 20, "test": 20})

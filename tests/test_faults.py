@@ -120,7 +120,7 @@ def test_a_full_disk_keeps_the_last_good_models_and_says_so(
 def test_non_finite_losses_are_skipped_counted_and_stop_the_run(tmp_path, tiny_config, monkeypatch):
     from attnseq.errors import AttnseqError
     from attnseq.models.seq2seq import Seq2Seq
-    from attnseq.train import Trainer
+    from attnseq.trainer import Trainer
 
     original, calls = Seq2Seq.forward, []
 

@@ -168,7 +168,7 @@ def test_vocabulary_loader_on_any_json(value):
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, dates_dir):
     from attnseq.config import load_config
-    from attnseq.train import Trainer
+    from attnseq.trainer import Trainer
     from tests.conftest import DATES_CONFIG
 
     out = tmp_path_factory.mktemp("fuzz_model") / "run"

@@ -122,7 +122,7 @@ def test_no_import_cycle_in_the_package():
 
 LOWER = ("attnseq.modules", "attnseq.models")
 HIGHER = ("attnseq.fast", "attnseq.tasks", "attnseq.checkpoint", "attnseq.translate", "attnseq.predict",
-          "attnseq.cli", "attnseq.config", "attnseq.train", "attnseq.serve")  # fmt: skip
+          "attnseq.cli", "attnseq.config", "attnseq.trainer", "attnseq.serve")  # fmt: skip
 
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith(LOWER)))
@@ -165,7 +165,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("predictors and model directories", ("attnseq.translate", "attnseq.checkpoint", "attnseq.config_record",
                                           "attnseq.distributed")),
     ("applications (the task registry)", ("attnseq.tasks",)),
-    ("entry points", ("attnseq.config", "attnseq.predict", "attnseq.train", "attnseq.train_state", "attnseq.run_dir",
+    ("entry points", ("attnseq.config", "attnseq.predict", "attnseq.trainer", "attnseq.train_state", "attnseq.run_dir",
                       "attnseq.progress_line", "attnseq.ablate",
                       "attnseq.serve", "attnseq.cli", "attnseq.__main__")),
 ]  # fmt: skip

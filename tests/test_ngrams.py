@@ -12,7 +12,7 @@ from attnseq.config import ClassifierConfig, load_config
 from attnseq.errors import AttnseqError
 from attnseq.models.classifier import AttentionClassifier
 from attnseq.modules.ngrams import HASH_BASE, HashedNgrams, ngram_ids
-from attnseq.train import Trainer
+from attnseq.trainer import Trainer
 from tests.classify_data import tiny_classify_config
 from tests.conftest import ROOT
 

@@ -22,7 +22,7 @@ from attnseq.cli import main
 from attnseq.config import load_config
 from attnseq.errors import AttnseqError
 from attnseq.tasks.translation import Translator
-from attnseq.train import Trainer, bias_corrected_ema
+from attnseq.trainer import Trainer, bias_corrected_ema
 from tests.conftest import CPU, DATES_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -63,3 +63,20 @@ def test_command_line_paths_and_plot_outputs_are_checked_in_one_line(model_dirs,
         done = attnseq("plot", "--model", dates, "3 May 2001", "--out", str(tmp_path / name))
         assert done.returncode == 0, done.stderr
         assert (tmp_path / name).read_bytes().startswith(magic), name
+
+
+def test_the_python_training_api_returns_the_run_directory(dates_dir, tmp_path):
+    import attnseq
+    from tests.conftest import DATES_CONFIG
+
+    sets = [f"data.train={dates_dir / 'train.tsv'}", f"data.valid={dates_dir / 'valid.tsv'}", "model.emb_size=8",
+            "model.enc_hidden_size=16", "model.dec_hidden_size=16", "train.max_steps=20",
+            "train.log_every=10"]  # fmt: skip
+    run = attnseq.train(str(DATES_CONFIG), out=tmp_path / "run", overrides=sets)
+    assert run == tmp_path / "run" and (run / "best" / "config.json").is_file()
+    assert "valid" in [json.loads(line)["event"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert attnseq.load(run).translate(["3 May 2001"])[0].output is not None
+    import pytest
+
+    with pytest.raises(attnseq.AttnseqError, match="train.lr"):
+        attnseq.train(str(DATES_CONFIG), out=tmp_path / "bad", overrides=[*sets, "train.lr=-1"])

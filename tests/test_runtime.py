@@ -38,7 +38,7 @@ def test_loading_and_predicting_leave_process_settings_alone(tiny_config, tmp_pa
     import torch
 
     import attnseq
-    from attnseq.train import Trainer
+    from attnseq.trainer import Trainer
 
     Trainer(tiny_config("train.max_steps=3", "train.num_threads=1"), tmp_path / "r", progress_bar=False).fit()
     before = (torch.get_num_threads(), torch.backends.quantized.engine)

@@ -15,7 +15,7 @@ from attnseq.config import load_config
 from attnseq.errors import AttnseqError
 from attnseq.fast.shortlist import AUTO_MIN_VOCAB, AUTO_PER_WORD, FILE, PER_WORD_MAX, Shortlist, auto_size
 from attnseq.tasks.translation import Translator
-from attnseq.train import Trainer
+from attnseq.trainer import Trainer
 from tests.conftest import CPU, DATES_CONFIG
 
 SOURCES = ["3 March 2021", "July 4, 1976", "the 9th of May 1999", "Mon, 12 Oct 2020", "5/6/07"]

@@ -23,7 +23,7 @@ from attnseq.errors import AttnseqError
 from attnseq.metrics import distinct, score_replies
 from attnseq.readers import read_records, seeded_split, split_records
 from attnseq.tasks.chatbot import Chatbot, retrieval_baseline
-from attnseq.train import Trainer
+from attnseq.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

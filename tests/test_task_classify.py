@@ -17,7 +17,7 @@ from attnseq.errors import AttnseqError
 from attnseq.models.classifier import AttentionClassifier
 from attnseq.modules.pooling import AttentionPooling, MaxPooling, MeanPooling
 from attnseq.tasks.classify import read_labelled, split_examples
-from attnseq.train import Trainer
+from attnseq.trainer import Trainer
 from tests.classify_data import NEGATIVE, POSITIVE, tiny_classify_config, write_synthetic
 from tests.conftest import ROOT
 

@@ -22,7 +22,7 @@ from attnseq.config import load_config
 from attnseq.contracts import Ablation, Column, LossOutput, Prediction, Task, TaskData
 from attnseq.errors import AttnseqError
 from attnseq.schema import AT_LEAST_1
-from attnseq.train import Trainer
+from attnseq.trainer import Trainer
 
 TRUE_W = torch.tensor([2.0, -1.0, 0.5])
 

@@ -19,7 +19,7 @@ from attnseq.errors import AttnseqError
 from attnseq.metrics import score_summaries
 from attnseq.readers import split_records
 from attnseq.tasks.headlines import lead, tune_lead
-from attnseq.train import Trainer
+from attnseq.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

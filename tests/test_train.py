@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from attnseq.train import Trainer
+from attnseq.trainer import Trainer
 
 
 @pytest.fixture

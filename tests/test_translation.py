@@ -17,7 +17,7 @@ from attnseq.metrics import score_translations
 from attnseq.predict import load_model_dir
 from attnseq.tasks.translation import Translator
 from attnseq.tokenize import SentencePieceTokenizer, train_sentencepiece
-from attnseq.train import Trainer
+from attnseq.trainer import Trainer
 from tests.conftest import CPU, DATES_CONFIG, needs_native_bf16
 
 SENTENCES = [

@@ -48,7 +48,7 @@ def _read_metrics(run: Path) -> list[dict]:
 def run_variant(config: str | Path, overrides: list[str], out: Path, ablation: Ablation, name: str) -> Row:
     """Train one variant (unless its run already ended) and score its best model."""
     from attnseq.predict import load
-    from attnseq.train import Trainer, count_parameters
+    from attnseq.trainer import Trainer, count_parameters
 
     cfg = load_config(config, overrides)
     records = _read_metrics(out)

@@ -6,7 +6,7 @@ for several machines); `Group.from_env` joins them into one process group (gloo 
 GPUs). A plain `attnseq train` is a group of one, whose operations do nothing, so the trainer has
 one code path.
 
-What the trainer does with a group (`attnseq.train`):
+What the trainer does with a group (`attnseq.trainer`):
 - every rank builds the same length-bucketed batches of an epoch from the same seed and takes its
   own share of each update's `world * train.accumulate` consecutive batches, so every rank runs
   the same number of updates and the union of an update's batches is what one process with

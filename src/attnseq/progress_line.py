@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 if TYPE_CHECKING:
-    from attnseq.train import Trainer
+    from attnseq.trainer import Trainer
 
 
 class ProgressLine:

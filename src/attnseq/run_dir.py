@@ -8,7 +8,7 @@ Layout:
   OUT/metrics.jsonl
   OUT/.lock      held while a training writes here (a second one into the same OUT is refused)
 
-The training loop is `attnseq.train.Trainer`'s; this module only reads and writes the directory.
+The training loop is `attnseq.trainer.Trainer`'s; this module only reads and writes the directory.
 """
 
 from __future__ import annotations

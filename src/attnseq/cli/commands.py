@@ -14,7 +14,7 @@ from attnseq.errors import AttnseqError
 def cmd_train(args) -> int:
     from attnseq.config import load_config
     from attnseq.distributed import Group
-    from attnseq.train import Trainer
+    from attnseq.trainer import Trainer
 
     cfg = load_config(args.config, args.overrides)
     group = Group.from_env(cfg.train.device)  # torchrun's processes train together; alone, a group of one

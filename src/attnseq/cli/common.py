@@ -122,14 +122,12 @@ def load_predictor(args, *, expect: type | None = None, what: str = ""):
 def held_out(run: Path) -> None:
     """After training: the best model's test report, where its task makes one after training and
     there is a test split, printed and kept in RUN/test_report.json."""
-    from attnseq.checkpoint import load_predictor
     from attnseq.fileio import atomic_write_text
-    from attnseq.predict import task_of
+    from attnseq.predict import load_with_task, task_of
 
-    task = task_of(run)
-    if not task.reports_after_training:
+    if not task_of(run).reports_after_training:
         return
-    predictor = load_predictor(run, task=task)
+    predictor, task = load_with_task(run)  # with the language model of decode.lm, where the config names one
     report = task.test_report(predictor)
     if report is None:
         return
@@ -139,7 +137,7 @@ def held_out(run: Path) -> None:
 
 def train_and_report(trainer) -> None:
     """Train, printing the banner, the precision, each validation and how it stopped."""
-    from attnseq.train import count_parameters
+    from attnseq.trainer import count_parameters
 
     data, task = trainer.data, trainer.task
     print(

@@ -28,7 +28,7 @@ def cmd_demo(args) -> int:
     from attnseq.readers import read_tsv
     from attnseq.tasks.dates import corpus_paths, write_corpus
     from attnseq.tasks.translation import Translator
-    from attnseq.train import Trainer
+    from attnseq.trainer import Trainer
 
     paths = corpus_paths(args.data_dir)
     overrides = [f"data.{split}={path}" for split, path in paths.items()]
