@@ -80,3 +80,41 @@ def test_the_python_training_api_returns_the_run_directory(dates_dir, tmp_path):
 
     with pytest.raises(attnseq.AttnseqError, match="train.lr"):
         attnseq.train(str(DATES_CONFIG), out=tmp_path / "bad", overrides=[*sets, "train.lr=-1"])
+
+
+def test_translate_answers_each_line_as_it_is_typed_at_a_terminal(model_dirs):
+    import pexpect
+
+    dates = str(model_dirs["dates"])
+    expected = attnseq("translate", "--model", dates, "--n-best", "1", stdin="3 May 2001\n12/1/1999\n")
+    first, second = expected.stdout.splitlines()
+    child = pexpect.spawn(sys.executable, ["-m", "attnseq", "translate", "--model", dates, "--n-best", "1"],
+                          encoding="utf-8", timeout=60)  # fmt: skip
+    child.expect("Ctrl-D leaves")
+    child.expect("> ")
+    child.sendline("3 May 2001")
+    child.expect(first)  # answered before the next line is typed
+    child.expect("> ")
+    child.sendline("12/1/1999")
+    child.expect(second)
+    child.expect("> ")
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_piped_lines_are_answered_before_the_input_ends(model_dirs):
+    proc = subprocess.Popen([sys.executable, "-m", "attnseq", "translate", "--model", str(model_dirs["dates"]),
+                             "--n-best", "1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        proc.stdin.write("3 May 2001\n")
+        proc.stdin.flush()
+        answer = proc.stdout.readline()  # the pipe is still open: this line came as soon as its batch was done
+        assert answer.strip()
+        proc.stdin.write("12/1/1999\n")
+        proc.stdin.close()
+        assert len(proc.stdout.read().splitlines()) == 1
+    finally:
+        proc.kill() if proc.poll() is None else None
+        proc.wait(timeout=30)

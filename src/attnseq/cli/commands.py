@@ -40,35 +40,45 @@ def _fit(trainer) -> Path:
 
 
 def cmd_translate(args) -> int:
+    from attnseq.cli import lines
     from attnseq.tasks.translation import Translator
 
     translator, _ = load_predictor(args, expect=Translator, what="a translation model")
-    n_best = translator.config.decode.n_best
-    sentences = read_sentences(args.input)
-    limit = translator.config.decode.max_src_tokens
-    # a line over the limit is left empty and named on stderr; the others are translated
-    refused = {i: n for i, s in enumerate(sentences) if (n := len(translator.src_tok.tokenize(s))) > limit}
-    done = iter(translator.translate([s for i, s in enumerate(sentences) if i not in refused]))
+    dec = translator.config.decode
+    lines.check_input(args.input)
     show_notices()
-    for line, sentence in enumerate(sentences, start=1):
-        if line - 1 in refused:
-            why = f"{refused[line - 1]:,} tokens, more than decode.max_src_tokens = {limit:,}"
-            print(f"attnseq: line {line}: {why}; left empty (split it, or --set decode.max_src_tokens=N)",
-                  file=sys.stderr)  # fmt: skip
+
+    def write(sentences: list[str], first: int) -> bool:
+        """Translate and print `sentences` (numbered from `first`); a line over decode.max_src_tokens is
+        named on stderr and left empty (the others are translated). Returns whether one was."""
+        refused = {
+            i: n for i, s in enumerate(sentences) if (n := len(translator.src_tok.tokenize(s))) > dec.max_src_tokens
+        }
+        done = iter(translator.translate([s for i, s in enumerate(sentences) if i not in refused]))
+        for i, sentence in enumerate(sentences):
+            line = first + i
+            if i in refused:
+                why = f"{refused[i]:,} tokens, more than decode.max_src_tokens = {dec.max_src_tokens:,}"
+                print(f"attnseq: line {line}: {why}; left empty (split it, or --set decode.max_src_tokens=N)",
+                      file=sys.stderr)  # fmt: skip
+                if args.json:
+                    print(json.dumps({"input": sentence, "error": why}, ensure_ascii=False))
+                elif dec.n_best == 1:
+                    print()
+                continue
+            tr = next(done)
             if args.json:
-                print(json.dumps({"input": sentence, "error": why}, ensure_ascii=False))
-            elif n_best == 1:
-                print()
-            continue
-        tr = next(done)
-        if args.json:
-            print(json.dumps(tr.to_dict(), ensure_ascii=False))
-        elif n_best > 1:
-            for hyp in tr.n_best:
-                print(f"{line} ||| {hyp.text} ||| {hyp.rank_score:.4f}")
-        else:
-            print(tr.text)
-    return 1 if refused else 0
+                print(json.dumps(tr.to_dict(), ensure_ascii=False))
+            elif dec.n_best > 1:
+                for hyp in tr.n_best:
+                    print(f"{line} ||| {hyp.text} ||| {hyp.rank_score:.4f}")
+            else:
+                print(tr.text)
+        return bool(refused)
+
+    if args.input is None and sys.stdin.isatty():
+        return lines.prompt(write, what="translate")
+    return 1 if lines.stream(args.input, 4 * dec.batch_size, write, what="translate") else 0
 
 
 def cmd_evaluate(args) -> int:
@@ -110,23 +120,30 @@ def cmd_transcribe(args) -> int:
 
 
 def cmd_classify(args) -> int:
+    from attnseq.cli import lines
     from attnseq.tasks.classify import Classifier
 
     classifier, _ = load_predictor(args, expect=Classifier, what="a classifier")
-    texts = read_sentences(args.input)
     colour = args.explain and (args.color == "always" or (args.color == "auto" and sys.stdout.isatty()))
-    for p in classifier.predict(texts):
-        if not p.input_tokens and not args.json:
-            print()  # an empty line in, an empty line out: output stays line-aligned
-        elif args.json:
-            record = p.to_dict()
-            record["probabilities"] = {a.output: round(a.score, 6) for a in p.alternatives}
-            record.pop("alternatives", None)
-            print(json.dumps(record, ensure_ascii=False))
-        elif args.explain:
-            print(f"{p.output}\t{p.score:.4f}\t{_explain(p, colour=colour)}")
-        else:
-            print(f"{p.output}\t{p.score:.4f}")
+
+    def write(texts: list[str], first: int) -> bool:
+        for p in classifier.predict(texts):
+            if not p.input_tokens and not args.json:
+                print()  # an empty line in, an empty line out: output stays line-aligned
+            elif args.json:
+                record = p.to_dict()
+                record["probabilities"] = {a.output: round(a.score, 6) for a in p.alternatives}
+                record.pop("alternatives", None)
+                print(json.dumps(record, ensure_ascii=False))
+            elif args.explain:
+                print(f"{p.output}\t{p.score:.4f}\t{_explain(p, colour=colour)}")
+            else:
+                print(f"{p.output}\t{p.score:.4f}")
+        return False
+
+    if args.input is None and sys.stdin.isatty():
+        return lines.prompt(write, what="classify")
+    lines.stream(args.input, 4 * classifier.config.decode.batch_size, write, what="classify")
     return 0
 
 

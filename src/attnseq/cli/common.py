@@ -47,17 +47,10 @@ def device_summary(device: str) -> str:
 
 
 def read_sentences(path: str | None) -> list[str]:
-    from attnseq.readers import decode_lines, read_lines
+    """Every line of --input `path` (or of stdin), read to the end."""
+    from attnseq.cli.lines import batches
 
-    if path is None:  # the same checks as a file's lines: bytes that are not UTF-8 name their line
-        stdin = getattr(sys.stdin, "buffer", None)  # a text stream put in its place (tests) has none
-        return [line for _, line in decode_lines(stdin or (t.encode() for t in sys.stdin), "stdin")]
-    given = Path(path)
-    if given.is_dir():
-        raise AttnseqError(f"--input {path}: a directory; give a file of one text per line")
-    if not given.exists():
-        raise AttnseqError(f"--input {path}: file not found; check the path")
-    return [line for _, line in read_lines(path)]
+    return [line for batch in batches(path, 1 << 30) for line in batch]
 
 
 def apply_decode_overrides(args, config, task) -> set[str]:
