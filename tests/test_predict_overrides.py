@@ -118,3 +118,30 @@ def test_piped_lines_are_answered_before_the_input_ends(model_dirs):
     finally:
         proc.kill() if proc.poll() is None else None
         proc.wait(timeout=30)
+
+
+def test_serve_says_in_one_line_that_a_port_is_busy_or_out_of_range(model_dirs):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = attnseq("serve", "--model", str(model_dirs["dates"]), "--port", str(port))
+        assert done.returncode == 2 and done.stderr.splitlines() == [
+            f"attnseq: error: --port {port}: cannot listen on 127.0.0.1:{port} (Address already in use); stop what "
+            "listens there or choose another --port"], done.stderr  # fmt: skip
+    done = attnseq("serve", "--model", str(model_dirs["dates"]), "--port", "99999")
+    assert done.returncode == 2 and "--port 99999: a port is a number from 0 to 65535" in done.stderr
+
+
+def test_the_server_serves_its_schema_and_no_cdn_pages(model_dirs):
+    import httpx
+
+    from attnseq.serve import create_app, load_models
+    from tests.serving import live_server
+
+    with live_server(create_app(load_models([f"dates={model_dirs['dates']}"]))) as url:
+        assert httpx.get(f"{url}/openapi.json").status_code == 200
+        assert httpx.get(f"{url}/docs").status_code == 404 and httpx.get(f"{url}/redoc").status_code == 404
+        assert "cdn" not in httpx.get(f"{url}/").text.lower()

@@ -215,10 +215,30 @@ def cmd_data(args) -> int:
     return 0
 
 
+def check_port(host: str, port: int) -> None:
+    """--host / --port can be listened on: the port in range, the address known, nothing listening there."""
+    import socket
+
+    if not 0 <= port <= 65535:
+        raise AttnseqError(f"--port {port}: a port is a number from 0 to 65535")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise AttnseqError(f"--host {host}: not an address of this machine ({exc.strerror})") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise AttnseqError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror}); stop what "
+                               "listens there or choose another --port") from None  # fmt: skip
+
+
 def cmd_serve(args) -> int:
     from attnseq.serve import load_models, run
     from attnseq.serve.settings import Batching, Limits
 
+    check_port(args.host, args.port)  # before the models load: a busy port is said at once
     for flag in ("port", "threads", "max_batch", "max_chars", "max_inputs", "max_body_bytes", "max_queue"):
         low = 0 if flag in ("port", "threads") else 1
         if getattr(args, flag) < low:

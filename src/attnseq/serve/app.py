@@ -270,7 +270,10 @@ def create_app(models: dict[str, ServedModel], *, limits: Limits | None = None, 
     from attnseq import __version__
 
     about = "Sequence-to-sequence models with attention, and attention-pooling classifiers."
-    app = FastAPI(title="attnseq", version=__version__, lifespan=lifespan, description=about)
+    # no /docs or /redoc: FastAPI's pages load their scripts from a CDN (blank offline, third-party code
+    # on the API's origin); /openapi.json describes the API for any OpenAPI viewer
+    app = FastAPI(title="attnseq", version=__version__, lifespan=lifespan, description=about, docs_url=None,
+                  redoc_url=None)  # fmt: skip
     app.state.models, app.state.batchers, app.state.limits, app.state.batching = models, batchers, limits, batching
     app.add_middleware(_Gate, max_body_bytes=limits.max_body_bytes, inbound=inbound)
 
