@@ -145,3 +145,32 @@ def test_the_server_serves_its_schema_and_no_cdn_pages(model_dirs):
         assert httpx.get(f"{url}/openapi.json").status_code == 200
         assert httpx.get(f"{url}/docs").status_code == 404 and httpx.get(f"{url}/redoc").status_code == 404
         assert "cdn" not in httpx.get(f"{url}/").text.lower()
+
+
+def test_tensorboard_event_files_appear_where_it_is_installed_and_nothing_breaks_without(dates_dir, tmp_path,
+                                                                                        monkeypatch):  # fmt: skip
+    import importlib.util
+
+    import pytest
+
+    import attnseq
+    from tests.conftest import DATES_CONFIG
+
+    sets = [f"data.train={dates_dir / 'train.tsv'}", f"data.valid={dates_dir / 'valid.tsv'}", "model.emb_size=8",
+            "model.enc_hidden_size=16", "model.dec_hidden_size=16", "train.max_steps=20",
+            "train.log_every=5"]  # fmt: skip
+    if importlib.util.find_spec("tensorboard") is not None:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        run = attnseq.train(str(DATES_CONFIG), out=tmp_path / "board", overrides=sets)
+        events = EventAccumulator(str(run / "tensorboard"))
+        events.Reload()
+        assert {"train/loss", "valid/loss", "valid/exact_match"} <= set(events.Tags()["scalars"])
+        assert [e.step for e in events.Scalars("train/loss")] == [5, 10, 15, 20]
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    run = attnseq.train(str(DATES_CONFIG), out=tmp_path / "plain", overrides=sets)  # auto: none, and no error
+    assert (run / "metrics.jsonl").is_file() and not (run / "tensorboard").exists()
+    with pytest.raises(attnseq.AttnseqError, match=r"train.tensorboard = always needs the tensorboard package"):
+        attnseq.train(str(DATES_CONFIG), out=tmp_path / "always", overrides=[*sets, "train.tensorboard=always"])
+    assert not (tmp_path / "always").exists()

@@ -59,6 +59,7 @@ class RunDir:
         self.saved_step: int | None = None
         self._lock: DirectoryLock | None = None
         self._pending_log: list[str] = []
+        self.board = None  # a TensorBoard SummaryWriter that gets every record flushed (`use_tensorboard`)
 
     def take(self, resume: bool) -> None:
         """Check the directory, create it and lock it (so no second training writes into it), and
@@ -101,7 +102,10 @@ class RunDir:
             )
 
     def close(self) -> None:
-        """Release the lock, if held (another training may then write here)."""
+        """Release the lock, if held (another training may then write here), and close TensorBoard's files."""
+        if self.board is not None:
+            self.board.close()
+            self.board = None
         if self._lock is not None:
             self._lock.close()
             self._lock = None
@@ -156,13 +160,35 @@ class RunDir:
         self._pending_log.append(json.dumps(record) + "\n")
 
     def flush_log(self) -> None:
-        """Append the queued records to metrics.jsonl and fsync it (nothing while none are queued)."""
+        """Append the queued records to metrics.jsonl and fsync it (nothing while none are queued);
+        with TensorBoard, each record's numbers also become scalars `EVENT/KEY` at its step."""
         if self._pending_log and self.path.is_dir():
             with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.writelines(self._pending_log)
                 f.flush()
                 os.fsync(f.fileno())
+            if self.board is not None:
+                for line in self._pending_log:
+                    record = json.loads(line)
+                    for key, value in record.items():
+                        if key not in ("event", "step") and isinstance(value, (int, float)) and "step" in record:
+                            self.board.add_scalar(f"{record['event']}/{key}", value, record["step"])
+                self.board.flush()
             self._pending_log.clear()
+
+    def use_tensorboard(self, setting: str) -> None:
+        """train.tensorboard: auto writes event files to RUN/tensorboard where the tensorboard package is
+        installed, always requires it, never does not."""
+        import importlib.util
+
+        installed = importlib.util.find_spec("tensorboard") is not None
+        if setting == "always" and not installed:
+            raise AttnseqError("train.tensorboard = always needs the tensorboard package: "
+                               "pip install 'attnseq[tensorboard]' (or set train.tensorboard: auto)")  # fmt: skip
+        if setting != "never" and installed:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.board = SummaryWriter(str(self.path / "tensorboard"))
 
     def log_size(self) -> int:
         """The length of metrics.jsonl in bytes (0 when there is none)."""

@@ -76,6 +76,9 @@ class TrainConfig:
     # bf16: autocast matrix products and RNNs to bfloat16 (fp32 master weights); fp32: no autocast
     precision: Precision = "auto"
     num_threads: int = 0  # torch CPU threads (0 = torch's default)
+    # TensorBoard event files in RUN/tensorboard beside metrics.jsonl: auto = where the tensorboard package
+    # is installed (pip install 'attnseq[tensorboard]'), always (an error without it), never
+    tensorboard: Literal["auto", "always", "never"] = "auto"
 
     ranges: ClassVar[dict[str, Range]] = {
         "seed": (lambda v: 0 <= v < 2**63, "in [0, 2^63)"),

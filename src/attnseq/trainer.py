@@ -81,6 +81,8 @@ class Trainer:
         if self.group.main:
             self.run.take(resume)
         try:
+            if self.group.main:
+                self.run.use_tensorboard(t.tensorboard)  # event files beside metrics.jsonl, where installed
             self._build(resume)
         except BaseException:
             self.close()
