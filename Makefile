@@ -1,9 +1,15 @@
 # attnseq: `make demo` and `make test` set up .venv when it is missing, then run.
 PYTHON ?= python3
 VENV ?= .venv
-# The CPU build of torch 2.13.0; with a GPU, install your CUDA build of torch>=2.13 into $(VENV)
-# first, or run e.g.  make test TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+# torch 2.13.0: on a machine where nvidia-smi finds no GPU, the CPU build from PyTorch's CPU index (plain
+# `torch==2.13.0` from PyPI is the multi-GB CUDA build on Linux); where it finds one, the CUDA build from
+# PyPI. Or choose: make test TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+ifeq ($(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu),gpu)
 TORCH ?= torch==2.13.0
+else
+TORCH ?= torch==2.13.0+cpu --extra-index-url $(TORCH_CPU_INDEX)
+endif
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.attnseq-installed
 
