@@ -174,3 +174,29 @@ def test_tensorboard_event_files_appear_where_it_is_installed_and_nothing_breaks
     with pytest.raises(attnseq.AttnseqError, match=r"train.tensorboard = always needs the tensorboard package"):
         attnseq.train(str(DATES_CONFIG), out=tmp_path / "always", overrides=[*sets, "train.tensorboard=always"])
     assert not (tmp_path / "always").exists()
+
+
+def help_keys(command: str) -> list[str]:
+    """The JSON keys the --json help of `command` names: after the colon, split at commas and slashes,
+    parentheses dropped."""
+    import re
+
+    from attnseq.cli.parser import build_parser
+
+    sub = build_parser()._subparsers._group_actions[0].choices[command]
+    (action,) = [a for a in sub._actions if "--json" in a.option_strings]
+    named = re.sub(r"\([^)]*\)", "", action.help.split(":", 1)[1])
+    return [word.strip() for word in re.split(r"[,/]", named) if word.strip()]
+
+
+def test_every_json_key_a_help_text_names_is_in_the_output(model_dirs):
+    from attnseq.contracts import Prediction
+
+    translated = json.loads(attnseq("translate", "--model", str(model_dirs["dates"]), "--json",
+                                    stdin="3 May 2001\n").stdout)  # fmt: skip
+    classified = json.loads(attnseq("classify", "--model", str(model_dirs["sentiment"]), "--json",
+                                    stdin="good\n").stdout)  # fmt: skip
+    every = Prediction("in", "out", 0.0, [], [], None).to_dict()  # what transcribe --json prints for each file
+    for command, record in (("translate", translated), ("classify", classified), ("transcribe", every)):
+        keys = help_keys(command)
+        assert keys and set(keys) <= set(record), (command, keys, sorted(record))

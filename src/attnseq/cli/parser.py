@@ -104,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model directory or training run directory of a classifier")
     p.add_argument("--input", help="file with one text per line, plain or .gz (default: stdin)")
     p.add_argument(
-        "--json", action="store_true", help="one JSON object per line: label, class probabilities, tokens, weights"
+        "--json",
+        action="store_true",
+        help="one JSON object per line: output (the label), score, probabilities, input_tokens, attention",
     )
     p.add_argument("--explain", action="store_true", help="also show each token with its pooling weight")
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto",
@@ -119,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--json",
         action="store_true",
-        help="one JSON object per file: output, score, output_tokens, attention over time (input_tokens), alternatives",
+        help="one JSON object per file: output, score, output_tokens, attention (over input_tokens), alternatives",
     )
     add_search(p)
     p.add_argument("--n-best", type=int, help="hypotheses per file (in --json's alternatives)")
