@@ -111,11 +111,21 @@ def cmd_chat(args) -> int:
 
 
 def cmd_transcribe(args) -> int:
+    from attnseq.cli.lines import Progress
     from attnseq.tasks.speech import Transcriber
 
     transcriber, _ = load_predictor(args, expect=Transcriber, what="a speech model")
-    for p in transcriber.transcribe(args.audio):
-        print(json.dumps(p.to_dict(), ensure_ascii=False) if args.json else f"{p.input}\t{p.output}")
+    show_notices()
+    size, progress = transcriber.config.decode.batch_size, Progress("transcribe")
+    try:
+        for start in range(0, len(args.audio), size):  # each batch's transcripts as soon as it is done
+            files = args.audio[start : start + size]
+            for p in transcriber.transcribe(files):
+                print(json.dumps(p.to_dict(), ensure_ascii=False) if args.json else f"{p.input}\t{p.output}")
+            sys.stdout.flush()
+            progress.add(len(files))
+    finally:
+        progress.close()
     return 0
 
 

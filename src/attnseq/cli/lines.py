@@ -56,7 +56,7 @@ def batches(path: str | None, size: int) -> Iterator[list[str]]:
 
 
 class Progress:
-    """`N lines, X lines/s` on stderr, rewritten after each batch, when stderr is a terminal."""
+    """`N lines, X lines/s` on stderr (lines, or files), rewritten after each batch, when stderr is a terminal."""
 
     def __init__(self, what: str) -> None:
         self.what, self.done, self.start = what, 0, time.perf_counter()
