@@ -31,6 +31,7 @@ from attnseq.schema import (  # noqa: F401 - the config's names, importable from
     DecodePrecision,
     TrainConfig,
     apply,
+    check_unique_keys,
     check_values,
     key_lines,
     nest,
@@ -96,6 +97,7 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
             raise AttnseqError(f"{path}{line}: invalid YAML ({problem})") from None
         if not isinstance(raw, dict):
             raise AttnseqError(f"{path}: expected sections data / model / train / decode at top level")
+        check_unique_keys(node, str(path))
         lines = key_lines(node)
         cfg = apply(cfg, raw, str(path), lines, known_tasks())
         origins.update({key: f"{path}:{line}" for key, line in lines.items()})

@@ -141,12 +141,19 @@ def check_inputs(inputs, *, what: str = "inputs") -> list[str]:
     return items
 
 
-def check_count(name: str, value, *, minimum: int = 1) -> int | None:
-    """A search or batching setting given to a predictor: None (the config's) or an int >= minimum."""
+# the most hypotheses a beam search keeps (beam_size, n_best), for the command line, Python and the server
+MAX_BEAM = 64
+
+
+def check_count(name: str, value, *, minimum: int = 1, maximum: int | None = None) -> int | None:
+    """A search or batching setting given to a predictor: None (the config's) or an int in
+    [minimum, maximum]."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise AttnseqError(f"{name} = {value!r}: must be a whole number of at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise AttnseqError(f"{name} = {value!r}: at most {maximum}")
     return value
 
 

@@ -44,20 +44,25 @@ def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
 
 
 def decode_lines(stream: Iterable[bytes], name: str) -> Iterator[tuple[int, str]]:
-    """(1-based line number, text without the newline) of a binary stream of UTF-8 lines (a file,
-    standard input's buffer); `name` is what errors call it.
+    """(1-based line number, text without the line end) of a binary stream of UTF-8 lines (a file,
+    standard input's buffer); `name` is what errors call it. A line ends with \\n, \\r\\n or a bare \\r
+    (as old Mac files end theirs).
 
     Raises:
         AttnseqError: naming the line and byte that is not UTF-8.
     """
-    for lineno, raw in enumerate(stream, start=1):
-        try:
-            text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-        except UnicodeDecodeError as exc:
-            raise AttnseqError(
-                f"{name}:{lineno}: byte {exc.start + 1} of the line is not valid UTF-8; re-save the file as UTF-8"
-            ) from None
-        yield lineno, text.rstrip("\r\n")
+    lineno = 0
+    for raw in stream:
+        body = raw[:-1] if raw.endswith(b"\n") else raw
+        body = body[:-1] if body.endswith(b"\r") else body
+        for piece in body.split(b"\r"):
+            lineno += 1
+            try:
+                text = piece.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise AttnseqError(f"{name}:{lineno}: byte {exc.start + 1} of the line is not valid UTF-8; re-save "
+                                   "the file as UTF-8") from None  # fmt: skip
+            yield lineno, text
 
 
 def read_tsv(path: str | Path) -> list[tuple[str, str]]:

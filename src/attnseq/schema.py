@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 
+from attnseq.contracts import MAX_BEAM
 from attnseq.errors import AttnseqError
 
 RNNKind = Literal["rnn", "gru", "lstm"]
@@ -141,8 +142,8 @@ class DecodeConfig:
         "max_len_a": (lambda v: 0 <= v <= 100, "in [0, 100]"),
         "max_len_b": (lambda v: 1 <= v <= 100_000, "in [1, 100000]"),
         "batch_size": AT_LEAST_1,
-        "beam_size": AT_LEAST_1,
-        "n_best": AT_LEAST_1,
+        "beam_size": (lambda v: 1 <= v <= MAX_BEAM, f"in [1, {MAX_BEAM}]"),
+        "n_best": (lambda v: 1 <= v <= MAX_BEAM, f"in [1, {MAX_BEAM}]"),
         "alpha": NOT_NEGATIVE,
         "block_ngram_repeat": NOT_NEGATIVE,
         "max_src_tokens": AT_LEAST_1,
@@ -185,9 +186,32 @@ def key_lines(node: yaml.Node | None, prefix: str = "") -> dict[str, int]:
     return lines
 
 
+def check_unique_keys(node: yaml.Node | None, source: str, prefix: str = "") -> None:
+    """A key given twice in one mapping is an error naming both lines (YAML would keep the last)."""
+    if not isinstance(node, yaml.MappingNode):
+        return
+    seen: dict[str, int] = {}
+    for key_node, value_node in node.value:
+        path, line = f"{prefix}{key_node.value}", key_node.start_mark.line + 1
+        if path in seen:
+            raise AttnseqError(f"{source}:{line}: '{path}' is given twice (also at line {seen[path]}); keep one")
+        seen[path] = line
+        check_unique_keys(value_node, source, path + ".")
+
+
 def suggest(name: str, valid: list[str]) -> str:
     close = difflib.get_close_matches(name, valid, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def shown(value: Any) -> str:
+    """A value as an error message shows it: its repr, cut to 60 characters and with nested
+    containers elided (reprlib), so a huge or self-expanding value (a YAML alias bomb) costs nothing."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxdict, short.maxstring, short.maxother = 2, 4, 4, 60, 60
+    return short.repr(value)
 
 
 def coerce(value: Any, annotation: Any, where: str) -> Any:
@@ -200,22 +224,22 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
                 pass
         kinds = [f"{typing.get_args(m)[0]}" if typing.get_origin(m) is Literal else "a whole number"
                  for m in typing.get_args(annotation)]  # fmt: skip
-        raise AttnseqError(f"{where}: expected {' or '.join(kinds)}, got {value!r}")
+        raise AttnseqError(f"{where}: expected {' or '.join(kinds)}, got {shown(value)}")
     if typing.get_origin(annotation) is Literal:
         choices = list(typing.get_args(annotation))
         if value not in choices:
             raise AttnseqError(
-                f"{where}: {value!r} is not allowed; choose one of {', '.join(map(str, choices))}"
+                f"{where}: {shown(value)} is not allowed; choose one of {', '.join(map(str, choices))}"
                 + suggest(str(value), [str(c) for c in choices])
             )
         return value
     if annotation is bool:
         if not isinstance(value, bool):
-            raise AttnseqError(f"{where}: expected true or false, got {value!r}")
+            raise AttnseqError(f"{where}: expected true or false, got {shown(value)}")
         return value
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise AttnseqError(f"{where}: expected a whole number, got {value!r}")
+            raise AttnseqError(f"{where}: expected a whole number, got {shown(value)}")
         return value
     if annotation is float:
         if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
@@ -224,7 +248,7 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise AttnseqError(f"{where}: expected a number, got {value!r}")
+            raise AttnseqError(f"{where}: expected a number, got {shown(value)}")
         return float(value)
     if typing.get_origin(annotation) is list:
         (item,) = typing.get_args(annotation)
@@ -235,7 +259,7 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
         if value is None:
             return ""
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise AttnseqError(f"{where}: expected a string, got {value!r}")
+            raise AttnseqError(f"{where}: expected a string, got {shown(value)}")
         return str(value)
     raise TypeError(f"unsupported annotation {annotation!r}")  # a bug in this module, not user error
 
@@ -349,7 +373,7 @@ def check_values(cfg: Config, at: Callable[..., str]) -> None:
             value = getattr(values, name)
             if not ok(value):
                 key = f"{section}.{name}"
-                raise AttnseqError(f"{at(key)}: '{key}' must be {allowed} (got {value!r})")
+                raise AttnseqError(f"{at(key)}: '{key}' must be {allowed} (got {shown(value)})")
 
 
 def check_split(d, at) -> None:

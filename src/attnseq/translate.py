@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from attnseq import runtime
-from attnseq.contracts import Prediction, SearchOption, check_count
+from attnseq.contracts import MAX_BEAM, Prediction, SearchOption, check_count
 from attnseq.decoding import Hypothesis, Sampler, attention_to_cpu, beam_search, greedy_search
 from attnseq.decoding.fusion import Chain, LMFusion, token_map
 from attnseq.errors import AttnseqError
@@ -51,8 +51,8 @@ class Seq2SeqPredictor:
     _copies, and turn their inputs into (src, src_lengths) batches."""
 
     search_options = (
-        SearchOption("beam_size", int, 1, 64, "beam width; 1 is greedy search"),
-        SearchOption("n_best", int, 1, 64, "hypotheses returned, best first; at most beam_size"),
+        SearchOption("beam_size", int, 1, MAX_BEAM, "beam width; 1 is greedy search"),
+        SearchOption("n_best", int, 1, MAX_BEAM, "hypotheses returned, best first; at most beam_size"),
     )
     model: Seq2Seq
     config: Config
@@ -65,11 +65,16 @@ class Seq2SeqPredictor:
         return {"beam_size": dec.beam_size, "n_best": min(dec.n_best, dec.beam_size)}
 
     def search_settings(self, batch_size, beam_size, n_best) -> tuple[int, int, int]:
-        """The batch size, beam size and n-best of a call (checked; None = the config's)."""
+        """The batch size, beam size and n-best of a call (checked; None = the config's). An n-best
+        above the beam is refused, as on the command line: a beam of K returns at most K."""
         dec = self.config.decode
         batch_size = check_count("batch_size", batch_size) or dec.batch_size
-        beam_size = check_count("beam_size", beam_size) or dec.beam_size
-        return batch_size, beam_size, min(check_count("n_best", n_best) or dec.n_best, beam_size)
+        beam_size = check_count("beam_size", beam_size, maximum=MAX_BEAM) or dec.beam_size
+        given = check_count("n_best", n_best, maximum=MAX_BEAM)
+        if given is not None and given > beam_size:
+            raise AttnseqError(f"n_best = {given} is more than beam_size = {beam_size}: a beam of {beam_size} returns "
+                               f"at most {beam_size} hypotheses; lower n_best or raise beam_size")  # fmt: skip
+        return batch_size, beam_size, min(given or dec.n_best, beam_size)
 
     def refresh(self) -> None:
         """Drop the decoding copies: the next search copies the model's current weights (call it

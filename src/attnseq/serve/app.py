@@ -29,7 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from attnseq.errors import AttnseqError
@@ -179,13 +179,23 @@ def _validation_error(exc: RequestValidationError, limits: Limits, models) -> JS
     return _error(422, "invalid_request", shown + more)
 
 
+def _a_number(value):
+    """A number option given as a string or true / false is refused ("5" is not a beam size), as the
+    command line and Python refuse it; 5.0 is JSON's 5."""
+    if isinstance(value, (str, bool)):
+        raise ValueError(f"a number, not {type(value).__name__} {value!r}")
+    return value
+
+
 def _request_model(models: dict[str, ServedModel], limits: Limits) -> type[BaseModel]:
     """The predict request's schema, from the loaded models' names and search options."""
     fields: dict[str, Any] = {}
     for served in models.values():
         for o in served.predictor.search_options:
             if o.name not in fields:
-                fields[o.name] = (o.type | None, Field(None, ge=o.minimum, le=o.maximum, description=o.help))
+                kind = o.type if o.type is bool else Annotated[o.type, Field(ge=o.minimum, le=o.maximum),
+                                                                BeforeValidator(_a_number)]  # fmt: skip
+                fields[o.name] = (kind | None, Field(None, description=o.help))
     search = create_model("Search", __config__=ConfigDict(extra="forbid"), **fields)
     names = tuple(models)
     text = Annotated[str, StringConstraints(max_length=limits.max_chars)]
