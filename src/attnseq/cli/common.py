@@ -9,21 +9,6 @@ from pathlib import Path
 
 from attnseq.errors import AttnseqError
 
-# the command line's search options, named as the decode keys they set (`parser.add_search`,
-# --n-best, --ctc-weight); a task takes those in its `decode_options` and refuses the others
-SEARCH_FLAGS = (
-    "beam_size",
-    "length_penalty",
-    "alpha",
-    "batch_size",
-    "precision",
-    "n_best",
-    "shortlist",
-    "ctc_weight",
-    "lm",
-    "lm_weight",
-)
-
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C, with what is true of the work it stopped."""
@@ -83,7 +68,12 @@ def load_predictor(args, *, expect: type | None = None, what: str = ""):
 
     predictor, task = load_with_task(args.model, device=args.device, expect=expect, what=what)
     decode_keys = apply_decode_overrides(args, predictor.config, task)
-    given = {o: getattr(args, o) for o in SEARCH_FLAGS if getattr(args, o, None) is not None}
+    from attnseq.translate import SEARCH_KEYS
+
+    # the command line's search options, named as the decode keys they set (`parser.add_search`, --n-best,
+    # --ctc-weight); a task takes those in its `decode_options` and refuses the others
+    flags = (*SEARCH_KEYS, "ctc_weight")
+    given = {o: getattr(args, o) for o in flags if getattr(args, o, None) is not None}
     refused = [o for o in given if o not in task.decode_options
                and not (o == "precision" and given[o] in ("auto", task.predicts_in))]  # fmt: skip
     if refused:
