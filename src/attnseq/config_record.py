@@ -20,9 +20,9 @@ CHECKSUMS = "files"
 # config.json's format: a saved config must hold every key its format had (a missing key is an
 # error, never a silent default); a key added later goes into ADDED_KEYS with the next format
 FORMAT_KEY = "format"
-# 10: data.split_column, data.speed_copies, decode.lm, decode.lm_weight, train.tensorboard; 9: model.members;
+# 11: train.tensorboard; 10: data.split_column, data.speed_copies, decode.lm, decode.lm_weight; 9: model.members;
 # 8: decode.shortlist may be "auto"; model.ngrams, model.ngram_buckets
-FORMAT = 10
+FORMAT = 11
 ADDED_KEYS: dict[str, int] = {
     "train.accumulate": 2,
     "train.max_nonfinite": 2,
@@ -47,7 +47,7 @@ ADDED_KEYS: dict[str, int] = {
     "data.speed_copies": 10,
     "decode.lm": 10,
     "decode.lm_weight": 10,
-    "train.tensorboard": 10,
+    "train.tensorboard": 11,
 }
 
 
