@@ -177,3 +177,34 @@ def test_auto_is_the_whole_vocabulary_for_a_model_without_a_shortlist(word_run, 
     with pytest.raises(SystemExit) as stop:
         main(["translate", "--model", str(old), "--input", str(src), "--shortlist", "some"])
     assert stop.value.code == 2 and "expected a whole number or auto, got 'some'" in capsys.readouterr().err
+
+
+def test_a_fused_language_model_reads_the_shortlists_words_by_their_vocabulary_ids(word_run):
+    """A short shortlist searches over its positions, not vocabulary ids: the LM's scores must follow
+    the words. An LM sure of one listed word (whose id is not its position) makes every output that word."""
+    translator = Translator.from_pretrained(word_run)
+    translator.config.decode.shortlist, translator.config.decode.shortlist_frequent = 1, 0
+    ids = set()
+    for text in SOURCES:
+        src = [translator.src_vocab.stoi.get(t, translator.src_vocab.unk_id) for t in translator.src_tok.tokenize(text)]
+        ids |= {int(w) for w in translator.shortlist.table[src, 0]}
+    favourite = max(ids)  # the listed word with the highest id: its position in the shortlist is lower
+    size = len(translator.tgt_vocab)
+    table = torch.full((size, size), -30.0)
+    table[:, favourite] = 0.0
+
+    class SureLM:
+        def step(self, tokens, state=None):
+            return table[tokens].clone(), tokens.view(1, -1, 1).float()
+
+        def to(self, device):
+            return self
+
+        def eval(self):
+            return self
+
+    translator.attach_lm("sure", SureLM(), translator.tgt_vocab.itos)
+    translator.config.decode.lm, translator.config.decode.lm_weight = "sure", 10.0
+    word = translator.tgt_vocab.itos[favourite]
+    for tr in translator.translate(SOURCES, beam_size=3):
+        assert tr.output_tokens and set(tr.output_tokens) <= {word, "</s>"}, (word, tr.output_tokens)

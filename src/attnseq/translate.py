@@ -13,6 +13,7 @@ from attnseq.decoding import Hypothesis, Sampler, attention_to_cpu, beam_search,
 from attnseq.decoding.fusion import Chain, LMFusion, token_map
 from attnseq.errors import AttnseqError
 from attnseq.fast.decoding import decoding_model
+from attnseq.fast.shortlist import Shortlisted
 from attnseq.models.seq2seq import Seq2Seq
 from attnseq.schema import Config
 from attnseq.vocab import EOS, Vocab
@@ -118,7 +119,7 @@ class Seq2SeqPredictor:
         search while decode.lm is `path` (`predict.attach_lm` loads it). Raises AttnseqError when the
         LM shares too few of the model's output tokens (another tokenizer)."""
         index = {t: i for i, t in enumerate(lm_tokens)}
-        words = [t for t in self.tgt_vocab.itos[4:]]
+        words = self.tgt_vocab.itos[4:]  # the model's output tokens past the four specials
         known = sum(t in index for t in words)
         if words and known < 0.5 * len(words):
             raise AttnseqError(f"decode.lm = {path}: the language model knows {known} of the model's {len(words)} "
@@ -141,6 +142,8 @@ class Seq2SeqPredictor:
                 raise AttnseqError(f"decode.lm = {dec.lm}: that language model is not loaded; load the model with "
                                    "attnseq.load (or the command line), which loads decode.lm")  # fmt: skip
             _, lm, mapping = self.lm
+            if isinstance(model, Shortlisted):  # it searches over the shortlist's positions: their LM ids
+                mapping = mapping.to(model.ids.device)[model.ids]
             makers.append(lambda memory: LMFusion(lm, mapping.to(memory.src_mask.device), memory.src_mask.size(0),
                                                   bos_id=Vocab.bos_id, weight=dec.lm_weight))  # fmt: skip
         if not makers:
