@@ -200,3 +200,17 @@ def test_every_json_key_a_help_text_names_is_in_the_output(model_dirs):
     for command, record in (("translate", translated), ("classify", classified), ("transcribe", every)):
         keys = help_keys(command)
         assert keys and set(keys) <= set(record), (command, keys, sorted(record))
+
+
+def test_serve_applies_decode_overrides_to_every_model_and_refuses_other_keys(model_dirs):
+    from attnseq.serve import load_models
+
+    models = load_models([f"dates={model_dirs['dates']}"], overrides=["decode.beam_size=2", "decode.n_best=2"])
+    try:
+        assert models["dates"].predictor.config.decode.beam_size == 2
+    finally:
+        for served in models.values():
+            served.executor.shutdown()
+    done = attnseq("serve", "--model", f"dates={model_dirs['dates']}", "--set", "train.lr=0.1", "--port", "0")
+    assert done.returncode == 2 and "serve (model 'dates'): --set train.lr: a trained model takes decode.* keys only" \
+        in done.stderr, done.stderr  # fmt: skip

@@ -61,3 +61,30 @@ def attach_lm(predictor) -> None:
         raise AttnseqError(f"decode.lm = {path}: holds a {task.name} model, not a language model (task: lm)")
     lm, _, assets = checkpoint.load_model_dir(path, task=task, device=str(predictor.device))
     predictor.attach_lm(path, lm, assets.vocab.itos)
+
+
+def set_decode(predictor, task, overrides: list[str], *, where: str) -> set[str]:
+    """`--set decode.KEY=VALUE` overrides (the command line's, the server's) applied to a loaded
+    model's config and checked with it; any other key is refused with one line, as is a decode key
+    its task does not use. A new decode.lm is loaded. Returns the decode keys set."""
+    from attnseq.config import apply, nest, parse_override, validate
+
+    dotted = dict(parse_override(o) for o in overrides)
+    for key in dotted:
+        section, _, name = key.partition(".")
+        if section != "decode":
+            raise AttnseqError(f"{where}: --set {key}: a trained model takes decode.* keys only (its "
+                               f"{section} keys were fixed by training; retrain to change them)")  # fmt: skip
+        if "beam_size" not in task.decode_options and name not in task.decode_options:
+            takes = ", ".join("decode." + o for o in task.decode_options) or "none"
+            raise AttnseqError(f"{where}: --set {key}: not for {task.no_search or f'a {task.name} model'} "
+                               f"(it takes {takes})")  # fmt: skip
+    if dotted:
+        apply(predictor.config, nest(dotted, "--set"), "--set", {}, known_tasks())
+        dec = predictor.config.decode
+        if "decode.n_best" not in dotted:  # a narrower beam returns fewer alternatives than the model's default
+            dec.n_best = min(dec.n_best, dec.beam_size)
+        validate(predictor.config, "--set", {key: "--set" for key in dotted})
+        if "decode.lm" in dotted:
+            attach_lm(predictor)
+    return {key.partition(".")[2] for key in dotted}

@@ -258,7 +258,7 @@ def cmd_serve(args) -> int:
     limits = Limits(max_chars=args.max_chars, max_inputs=args.max_inputs, max_body_bytes=args.max_body_bytes,
                     timeout_s=args.timeout, max_queue=args.max_queue)  # fmt: skip
     batching = Batching(enabled=not args.no_batching, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
-    models = load_models(args.model, device=args.device, threads=args.threads)
+    models = load_models(args.model, device=args.device, threads=args.threads, overrides=args.overrides)
     for name, served in models.items():
         print(f"attnseq serve: model {name!r} ({served.task}) from {served.directory}", file=sys.stderr)
     run(models, host=args.host, port=args.port, access_log=not args.no_access_log, limits=limits, batching=batching)

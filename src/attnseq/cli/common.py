@@ -38,36 +38,15 @@ def read_sentences(path: str | None) -> list[str]:
     return [line for batch in batches(path, 1 << 30) for line in batch]
 
 
-def apply_decode_overrides(args, config, task) -> set[str]:
-    """The command's `--set decode.KEY=VALUE` overrides applied to a trained model's config (checked
-    with it afterwards); any other key is refused with one line, as is a decode key its task does not
-    use. Returns the decode keys set."""
-    from attnseq.config import apply, known_tasks, nest, parse_override
-
-    dotted = dict(parse_override(o) for o in getattr(args, "overrides", None) or [])
-    for key in dotted:
-        section, _, name = key.partition(".")
-        if section != "decode":
-            raise AttnseqError(f"{args.command}: --set {key}: a trained model takes decode.* keys only (its "
-                               f"{section} keys were fixed by training; retrain to change them)")  # fmt: skip
-        if "beam_size" not in task.decode_options and name not in task.decode_options:
-            takes = ", ".join("decode." + o for o in task.decode_options) or "none"
-            raise AttnseqError(f"{args.command}: --set {key}: not for {task.no_search or f'a {task.name} model'} "
-                               f"(it takes {takes})")  # fmt: skip
-    if dotted:
-        apply(config, nest(dotted, "--set"), "--set", {}, known_tasks())
-    return {key.partition(".")[2] for key in dotted}
-
-
 def load_predictor(args, *, expect: type | None = None, what: str = ""):
     """The predictor of --model (of class `expect`, if given) with the command line's search options
     applied to its config and checked like the config itself; an option its task does not take is
     refused with one line. Returns (predictor, task)."""
     from attnseq.config import validate
-    from attnseq.predict import attach_lm, load_with_task
+    from attnseq.predict import attach_lm, load_with_task, set_decode
 
     predictor, task = load_with_task(args.model, device=args.device, expect=expect, what=what)
-    decode_keys = apply_decode_overrides(args, predictor.config, task)
+    decode_keys = set_decode(predictor, task, getattr(args, "overrides", None) or [], where=args.command)
     from attnseq.translate import SEARCH_KEYS
 
     # the command line's search options, named as the decode keys they set (`parser.add_search`, --n-best,

@@ -188,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="model or run directory to serve, as NAME=DIR or DIR (repeatable; the first is the default)",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    add_decode_set(p)
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default="cpu")
     p.add_argument(

@@ -369,12 +369,14 @@ def _warm_up(predictor) -> None:
         log.warning("warm-up of %s failed: %s", type(predictor).__name__, exc)
 
 
-def load_models(specs: list[str], *, device: str = "cpu", threads: int = 0) -> dict[str, ServedModel]:
+def load_models(specs: list[str], *, device: str = "cpu", threads: int = 0,
+                overrides: list[str] = ()) -> dict[str, ServedModel]:  # fmt: skip
     """`serve --model` values, DIR or NAME=DIR, each loaded through its task in its own inference
-    thread with `threads` torch threads (0: the machine's cores shared out among the models).
-    Names default to the directory's name, or its parent's for a run's best/."""
+    thread with `threads` torch threads (0: the machine's cores shared out among the models), with
+    `serve --set decode.KEY=VALUE` `overrides` applied to each. Names default to the directory's
+    name, or its parent's for a run's best/."""
     from attnseq.checkpoint import load_metrics, resolve_model_dir
-    from attnseq.predict import load_with_task
+    from attnseq.predict import load_with_task, set_decode
 
     named: dict[str, Path] = {}
     for spec in specs:
@@ -393,6 +395,7 @@ def load_models(specs: list[str], *, device: str = "cpu", threads: int = 0) -> d
         executor = inference_thread(threads, name)
         try:
             predictor, task = executor.submit(load_with_task, directory, device=device).result()
+            set_decode(predictor, task, list(overrides), where=f"serve (model {name!r})")
             executor.submit(_warm_up, predictor).result()
         except BaseException:
             executor.shutdown()
