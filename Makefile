@@ -8,7 +8,9 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 ifeq ($(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu),gpu)
 TORCH ?= torch==2.13.0
 else
-TORCH ?= torch==2.13.0+cpu --extra-index-url $(TORCH_CPU_INDEX)
+# (--retries 1: where that index cannot be reached, each package's lookup gives up at once, not after
+# pip's five retries with backoff, and the local or configured index answers)
+TORCH ?= torch==2.13.0+cpu --extra-index-url $(TORCH_CPU_INDEX) --retries 1
 endif
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.attnseq-installed

@@ -29,7 +29,7 @@ def planned(tmp_path, *, gpu: bool) -> str:
 
 def test_without_a_gpu_make_installs_the_cpu_build_of_torch(tmp_path):
     line = planned(tmp_path, gpu=False)
-    assert "torch==2.13.0+cpu --extra-index-url https://download.pytorch.org/whl/cpu" in line, line
+    assert "torch==2.13.0+cpu --extra-index-url https://download.pytorch.org/whl/cpu --retries 1" in line, line
 
 
 def test_with_a_gpu_make_installs_the_default_cuda_build(tmp_path):
