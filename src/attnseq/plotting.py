@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from attnseq.errors import AttnseqError  # noqa: E402
 from attnseq.fileio import atomic_write_bytes  # noqa: E402
 
 
@@ -48,12 +49,17 @@ def _fonts(draw):
     return wrapped
 
 
+PICTURES = ("png", "jpg", "jpeg", "pdf", "svg")  # the formats a picture is written in, by its file name
+
+
 def _save(fig, path: Path) -> Path:
     """Write the figure in the format its file name ends with (.png, .jpg, .pdf, .svg; PNG otherwise)."""
-    buf = io.BytesIO()
     kind = Path(path).suffix.lower().lstrip(".")
-    fig.savefig(buf, format=kind if kind in ("png", "jpg", "jpeg", "pdf", "svg") else "png", dpi=120,
-                bbox_inches="tight")  # fmt: skip
+    if kind not in PICTURES:
+        plt.close(fig)
+        raise AttnseqError(f"{path}: name a picture file ending in {', '.join('.' + k for k in PICTURES)}")
+    buf = io.BytesIO()
+    fig.savefig(buf, format=kind, dpi=120, bbox_inches="tight")
     plt.close(fig)
     atomic_write_bytes(Path(path), buf.getvalue())
     return Path(path)

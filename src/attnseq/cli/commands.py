@@ -46,11 +46,11 @@ def cmd_translate(args) -> int:
     translator, _ = load_predictor(args, expect=Translator, what="a translation model")
     dec = translator.config.decode
     lines.check_input(args.input)
-    show_notices()
 
     def write(sentences: list[str], first: int) -> bool:
         """Translate and print `sentences` (numbered from `first`); a line over decode.max_src_tokens is
         named on stderr and left empty (the others are translated). Returns whether one was."""
+        show_notices()  # once, when the first batch was read: a bad input stays one line
         refused = {
             i: n for i, s in enumerate(sentences) if (n := len(translator.src_tok.tokenize(s))) > dec.max_src_tokens
         }
@@ -115,12 +115,13 @@ def cmd_transcribe(args) -> int:
     from attnseq.tasks.speech import Transcriber
 
     transcriber, _ = load_predictor(args, expect=Transcriber, what="a speech model")
-    show_notices()
     size, progress = transcriber.config.decode.batch_size, Progress("transcribe")
     try:
         for start in range(0, len(args.audio), size):  # each batch's transcripts as soon as it is done
             files = args.audio[start : start + size]
-            for p in transcriber.transcribe(files):
+            found = transcriber.transcribe(files)
+            show_notices()  # once the first batch was read: a bad file stays one line
+            for p in found:
                 print(json.dumps(p.to_dict(), ensure_ascii=False) if args.json else f"{p.input}\t{p.output}")
             sys.stdout.flush()
             progress.add(len(files))
@@ -192,10 +193,6 @@ def cmd_plot(args) -> int:
     out = Path(args.out)
     if not args.sentence.strip():
         raise AttnseqError("plot: the input is empty; give a sentence (for a speech model, an audio file)")
-    kinds = {"png", "jpg", "jpeg", "pdf", "svg"}
-    if out.suffix.lower().lstrip(".") not in kinds:
-        endings = ", ".join("." + k for k in sorted(kinds))
-        raise AttnseqError(f"plot: --out {out}: name a picture file ending in {endings}")
     if not out.parent.is_dir():
         raise AttnseqError(f"plot: --out {out}: the folder {out.parent} does not exist; create it first")
     task = task_of(args.model)
