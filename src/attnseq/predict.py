@@ -63,10 +63,10 @@ def attach_lm(predictor) -> None:
     predictor.attach_lm(path, lm, assets.vocab.itos)
 
 
-def set_decode(predictor, task, overrides: list[str], *, where: str) -> set[str]:
+def set_decode(predictor, task, overrides: list[str], *, where: str) -> None:
     """`--set decode.KEY=VALUE` overrides (the command line's, the server's) applied to a loaded
     model's config and checked with it; any other key is refused with one line, as is a decode key
-    its task does not use. A new decode.lm is loaded. Returns the decode keys set."""
+    its task does not use. A new decode.lm is loaded."""
     from attnseq.config import apply, nest, parse_override, validate
 
     dotted = dict(parse_override(o) for o in overrides)
@@ -87,4 +87,3 @@ def set_decode(predictor, task, overrides: list[str], *, where: str) -> set[str]
         validate(predictor.config, "--set", {key: "--set" for key in dotted})
         if "decode.lm" in dotted:
             attach_lm(predictor)
-    return {key.partition(".")[2] for key in dotted}

@@ -66,6 +66,21 @@ def read_manifest(path: str | Path, columns: list[str]) -> tuple[Path, list[dict
     return path, rows
 
 
+def split_rows(d, split: str, columns: list[str]) -> tuple[Path, list[dict[str, str]]]:
+    """The manifest rows of `split` (train / valid / test): the rows of data.<split>'s own manifest,
+    or, with data.split_column, those of data.manifest whose split column holds data.<split>
+    (speech and lm data sections both have these keys). Errors name the file and line."""
+    spec = getattr(d, split)
+    manifest, rows = read_manifest(d.manifest if d.split_column else spec, columns + [d.split_column] * bool(
+        d.split_column))  # fmt: skip
+    if d.split_column:
+        rows = [row for row in rows if row[d.split_column] == spec]
+        if not rows:
+            raise AttnseqError(f"{manifest}: no row has {spec!r} in its {d.split_column!r} column; check "
+                               f"data.{split} (the split's name in the manifest)")  # fmt: skip
+    return manifest, rows
+
+
 def _audio_path(manifest: Path, d: SpeechDataConfig, name: str) -> Path:
     return manifest.parent / d.audio_dir / name
 
@@ -81,16 +96,9 @@ def tsv_corpus(d: SpeechDataConfig, split: str) -> list[Utterance]:
     """The recordings of `split` from its manifest (data.train / valid / test), or, with
     data.split_column, the rows of data.manifest whose split column holds data.<split>. Training
     recordings are played at each speed of data.speed_copies (Kaldi's speed perturbation)."""
-    spec = getattr(d, split)
-    if not spec:
+    if not getattr(d, split):
         return []
-    columns = [d.file_column, d.text_column] + ([d.split_column] if d.split_column else [])
-    manifest, rows = read_manifest(d.manifest if d.split_column else spec, columns)
-    if d.split_column:
-        rows = [row for row in rows if row[d.split_column] == spec]
-        if not rows:
-            raise AttnseqError(f"{manifest}: no row has {spec!r} in its {d.split_column!r} column; check "
-                               f"data.{split} (the split's name in the manifest)")  # fmt: skip
+    manifest, rows = split_rows(d, split, [d.file_column, d.text_column])
     out = []
     for row in rows:
         text = row[d.text_column].strip()

@@ -46,7 +46,7 @@ def load_predictor(args, *, expect: type | None = None, what: str = ""):
     from attnseq.predict import attach_lm, load_with_task, set_decode
 
     predictor, task = load_with_task(args.model, device=args.device, expect=expect, what=what)
-    decode_keys = set_decode(predictor, task, getattr(args, "overrides", None) or [], where=args.command)
+    set_decode(predictor, task, getattr(args, "overrides", None) or [], where=args.command)
     from attnseq.translate import SEARCH_KEYS
 
     # the command line's search options, named as the decode keys they set (`parser.add_search`, --n-best,
@@ -70,7 +70,7 @@ def load_predictor(args, *, expect: type | None = None, what: str = ""):
         precision = predictor.precision  # a precision this device cannot run stops here, before any input is read
         if dec.precision == "auto":
             NOTICES.append(f"attnseq: decoding in {precision} (auto on {device_summary(args.device)})")
-    if "lm" in given or "lm" in decode_keys:
+    if "lm" in given and (predictor.lm is None or predictor.lm[0] != dec.lm):  # not loaded by --set decode.lm
         attach_lm(predictor)
     if task.shortlists:
         predictor.check_shortlist()  # so does a shortlist the model does not have

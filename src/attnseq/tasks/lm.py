@@ -17,7 +17,7 @@ from typing import ClassVar, Literal
 
 import torch
 
-from attnseq.audio.corpus import read_manifest
+from attnseq.audio.corpus import split_rows
 from attnseq.batching import bucketed_batches, pad
 from attnseq.checkpoint import load_predictor
 from attnseq.contracts import Prediction, Task, TaskData, check_inputs
@@ -72,12 +72,7 @@ def read_sentences(d: LMDataConfig, split: str) -> list[str]:
         return []
     if d.corpus == "text":
         return [line.strip() for _, line in read_lines(name) if line.strip()]
-    columns = [d.text_column] + ([d.split_column] if d.split_column else [])
-    manifest, rows = read_manifest(d.manifest if d.split_column else name, columns)
-    if d.split_column:
-        rows = [row for row in rows if row[d.split_column] == name]
-        if not rows:
-            raise AttnseqError(f"{manifest}: no row has {name!r} in its {d.split_column!r} column; check data.{split}")
+    _, rows = split_rows(d, split, [d.text_column])
     return [row[d.text_column].strip() for row in rows if row[d.text_column].strip()]
 
 
@@ -221,8 +216,8 @@ class LMTask(Task):
         return model
 
     def validate(self, model, data: TaskData, cfg: Config, *, device: str) -> dict[str, float]:
-        predictor = self.predictor(model, cfg, data.assets, device=device)
-        return {"ppl": predictor.perplexity(data.valid.texts)["ppl"]}
+        """Nothing beyond the trainer's pass over valid: its loss per token and `ppl` are the metrics."""
+        return {}
 
     def predictor(self, model, cfg: Config, assets: LMAssets, *, device: str = "cpu") -> LanguageModel:
         return LanguageModel(model, cfg, assets, device=device)
