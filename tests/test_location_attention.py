@@ -148,7 +148,7 @@ def test_the_state_carries_the_weights_and_the_loop_is_not_fused(decoder):
     src, src_lengths, tgt_in, _ = batch()
     memory = model.encode(src, src_lengths)
     state = model.init_state(memory)
-    torch.testing.assert_close(state.attention, LocationAwareAttention.initial_weights(memory.src_mask, torch.float64))
+    torch.testing.assert_close(state.attention, model.decoder.attention.initial_weights(memory.src_mask, torch.float64))
     with torch.no_grad():
         _, state, attn = model.step(tgt_in[:, 0], state, memory)
     assert torch.equal(state.attention, attn)

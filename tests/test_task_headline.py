@@ -132,3 +132,37 @@ def test_ablate_runs_on_a_headline_config(news_run, tmp_path):
     rows = json.loads((tmp_path / "abl" / "ablation.json").read_text())
     assert [r["variant"] for r in rows] == ["init", "luong-dot", "baseline"]
     assert rows[1]["rougeL"] > 0 and rows[2]["rougeL"] > 0
+
+
+def test_the_first_sentence_baseline_and_lead_are_pinned_on_fixed_pairs(monkeypatch):
+    from attnseq.tasks import get_task
+    from attnseq.tasks.headlines import first_sentence
+
+    assert first_sentence("We use e.g. 3.5 layers. It works.  Well.") == "We use e.g. 3.5 layers."
+    assert first_sentence("  one   sentence without a stop ") == "one sentence without a stop"
+    task = get_task("headline")
+    monkeypatch.setattr(task, "pairs", lambda cfg, split: [("alpha beta gamma delta", "alpha beta")])
+    base = task.baseline(None, [("Deep nets learn. They learn fast.", "deep nets learn fast")])
+    # lead-2 "Deep nets": unigrams P 2/2, R 2/4; bigrams P 1/1, R 1/3; LCS 2
+    assert base["words"] == 2 and base["outputs"] == ["Deep nets"]
+    assert (base["rouge1"], base["rouge2"], base["rougeL"]) == pytest.approx((200 / 3, 50.0, 200 / 3))
+    # "Deep nets learn.": unigrams P 3/3, R 3/4; bigrams P 2/2, R 2/3; LCS 3
+    first = base["first_sentence"]
+    assert (first["rouge1"], first["rouge2"], first["rougeL"]) == pytest.approx((600 / 7, 80.0, 600 / 7))
+
+
+def test_a_pattern_names_several_record_files_and_a_bad_line_is_named(tmp_path):
+    for i, rows in enumerate(([("a b", "a")], [("c d", "c"), ("e f", "e")])):
+        (tmp_path / f"part-{i}.jsonl").write_text("".join(json.dumps({"s": s, "t": t}) + "\n" for s, t in rows))
+    (tmp_path / "valid.jsonl").write_text(json.dumps({"s": "x y", "t": "x"}) + "\n")
+    over = [f"data.train={tmp_path}/part-*.jsonl", f"data.valid={tmp_path}/valid.jsonl", "data.src_field=s",
+            "data.tgt_field=t"]  # fmt: skip
+    cfg = load_config(ROOT / "configs" / "headlines.yaml", [*over, "data.files=[]", "data.format=jsonl"])
+    assert [r.src for r in split_records(cfg.data)["train"]] == ["a b", "c d", "e f"]
+    with (tmp_path / "part-1.jsonl").open("a") as f:
+        f.write('{"s": "g h", "t": \n')
+    with pytest.raises(AttnseqError, match=r"part-1\.jsonl:3: "):
+        split_records(cfg.data)
+    cfg.data.train = f"{tmp_path}/nothing-*.jsonl"
+    with pytest.raises(AttnseqError, match=r"nothing-\*\.jsonl: no file matches this pattern"):
+        split_records(cfg.data)

@@ -20,9 +20,10 @@ CHECKSUMS = "files"
 # config.json's format: a saved config must hold every key its format had (a missing key is an
 # error, never a silent default); a key added later goes into ADDED_KEYS with the next format
 FORMAT_KEY = "format"
-# 11: train.tensorboard; 10: data.split_column, data.speed_copies, decode.lm, decode.lm_weight; 9: model.members;
+# 12: data.src_truncate, model.coverage, model.coverage_loss; 11: train.tensorboard;
+# 10: data.split_column, data.speed_copies, decode.lm, decode.lm_weight; 9: model.members;
 # 8: decode.shortlist may be "auto"; model.ngrams, model.ngram_buckets
-FORMAT = 11
+FORMAT = 12
 ADDED_KEYS: dict[str, int] = {
     "train.accumulate": 2,
     "train.max_nonfinite": 2,
@@ -48,6 +49,9 @@ ADDED_KEYS: dict[str, int] = {
     "decode.lm": 10,
     "decode.lm_weight": 10,
     "train.tensorboard": 11,
+    "data.src_truncate": 12,
+    "model.coverage": 12,
+    "model.coverage_loss": 12,
 }
 
 

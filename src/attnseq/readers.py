@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import glob
 import gzip
 import io
 import json
@@ -19,12 +20,34 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
-from attnseq.catalogue import resolve
+from attnseq.catalogue import PREFIX, data_roots, resolve
 from attnseq.errors import AttnseqError
 
 if TYPE_CHECKING:  # the text tasks' data sections (attnseq.tasks.translation)
     from attnseq.tasks.records import RecordsDataConfig
     from attnseq.tasks.translation import DataConfig
+
+
+def expand(path: str) -> list[str]:
+    """The files a config path names: itself, or, for a pattern with * ? or [...] (e.g.
+    `data:arxiv-titles/train-*.jsonl.gz`), the files it matches, sorted (a `data:` pattern in the
+    first data directory where it matches any).
+
+    Raises:
+        AttnseqError: a pattern that matches no file.
+    """
+    text = str(path)
+    if not any(c in text for c in "*?["):
+        return [text]
+    if text.startswith(PREFIX):
+        rel = text[len(PREFIX) :].lstrip("/")
+        tries = [str(root / rel) for root in data_roots()]
+    else:
+        tries = [text]
+    for pattern in tries:
+        if found := sorted(f for f in glob.glob(pattern) if Path(f).is_file()):
+            return found
+    raise AttnseqError(f"{text}: no file matches this pattern (looked for {', '.join(tries)}); check the path")
 
 
 def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
@@ -223,9 +246,11 @@ def _parse_records(path: str | Path, d: RecordsDataConfig) -> tuple[list[Record]
 
 def split_records(d: RecordsDataConfig) -> dict[str, list[Record]]:
     """train / valid / test records: each of d.files split by d.split under d.split_seed (the
-    same shares from each file), or the ready-made d.train / d.valid / d.test files."""
+    same shares from each file), or the ready-made d.train / d.valid / d.test files (each a file
+    or a pattern of files, `expand`)."""
     if not d.files:
-        return {name: read_records(getattr(d, name), d)[0] if getattr(d, name) else [] for name in SPLITS}
+        return {name: [r for file in expand(getattr(d, name)) for r in read_records(file, d)[0]] if getattr(d, name)
+                else [] for name in SPLITS}  # fmt: skip
     out: dict[str, list[Record]] = {name: [] for name in SPLITS}
     for i, path in enumerate(d.files):
         records, _ = read_records(path, d)

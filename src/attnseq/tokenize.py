@@ -154,13 +154,28 @@ def build_tokenizer(
     return TOKENIZERS[name](lowercase=lowercase)
 
 
+class FirstTokens:
+    """A tokenizer whose output is cut to its first `limit` tokens (`data.src_truncate`): a long
+    source (an abstract) is read as its beginning, the same in training and in decoding."""
+
+    def __init__(self, inner: Tokenizer, limit: int) -> None:
+        self.inner, self.limit, self.name = inner, limit, inner.name
+
+    def tokenize(self, text: str) -> list[str]:
+        return self.inner.tokenize(text)[: self.limit]
+
+    def detokenize(self, tokens: list[str]) -> str:
+        return self.inner.detokenize(tokens)
+
+
 def build_tokenizers(data: DataConfig, protos: tuple[bytes | None, bytes | None] = (None, None)):
     """The (source, target) tokenizers a config's data section names; `protos` are the
-    sentencepiece models of the sides that use one."""
-    return (
-        build_tokenizer(data.src_tokenizer, lowercase=data.lowercase, model_proto=protos[0]),
-        build_tokenizer(data.tgt_tokenizer, lowercase=data.lowercase, model_proto=protos[1]),
-    )
+    sentencepiece models of the sides that use one. The source side keeps its first
+    data.src_truncate tokens where that is set."""
+    src = build_tokenizer(data.src_tokenizer, lowercase=data.lowercase, model_proto=protos[0])
+    if getattr(data, "src_truncate", 0):
+        src = FirstTokens(src, data.src_truncate)
+    return src, build_tokenizer(data.tgt_tokenizer, lowercase=data.lowercase, model_proto=protos[1])
 
 
 def fit_tokenizers(data: DataConfig, src_texts: list[str], tgt_texts: list[str]) -> tuple[Tokenizer, Tokenizer]:
@@ -185,9 +200,8 @@ def fit_tokenizers(data: DataConfig, src_texts: list[str], tgt_texts: list[str])
 
 def tokenizer_files(tokenizers: tuple[Tokenizer, Tokenizer]) -> dict[str, bytes]:
     """What a model directory must hold for its tokenizers: {file name: bytes}."""
-    return {
-        name: tok.model_proto for name, tok in zip(SPM_FILES, tokenizers) if isinstance(tok, SentencePieceTokenizer)
-    }
+    inner = [getattr(tok, "inner", tok) for tok in tokenizers]  # FirstTokens saves what it cuts
+    return {name: tok.model_proto for name, tok in zip(SPM_FILES, inner) if isinstance(tok, SentencePieceTokenizer)}
 
 
 def load_tokenizers(data: DataConfig, directory: Path) -> tuple[Tokenizer, Tokenizer]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from attnseq.errors import AttnseqError
+from attnseq.modules.attention import COVERAGE_KINDS
 from attnseq.schema import (
     A_SHARE,
     AT_LEAST_1,
@@ -45,6 +46,10 @@ class ModelConfig:
     # pointer-generator (See et al. 2017): the output distribution mixes the vocabulary softmax with
     # the attention weights over the source tokens, gated by a learned p_gen (luong / bahdanau only)
     copy: bool = False
+    # coverage (See et al. 2017): the score also reads c^t, the sum of past attention weights
+    # (attention concat or location_aware), and training adds coverage_loss * sum_i min(alpha^t_i, c^t_i)
+    coverage: bool = False
+    coverage_loss: float = 1.0
 
     ranges: ClassVar[dict[str, Range]] = {
         "emb_size": AT_LEAST_1,
@@ -57,6 +62,7 @@ class ModelConfig:
         "attn_filters": AT_LEAST_1,
         "attn_kernel": (lambda v: v >= 1 and v % 2 == 1, "an odd number (the filters centre on a position)"),
         "param_init": NOT_NEGATIVE,
+        "coverage_loss": NOT_NEGATIVE,
         "max_src_len": AT_LEAST_1,
     }
 
@@ -111,6 +117,12 @@ def check_seq2seq_model(cfg, at) -> None:
         raise AttnseqError(
             f"{at('model.copy', 'model.decoder')}: model.copy copies through the attention weights; it needs "
             f"model.decoder luong or bahdanau (got {m.decoder})"
+        )
+    if m.coverage and (m.decoder not in ("luong", "bahdanau") or m.attention not in COVERAGE_KINDS):
+        raise AttnseqError(
+            f"{at('model.coverage', 'model.decoder', 'model.attention')}: coverage adds the sum of past attention "
+            f"weights inside an additive score; it needs model.decoder luong or bahdanau and model.attention "
+            f"{' or '.join(COVERAGE_KINDS)} (got {m.decoder} / {m.attention})"
         )
     if m.bidirectional and m.enc_hidden_size % 2:
         raise AttnseqError(

@@ -17,7 +17,7 @@ from attnseq.modules.copy import CopyGenerator
 from attnseq.modules.ctc import CTCHead
 from attnseq.modules.decoder import DECODERS, DecoderState, RNNDecoder
 from attnseq.modules.encoder import Memory, RNNEncoder
-from attnseq.modules.loss import label_smoothed_nll
+from attnseq.modules.loss import coverage_loss, label_smoothed_nll
 from attnseq.modules.pointwise import working_dtype
 from attnseq.runtime import autocast, resolve_device  # noqa: F401  (their home is runtime)
 
@@ -49,6 +49,7 @@ class Seq2Seq(nn.Module):
         self.copy = copy  # a pointer-generator: step / logits give log P of the mixed distribution
         self.ctc: CTCHead | None = None  # a CTC layer on the encoder, trained jointly (modules.ctc)
         self.ctc_weight = 0.0
+        self.coverage_weight = 0.0  # > 0: training adds this times the coverage loss (model.coverage_loss)
         self.pad_id = pad_id
         self.label_smoothing = 0.0
         self.teacher_forcing = 1.0
@@ -95,18 +96,21 @@ class Seq2Seq(nn.Module):
         return self.copy(self.decoder.readout(features), features, emb, attn, src_ids)
 
     def forward(self, batch: Batch) -> LossOutput:
-        """The summed cross-entropy of a batch (`data.Batch`) over its target tokens."""
+        """The summed cross-entropy of a batch (`data.Batch`) over its target tokens (with the
+        coverage loss and the CTC loss where the model has them; each term is also logged)."""
         smoothing, forcing = (self.label_smoothing, self.teacher_forcing) if self.training else (0.0, 1.0)
         joint = self.ctc is not None and self.training  # validation scores the attention decoder alone
         memory = self.encode(batch.src, batch.src_lengths) if joint else None
-        loss_sum = self.loss(
+        terms = self.loss_terms(
             batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out, pad_id=self.pad_id,
             label_smoothing=smoothing, teacher_forcing=forcing, memory=memory,
         )  # fmt: skip
+        loss_sum = terms["nll"] + self.coverage_weight * terms["coverage"] if "coverage" in terms else terms["nll"]
+        logs = {"coverage": float(terms["coverage"].detach())} if "coverage" in terms else {}
         if not joint:
-            return LossOutput(loss_sum, batch.n_tgt_tokens)
+            return LossOutput(loss_sum, batch.n_tgt_tokens, logs)
         w, ctc = self.ctc_weight, self.ctc.loss_sum(memory, batch.tgt_out, batch.tgt_lengths)
-        logs = {"attention": float(loss_sum.detach()), "ctc": float(ctc.detach())}  # each summed over the batch
+        logs.update(attention=float(loss_sum.detach()), ctc=float(ctc.detach()))  # each summed over the batch
         return LossOutput((1.0 - w) * loss_sum + w * ctc, batch.n_tgt_tokens, logs)
 
     def logits(
@@ -141,7 +145,19 @@ class Seq2Seq(nn.Module):
         self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, tgt_out: Tensor, *, pad_id: int,
         label_smoothing: float = 0.0, teacher_forcing: float = 1.0, memory: Memory | None = None,
     ) -> Tensor:  # fmt: skip
-        """Summed cross-entropy of a batch over the real (non-padding) positions of tgt_out.
+        """Summed cross-entropy of a batch over the real (non-padding) positions of tgt_out, plus
+        coverage_weight times the coverage loss where the model has coverage (`loss_terms`)."""
+        terms = self.loss_terms(src, src_lengths, tgt_in, tgt_out, pad_id=pad_id, label_smoothing=label_smoothing,
+                                teacher_forcing=teacher_forcing, memory=memory)  # fmt: skip
+        return terms["nll"] + self.coverage_weight * terms["coverage"] if "coverage" in terms else terms["nll"]
+
+    def loss_terms(
+        self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, tgt_out: Tensor, *, pad_id: int,
+        label_smoothing: float = 0.0, teacher_forcing: float = 1.0, memory: Memory | None = None,
+    ) -> dict[str, Tensor]:  # fmt: skip
+        """The loss terms of a batch, each summed: "nll", the cross-entropy over the real
+        (non-padding) positions of tgt_out, and "coverage" (`modules.loss.coverage_loss`) where
+        coverage_weight > 0.
 
         Under full teacher forcing the output layer runs only at those positions (`RNNDecoder.loss`,
         or `fast_loss`); with teacher_forcing < 1 the steps' logits are scored. The loss is
@@ -152,19 +168,25 @@ class Seq2Seq(nn.Module):
             memory = self.encode(src, src_lengths) if memory is None else memory
             features, attn = self.features(tgt_in, self.decoder.init_state(memory), memory)
             if self.copy is not None:
-                logp = self._copied(features, tgt_in, attn, memory, keep)
-                return label_smoothed_nll(logp, tgt_out[keep], label_smoothing)
-            if self.fast_loss is not None:
-                return self.fast_loss(self.decoder, features[keep], tgt_out[keep], label_smoothing)
-            return self.decoder.loss(features[keep], tgt_out[keep], label_smoothing)
-        logits, _ = self.logits(src, src_lengths, tgt_in, teacher_forcing=teacher_forcing, memory=memory)
-        if self.copy is not None:  # the copy mechanism's logits are log P(w) already
-            return label_smoothed_nll(logits[keep], tgt_out[keep], label_smoothing)
-        if self.fast_logits_loss is not None:
-            return self.fast_logits_loss(logits[keep], tgt_out[keep], label_smoothing)
-        logits = logits[keep]
-        logp = torch.log_softmax(logits.to(working_dtype(logits)), dim=-1)
-        return label_smoothed_nll(logp, tgt_out[keep], label_smoothing)
+                nll = label_smoothed_nll(self._copied(features, tgt_in, attn, memory, keep), tgt_out[keep],
+                                         label_smoothing)  # fmt: skip
+            elif self.fast_loss is not None:
+                nll = self.fast_loss(self.decoder, features[keep], tgt_out[keep], label_smoothing)
+            else:
+                nll = self.decoder.loss(features[keep], tgt_out[keep], label_smoothing)
+        else:
+            logits, attn = self.logits(src, src_lengths, tgt_in, teacher_forcing=teacher_forcing, memory=memory)
+            if self.copy is not None:  # the copy mechanism's logits are log P(w) already
+                nll = label_smoothed_nll(logits[keep], tgt_out[keep], label_smoothing)
+            elif self.fast_logits_loss is not None:
+                nll = self.fast_logits_loss(logits[keep], tgt_out[keep], label_smoothing)
+            else:
+                logits = logits[keep]
+                logp = torch.log_softmax(logits.to(working_dtype(logits)), dim=-1)
+                nll = label_smoothed_nll(logp, tgt_out[keep], label_smoothing)
+        if self.coverage_weight > 0 and attn is not None:
+            return {"nll": nll, "coverage": coverage_loss(attn.to(working_dtype(attn)), keep)}
+        return {"nll": nll}
 
     def features(self, tgt_in: Tensor, state: DecoderState, memory: Memory):
         """The decoder's teacher-forced `features` (o_t (B, T, H_o), attention (B, T, S) or None),
@@ -218,6 +240,7 @@ def assemble(
                 max_src_len=cfg.max_src_len,
                 attn_filters=cfg.attn_filters,
                 attn_kernel=cfg.attn_kernel,
+                coverage=getattr(cfg, "coverage", False),
             )
         except ValueError as exc:
             raise AttnseqError(f"model.attention: {exc}") from None
@@ -231,6 +254,8 @@ def assemble(
             raise AttnseqError("model.copy needs a source vocabulary to copy from (a text source)")
         copy = CopyGenerator(decoder.W_y.in_features, cfg.emb_size, copy_map)
     model = Seq2Seq(encoder, decoder, pad_id=pad_id, copy=copy)
+    if getattr(cfg, "coverage", False):
+        model.coverage_weight = cfg.coverage_loss
     if cfg.param_init > 0:  # every weight uniform in [-x, x]; padding embeddings stay zero
         with torch.no_grad():
             for p in model.parameters():

@@ -16,7 +16,10 @@ source memory is never repeated per beam. Masks are True at real source tokens.
 
 Location-aware attention (SPEC 6.4) also reads the previous step's weights alpha^{t-1}, one row
 per query row (`previous`); the decoders keep them in their state (`DecoderState.attention`) when
-`reads_previous` is set, and every other kind ignores them.
+`reads_previous` is set, and every other kind ignores them. Coverage (See et al. 2017, `coverage`)
+reads the sum of all earlier steps' weights instead, c^t = sum_{t' < t} alpha^{t'}: the state
+carries what `carry` returns (alpha^t, or c^t + alpha^t where `accumulates`) from what
+`initial_weights` gives before the first step (alpha^0 uniform, or c^1 = 0).
 
 A score may also describe itself to code that computes it elsewhere (`score_form`, a `ScoreForm`),
 so that such code reads the description instead of asking which class it holds.
@@ -54,7 +57,21 @@ class ScoreForm:
 class Attention(nn.Module):
     """alpha = softmax(score(s, h_1..h_N)) over real positions; a = sum_i alpha_i h_i."""
 
-    reads_previous = False  # whether scores read the previous step's weights (location-aware)
+    reads_previous = False  # whether scores read the previous step's weights (location-aware) or their sum
+    accumulates = False  # what is read is the sum of all earlier steps' weights (coverage), not the last
+
+    def initial_weights(self, src_mask: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+        """What the first step reads (B, S): alpha^0 uniform over the real positions (exactly 0 at
+        padding), or the coverage before any step, 0, where `accumulates`."""
+        mask = src_mask.to(torch.promote_types(dtype, torch.float32))
+        return torch.zeros_like(mask) if self.accumulates else mask / mask.sum(dim=1, keepdim=True)
+
+    def carry(self, previous: Tensor | None, weights: Tensor) -> Tensor | None:
+        """What the next step reads, from what this step read and its weights alpha^t: alpha^t, or
+        the coverage c^{t+1} = c^t + alpha^t where `accumulates`; None where nothing is read."""
+        if not self.reads_previous:
+            return None
+        return previous + weights if self.accumulates and previous is not None else weights
 
     def score_form(self) -> ScoreForm | None:
         """This score as a `ScoreForm`, for code that computes it by itself (a fused training
@@ -172,6 +189,29 @@ class ConcatAttention(Attention):
         return self.W_a(hidden.to(query.dtype)).squeeze(-1)  # (B, T, S)
 
 
+class CoverageAttention(ConcatAttention):
+    """SPEC 3.4 with coverage (See et al. 2017, eq. 11): score(s_t, h_i) = W_a^T tanh(W_b s_t + W_c h_i
+    + w_c c^t_i), where c^t = sum_{t' < t} alpha^{t'} is how much attention position i has had so far.
+    Keys are W_c h, as for concat; the decoders carry c^t in their state (`carry`). Its training
+    loss term, sum_i min(alpha^t_i, c^t_i), is `modules.loss.coverage_loss`."""
+
+    reads_previous = True
+    accumulates = True
+
+    def __init__(self, query_size: int, key_size: int, attn_size: int) -> None:
+        super().__init__(query_size, key_size, attn_size)
+        self.w_c = nn.Linear(1, attn_size, bias=False)
+
+    def score_form(self) -> None:
+        return None  # the score reads the coverage, which a fused loop does not carry
+
+    def score(self, query: Tensor, keys: Tensor, coverage: Tensor) -> Tensor:
+        """query (B, T, Hq), keys (B, S, A), coverage (B, T, S) -> (B, T, S)."""
+        covered = self.w_c(coverage.unsqueeze(-1).to(self.w_c.weight.dtype))  # w_c c_i: (B, T, S, A)
+        hidden = tanh(self.W_b(query).to(keys.dtype).unsqueeze(2) + keys.unsqueeze(1) + covered.to(keys.dtype))
+        return self.W_a(hidden.to(query.dtype)).squeeze(-1)  # (B, T, S)
+
+
 class LocationAttention(Attention):
     """SPEC 3.5: alpha = softmax(W_a s): one score per position up to `max_src_len`, from s alone."""
 
@@ -196,12 +236,16 @@ class LocationAwareAttention(Attention):
     score(s_t, h_i) = W_a^T tanh(W_b s_t + W_c h_i + U f_{t,i} + b) with f_t = F * alpha^{t-1}, the
     previous step's weights convolved by `filters` filters of `kernel` positions (zero beyond the
     ends, and zero at padding, where alpha is 0). Keys are W_c h, as for concat. The first step
-    reads alpha^0 uniform over the real positions."""
+    reads alpha^0 uniform over the real positions. With `coverage` the filters read the coverage
+    c^t instead of alpha^{t-1} (Chorowski's location-aware score over the sum of past weights)."""
 
     reads_previous = True
 
-    def __init__(self, query_size: int, key_size: int, attn_size: int, filters: int, kernel: int) -> None:
+    def __init__(
+        self, query_size: int, key_size: int, attn_size: int, filters: int, kernel: int, *, coverage: bool = False
+    ) -> None:
         super().__init__()
+        self.accumulates = coverage
         if kernel < 1 or kernel % 2 == 0:
             raise ValueError(f"location-aware attention needs an odd kernel width, got {kernel}")
         self.W_a = nn.Linear(attn_size, 1, bias=False)
@@ -210,12 +254,6 @@ class LocationAwareAttention(Attention):
         self.F = nn.Conv1d(1, filters, kernel, padding=kernel // 2, bias=False)
         self.U = nn.Linear(filters, attn_size, bias=False)
         self.b = nn.Parameter(torch.zeros(attn_size))
-
-    @staticmethod
-    def initial_weights(src_mask: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
-        """alpha^0: (B, S) uniform over the real positions, exactly 0 at padding."""
-        mask = src_mask.to(torch.promote_types(dtype, torch.float32))
-        return mask / mask.sum(dim=1, keepdim=True)
 
     def precompute_keys(self, values: Tensor) -> Tensor:
         return self.W_c(values)  # (B, S, A)
@@ -231,6 +269,7 @@ class LocationAwareAttention(Attention):
 
 
 ATTENTIONS = ("dot", "scaled_dot", "general", "concat", "location", "location_aware")
+COVERAGE_KINDS = ("concat", "location_aware")  # the scores that can read the coverage c^t
 
 
 def build_attention(
@@ -242,13 +281,20 @@ def build_attention(
     max_src_len: int = 128,
     attn_filters: int = 10,
     attn_kernel: int = 31,
+    coverage: bool = False,
 ) -> Attention:
-    """Make the attention named `kind` (SPEC 3).
+    """Make the attention named `kind` (SPEC 3); with `coverage`, its score also reads the sum of
+    past weights (concat: `CoverageAttention`; location_aware: filters over that sum).
 
     Raises:
-        ValueError: unknown kind (the message lists the valid ones), or dot / scaled_dot with
-            query and key sizes that differ.
+        ValueError: unknown kind (the message lists the valid ones), dot / scaled_dot with query
+            and key sizes that differ, or coverage with a kind whose score cannot read it.
     """
+    if coverage and kind not in COVERAGE_KINDS:
+        raise ValueError(
+            f"coverage adds the sum of past weights inside an additive score; it needs attention "
+            f"{' or '.join(COVERAGE_KINDS)}, not {kind}"
+        )
     if kind in ("dot", "scaled_dot") and query_size != key_size:
         raise ValueError(
             f"{kind} attention needs the decoder state and encoder outputs to have equal size, "
@@ -258,10 +304,12 @@ def build_attention(
         "dot": lambda: DotAttention(),
         "scaled_dot": lambda: ScaledDotAttention(key_size),
         "general": lambda: GeneralAttention(query_size, key_size),
-        "concat": lambda: ConcatAttention(query_size, key_size, attn_size or query_size),
+        "concat": lambda: (CoverageAttention if coverage else ConcatAttention)(
+            query_size, key_size, attn_size or query_size
+        ),
         "location": lambda: LocationAttention(query_size, max_src_len),
         "location_aware": lambda: LocationAwareAttention(
-            query_size, key_size, attn_size or query_size, attn_filters, attn_kernel
+            query_size, key_size, attn_size or query_size, attn_filters, attn_kernel, coverage=coverage
         ),
     }
     if kind not in builders:

@@ -116,14 +116,14 @@ class RNNDecoder(nn.Module):
             return self.bridge(s).contiguous()
 
         state = DecoderState(hidden=map_state(memory.final, per_layer))
-        if self.attention is not None and self.attention.reads_previous:  # alpha^0 (SPEC 6.4)
+        if self.attention is not None and self.attention.reads_previous:  # alpha^0 (SPEC 6.4), or c^1 = 0
             state.attention = self.attention.initial_weights(memory.src_mask, memory.keys.dtype)
         return state
 
-    def _previous(self, alpha: Tensor) -> Tensor | None:
-        """What the next step's state keeps of this step's weights: alpha^t where the attention
-        reads it (location-aware), else nothing."""
-        return alpha if self.attention.reads_previous else None
+    def _previous(self, state: DecoderState, alpha: Tensor) -> Tensor | None:
+        """What the next step's state keeps of this step's weights: alpha^t (location-aware) or the
+        coverage c^{t+1} = c^t + alpha^t where the attention reads them, else nothing."""
+        return self.attention.carry(state.attention, alpha)
 
     def readout(self, features: Tensor) -> Tensor:
         """Logits W_y o + b_y. features (..., H) -> (..., V)."""
@@ -262,11 +262,11 @@ class LuongDecoder(RNNDecoder):
         out, hidden = self._read(prev_tokens, state.input_feed, state.hidden)  # reads [e(y_{t-1}); s~_{t-1}]
         s_tilde, alpha = self._attend(out, memory, state.attention)  # (B, H), (B, S)
         feed = s_tilde if self.input_feeding else None
-        return s_tilde, DecoderState(hidden=hidden, input_feed=feed, attention=self._previous(alpha)), alpha
+        return s_tilde, DecoderState(hidden=hidden, input_feed=feed, attention=self._previous(state, alpha)), alpha
 
     def features(self, tgt_in, state, memory):
         if self.input_feeding or self.attention.reads_previous:
-            # s~_{t-1} feeds step t, or step t's scores read alpha^{t-1}: the steps run in turn
+            # s~_{t-1} feeds step t, or step t's scores read alpha^{t-1} (or c^t): the steps run in turn
             return super().features(tgt_in, state, memory)
         out, _ = self.rnn(self._embed(tgt_in), state.hidden)  # fused over T: (B, T, H)
         return self._attend(out, memory)  # all steps at once: (B, T, H), (B, T, S)
@@ -297,7 +297,7 @@ class BahdanauDecoder(RNNDecoder):
         emb = self._embed(prev_tokens)  # (B, E)
         s, hidden = self._rnn_step(torch.cat([a, emb], dim=-1), state.hidden)  # (B, H)
         o = s if self.W_o is None else tanh(self.W_o(torch.cat([s, a, emb], dim=-1)))
-        return o, DecoderState(hidden=hidden, attention=self._previous(alpha)), alpha
+        return o, DecoderState(hidden=hidden, attention=self._previous(state, alpha)), alpha
 
 
 DECODERS = {"init": InitDecoder, "every-step": EveryStepDecoder, "luong": LuongDecoder, "bahdanau": BahdanauDecoder}

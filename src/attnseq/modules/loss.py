@@ -6,12 +6,17 @@ probabilities. Training minimizes the negative log-likelihood of the reference, 
 
     loss = sum_i (1 - eps) (-log P(y_i)) + eps * mean_k (-log P(k))
 
-This is the reference; `attnseq.fast.loss` computes it fused with the output layer, and
+A model with coverage (See et al. 2017) adds, weighted by model.coverage_loss, the coverage loss
+sum_t sum_i min(alpha^t_i, c^t_i) with c^t = sum_{t' < t} alpha^{t'} (`coverage_loss`): attending
+again to a position that has had its share costs.
+
+The label-smoothed NLL is the reference; `attnseq.fast.loss` computes it fused with the output layer, and
 tests/test_fast_paths.py holds the two equal (value and gradients).
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -31,3 +36,17 @@ def label_smoothed_nll(logp: Tensor, target: Tensor, label_smoothing: float = 0.
         return F.nll_loss(logp, target, reduction="sum")
     nll = -logp.gather(1, target.unsqueeze(1)).squeeze(1)  # (N,)
     return ((1.0 - label_smoothing) * nll - label_smoothing * logp.mean(dim=-1)).sum()
+
+
+def coverage_loss(attn: Tensor, keep: Tensor) -> Tensor:
+    """Summed coverage loss of teacher-forced attention.
+
+    Args:
+        attn: (B, T, S) the weights alpha^t of every step (0 at source padding).
+        keep: (B, T) bool, True at the real target steps.
+    Returns:
+        A scalar: sum over the kept steps t and all positions i of min(alpha^t_i, c^t_i), where
+        c^t = alpha^1 + ... + alpha^{t-1} (c^1 = 0).
+    """
+    coverage = torch.cat([torch.zeros_like(attn[:, :1]), attn[:, :-1].cumsum(dim=1)], dim=1)
+    return torch.minimum(attn, coverage).sum(dim=-1)[keep].sum()

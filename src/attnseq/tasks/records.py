@@ -133,9 +133,10 @@ class RecordsTask(TranslationTask):
         base = report["baseline"]
         lines = [f"{report['n']} test pairs; beam {report['beam_size']}, {report['precision']}",
                  f"  {'':<10}" + "".join(f"{c.label:>12}" for c in self.columns)]  # fmt: skip
-        for name, r in (("model", report), ("baseline", base)):
-            lines.append(f"  {name:<10}" + "".join(f"{c.show(r[c.key]):>12}" for c in self.columns))
-        lines.append(f"  baseline: {base['name']}")
+        rows = [("model", report), ("baseline", base)] + [(k, v) for k, v in base.items() if isinstance(v, dict)]
+        for name, r in rows:
+            lines.append(f"  {name:<10.10}" + "".join(f"{c.show(r[c.key]):>12}" for c in self.columns))
+        lines += [f"  {'baseline' if r is base else name}: {r['name']}" for name, r in rows[1:]]
         if "bleu_signature" in report:
             lines.append(f"  BLEU: {report['bleu_signature']}; chrF: {report['chrf_signature']}")
         else:

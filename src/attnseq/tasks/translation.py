@@ -50,6 +50,7 @@ class DataConfig:
     min_freq: int = 1  # tokens seen fewer times in training become <unk>
     max_vocab: int = 0  # keep at most this many tokens per side (0 = no limit), specials excluded
     max_src_len: int = 100  # training pairs with longer sources (tokens) are skipped, and counted
+    src_truncate: int = 0  # > 0: every source is read as its first N tokens, in training and decoding alike
     max_tgt_len: int = 100  # same for targets
 
     ranges: ClassVar[dict[str, Range]] = {
@@ -58,6 +59,7 @@ class DataConfig:
         "max_vocab": NOT_NEGATIVE,
         "max_src_len": AT_LEAST_1,
         "max_tgt_len": AT_LEAST_1,
+        "src_truncate": NOT_NEGATIVE,
     }
 
 
