@@ -109,3 +109,24 @@ def test_an_error_from_the_api_is_shown_not_swallowed(browser, server):
     page.click("#submit")
     page.wait_for_selector("#status.error")
     assert "1000 characters" in page.text_content("#status")
+
+
+def test_the_page_marks_the_output_tokens_a_copying_model_copied(browser, server):
+    sentence = "March 3, 2021"
+    api = httpx.post(f"{server}/v1/predict", json={"inputs": [sentence]}).json()
+    prediction = api["predictions"][0]
+    shares = [0.9 if i % 2 == 0 else 0.1 for i in range(len(prediction["output_tokens"]))]
+    api["predictions"][0] = {**prediction, "copied": shares}  # as a model that copies answers
+    page = browser.new_page(viewport={"width": 1000, "height": 800})
+    page.route("**/v1/predict", lambda route: route.fulfill(json=api))
+    submit(page, server, sentence)
+    rows = page.eval_on_selector_all(
+        "#heatmap tbody th", "ths => ths.map(t => [t.classList.contains('copied'), t.title])"
+    )
+    assert [marked for marked, _ in rows] == [s >= 0.5 for s in shares]
+    assert rows[0][1] == "90% of its probability copied from the input"
+    assert page.is_visible("#copy-info")
+    # a model that does not copy: no marks, no note
+    page.unroute("**/v1/predict")
+    submit(page, server, sentence)
+    assert page.locator("#heatmap tbody th.copied").count() == 0 and not page.is_visible("#copy-info")

@@ -118,6 +118,13 @@ def test_the_attention_points_at_the_words_it_copies(news_run):
     weights = np.asarray(p.attention)
     for row, token in enumerate(p.output_tokens[:3]):
         assert p.input_tokens[int(weights[row].argmax())] == token
+    # the share of each written word's probability that copying gave: the rare name is copied
+    assert len(p.copied) == len(p.output_tokens) and all(0.0 <= c <= 1.0 for c in p.copied)
+    assert p.copied[0] > 0.5, p.copied
+    assert p.to_dict()["copied"] == [round(c, 5) for c in p.copied]
+    (beam,) = model.predict(["reports say Miston buys the old bridge in Oslo , a decision many welcomed ."],
+                            beam_size=3, n_best=2)  # fmt: skip
+    assert beam.copied == pytest.approx(p.copied, abs=1e-4) and beam.alternatives[1].copied is None
 
 
 def test_ablate_runs_on_a_headline_config(news_run, tmp_path):
@@ -166,3 +173,18 @@ def test_a_pattern_names_several_record_files_and_a_bad_line_is_named(tmp_path):
     cfg.data.train = f"{tmp_path}/nothing-*.jsonl"
     with pytest.raises(AttnseqError, match=r"nothing-\*\.jsonl: no file matches this pattern"):
         split_records(cfg.data)
+
+
+def test_the_plot_of_a_copying_model_shows_what_each_word_copied(news_run, tmp_path):
+    import matplotlib.image
+
+    text = "reports say Miston buys the old bridge in Oslo , a decision many welcomed ."
+    assert main(["plot", "--model", str(news_run[0]), text, "--out", str(tmp_path / "copy.png")]) == 0
+    pixels = matplotlib.image.imread(tmp_path / "copy.png")[..., :3]
+    orange = np.all(np.abs(pixels - np.array([0xE8, 0x87, 0x0E]) / 255) < 0.02, axis=-1)
+    assert orange.sum() > 200  # the bars of the copied shares
+    from attnseq.plotting import plot_attention
+
+    plain = plot_attention(np.eye(3), ["a", "b", "</s>"], ["a", "b", "</s>"], tmp_path / "plain.png")
+    pixels = matplotlib.image.imread(plain)[..., :3]
+    assert not np.all(np.abs(pixels - np.array([0xE8, 0x87, 0x0E]) / 255) < 0.02, axis=-1).any()

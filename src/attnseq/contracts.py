@@ -74,7 +74,9 @@ class Prediction:
     input / output are texts (a class label for a classifier); input_tokens / output_tokens are the
     units the model read and wrote; attention is (len(output_tokens), len(input_tokens)) for a
     seq2seq model and (1, len(input_tokens)) for attention pooling; alternatives are the n-best
-    list (best first, this prediction included) or, for a classifier, every class by probability.
+    list (best first, this prediction included) or, for a classifier, every class by probability;
+    copied (a model that copies) is, per output token, the share of its probability that copying
+    from the input gave (0: generated, 1: copied), else None.
     """
 
     input: str
@@ -85,6 +87,7 @@ class Prediction:
     attention: np.ndarray | None
     rank_score: float | None = None  # beam search: the score after the length penalty
     alternatives: list[Prediction] = field(default_factory=list)
+    copied: list[float] | None = None
 
     def to_dict(self, *, digits: int = 5) -> dict:
         attention = None
@@ -93,6 +96,7 @@ class Prediction:
         record = {"input": self.input, "output": self.output, "score": self.score,
                   "rank_score": self.rank_score, "input_tokens": self.input_tokens,
                   "output_tokens": self.output_tokens, "attention": attention}  # fmt: skip
+        record["copied"] = None if self.copied is None else [round(float(c), digits) for c in self.copied]
         record["alternatives"] = [
             {"output": a.output, "score": a.score, "rank_score": a.rank_score, "output_tokens": a.output_tokens}
             for a in self.alternatives

@@ -86,12 +86,20 @@ def plot_pooling(weights: np.ndarray, tokens: list[str], path: str | Path, *, ti
 
 @_fonts
 def plot_attention(
-    weights: np.ndarray, src_tokens: list[str], tgt_tokens: list[str], path: str | Path, *, title: str = ""
-) -> Path:
-    """Heatmap of alpha (rows: output tokens, columns: source tokens). weights (T, S)."""
+    weights: np.ndarray, src_tokens: list[str], tgt_tokens: list[str], path: str | Path, *, title: str = "",
+    copied: list[float] | None = None,
+) -> Path:  # fmt: skip
+    """Heatmap of alpha (rows: output tokens, columns: source tokens). weights (T, S). With `copied`
+    (a model that copies: per output token, the share of its probability copying gave), a bar per
+    row beside the heatmap shows that share, and the tokens mostly copied are labelled in orange."""
     weights = np.asarray(weights, dtype=float)
     rows, cols = weights.shape
-    fig, ax = plt.subplots(figsize=(max(3.0, 0.32 * cols + 1.5), max(2.5, 0.32 * rows + 1.2)))
+    size = (max(3.0, 0.32 * cols + 1.5) + (1.2 if copied is not None else 0.0), max(2.5, 0.32 * rows + 1.2))
+    if copied is None:
+        fig, ax = plt.subplots(figsize=size)
+    else:
+        fig, (ax, bars) = plt.subplots(1, 2, figsize=size, sharey=True,
+                                       gridspec_kw={"width_ratios": [max(cols, 1), 3.5], "wspace": 0.05})  # fmt: skip
     im = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(cols), labels=[t.replace("\u2581", "\u2423") for t in src_tokens[:cols]], rotation=90)
     ax.set_yticks(range(rows), labels=[t.replace("\u2581", "\u2423") for t in tgt_tokens[:rows]])
@@ -99,7 +107,15 @@ def plot_attention(
     ax.set_ylabel("output")
     if title:
         ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    if copied is not None:
+        shares = np.asarray(copied[:rows], dtype=float)
+        bars.barh(range(len(shares)), shares, color="#e8870e", height=0.7)
+        bars.set(xlim=(0, 1), xticks=[0, 0.5, 1], xlabel="copied")
+        bars.tick_params(axis="y", left=False)
+        for label, share in zip(ax.get_yticklabels(), shares):
+            if share >= 0.5:
+                label.set_color("#c05c00")
+    fig.colorbar(im, ax=ax if copied is None else [ax, bars], fraction=0.046, pad=0.04)
     return _save(fig, path)
 
 

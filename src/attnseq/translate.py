@@ -5,9 +5,12 @@ decoding copy of each precision, batched search (greedy, beam, sampling, joint C
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from attnseq import runtime
+from attnseq.batching import pad
 from attnseq.contracts import MAX_BEAM, Prediction, SearchOption, check_count
 from attnseq.decoding import Hypothesis, Sampler, attention_to_cpu, beam_search, greedy_search
 from attnseq.decoding.fusion import Chain, LMFusion, token_map
@@ -175,7 +178,22 @@ class Seq2SeqPredictor:
                                 **specials)  # fmt: skip
         else:
             found = greedy_search(model, src.to(self.device), src_lengths, choose=sampler, **specials)
+        if getattr(model, "copy", None) is not None:
+            found = self._with_copy_shares(model, src, src_lengths, found)
         return attention_to_cpu(found)
+
+    def _with_copy_shares(self, model: Seq2Seq, src, src_lengths, found: list[list[Hypothesis]]):
+        """`found` with each input's best hypothesis carrying `copied` (`Seq2Seq.copy_shares`, one
+        teacher-forced pass over the batch)."""
+        v = self.tgt_vocab
+        best = [hyps[0].tokens or [v.eos_id] for hyps in found]
+        tgt_out = pad(best, v.pad_id)
+        tgt_in = torch.cat([torch.full_like(tgt_out[:, :1], v.bos_id), tgt_out[:, :-1]], dim=1)
+        with torch.no_grad():
+            to = self.device
+            shares = model.copy_shares(src.to(to), src_lengths, tgt_in.to(to), tgt_out.to(to))
+        return [[replace(hyps[0], copied=shares[i, : len(hyps[0].tokens)].cpu()), *hyps[1:]]
+                for i, hyps in enumerate(found)]  # fmt: skip
 
 
 SAMPLING_OPTIONS = (

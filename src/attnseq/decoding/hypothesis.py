@@ -20,12 +20,15 @@ class Hypothesis:
             (greedy search and sampling: equal to `score`).
         attention: (len(tokens), S) float32 attention of each step over the S source positions of
             the batch, None for models without attention.
+        copied: (len(tokens),) for a model that copies (model.copy), the share of each token's
+            probability that copying gave (`Seq2Seq.copy_shares`); set after search, else None.
     """
 
     tokens: list[int]
     score: float
     rank_score: float
     attention: Tensor | None
+    copied: Tensor | None = None
 
 
 def attention_to_cpu(found: list[list[Hypothesis]]) -> list[list[Hypothesis]]:

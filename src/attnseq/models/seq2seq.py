@@ -95,6 +95,19 @@ class Seq2Seq(nn.Module):
             features, emb, attn, src_ids = features[keep], emb[keep], attn[keep], src_ids[keep]
         return self.copy(self.decoder.readout(features), features, emb, attn, src_ids)
 
+    def copy_shares(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, tgt_out: Tensor) -> Tensor:
+        """(B, T) for a model that copies: the share of each written token's probability (tgt_out,
+        read after tgt_in) that copying gave (`CopyGenerator.copied_share`), step by step as search
+        runs (so a decoding copy computes it as it searched)."""
+        memory = self.encode(src, src_lengths)
+        state, shares = self.decoder.init_state(memory), []
+        for t in range(tgt_in.size(1)):
+            features, state, attn = self.decoder._step(tgt_in[:, t], state, memory)
+            emb = self.decoder._embed(tgt_in[:, t])
+            logits = self.decoder.readout(features)
+            shares.append(self.copy.copied_share(logits, features, emb, attn, memory.src_ids, tgt_out[:, t]))
+        return torch.stack(shares, dim=1)
+
     def forward(self, batch: Batch) -> LossOutput:
         """The summed cross-entropy of a batch (`data.Batch`) over its target tokens (with the
         coverage loss and the CTC loss where the model has them; each term is also logged)."""

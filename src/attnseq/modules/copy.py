@@ -8,8 +8,10 @@ the word it read, e(y_{t-1}), decide how much to generate and how much to copy:
           positions i whose token x_i is w
 
 so a word of the source can be written by pointing at it: the attention weights alpha^t are what
-copies. The source and target vocabularies may differ: `copy_map` gives each source id the target
-id of the same token (<unk> where the target vocabulary lacks it). P sums to 1 over the target
+copies. How much of a written word's probability came from copying, (1 - p_gen) * sum of alpha^t_i
+over the positions holding it, divided by P(w), is `copied_share` (what the page and `plot` show).
+The source and target vocabularies may differ: `copy_map` gives each source id the target id of
+the same token (<unk> where the target vocabulary lacks it). P sums to 1 over the target
 vocabulary; with p_gen = 1 it is the vocabulary softmax (tests/test_copy.py holds both).
 """
 
@@ -46,3 +48,15 @@ class CopyGenerator(nn.Module):
         mixed = torch.softmax(logits.float(), dim=-1) * p_gen
         mixed = mixed.scatter_add(-1, self.copy_map[src_ids], attn.float() * (1.0 - p_gen))
         return torch.log(mixed.clamp_min(torch.finfo(torch.float32).tiny))
+
+    def copied_share(
+        self, logits: Tensor, features: Tensor, emb: Tensor, attn: Tensor, src_ids: Tensor, target: Tensor
+    ) -> Tensor:
+        """(...) the share of P(target) that copying gives, in [0, 1]: (1 - p_gen) * the attention on
+        the source positions whose token is `target`, over P(target). Arguments as for `forward`,
+        with `target` (...) the written ids."""
+        p_gen = self.p_gen(features, emb)  # (..., 1)
+        generated = torch.softmax(logits.float(), dim=-1).gather(-1, target.unsqueeze(-1)) * p_gen
+        hits = self.copy_map[src_ids] == target.unsqueeze(-1)  # (..., S)
+        copied = (attn.float() * hits).sum(dim=-1, keepdim=True) * (1.0 - p_gen)
+        return (copied / (generated + copied).clamp_min(torch.finfo(torch.float32).tiny)).squeeze(-1)

@@ -37,6 +37,9 @@ class PredictionOut(BaseModel):
     alternatives: list[Alternative] = Field(
         description="the n-best list, best first (this prediction included), or every class by probability"
     )
+    copied: list[float] | None = Field(
+        None, description="a model that copies: per output token, the share of its probability copied from the input"
+    )
 
 
 class PredictResponse(BaseModel):

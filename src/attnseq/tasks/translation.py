@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -249,7 +250,8 @@ class TranslationTask(Task):
             raise AttnseqError(f"model.decoder = {predictor.config.model.decoder} has no attention to plot; "
                                "train a luong or bahdanau model")  # fmt: skip
         tr = predictor.translate([text])[0]
-        return tr.text, plot_attention(tr.attention, tr.src_tokens, tr.tokens, out, title=f"{tr.source} -> {tr.text}")
+        title = f"{textwrap.shorten(tr.source, 100, placeholder=' ...')} -> {tr.text}"  # an abstract is long
+        return tr.text, plot_attention(tr.attention, tr.src_tokens, tr.tokens, out, title=title, copied=tr.copied)
 
     def ablation(self, cfg: Config, source: str) -> Ablation:
         """The variants scored on the held-out pairs (data.test, else data.valid)."""
@@ -438,6 +440,7 @@ class Translator(Seq2SeqPredictor):
             score=hyp.score,
             attention=None if hyp.attention is None else hyp.attention.numpy()[: len(shown), :n_src],
             rank_score=hyp.rank_score,
+            copied=None if hyp.copied is None else hyp.copied[: len(shown)].tolist(),
         )
 
 

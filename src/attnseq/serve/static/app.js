@@ -77,6 +77,12 @@ function renderHeatmap(p, rowLabels) {
     const th = document.createElement("th");
     th.scope = "row";
     th.textContent = rowLabels[r];
+    const share = p.copied ? p.copied[r] : null;
+    if (share != null) {  // a model that copies: how much of this token's probability came from the input
+      th.dataset.copied = share;
+      th.classList.toggle("copied", share >= 0.5);
+      th.title = `${Math.round(100 * share)}% of its probability copied from the input`;
+    }
     row.appendChild(th);
     weights.forEach((w, c) => {
       const cell = row.insertCell();
@@ -89,6 +95,7 @@ function renderHeatmap(p, rowLabels) {
     });
   });
   $("cell-info").innerHTML = "&nbsp;";
+  $("copy-info").hidden = !p.copied;
 }
 
 function highlight(cell) {
