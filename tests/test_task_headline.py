@@ -188,3 +188,31 @@ def test_the_plot_of_a_copying_model_shows_what_each_word_copied(news_run, tmp_p
     plain = plot_attention(np.eye(3), ["a", "b", "</s>"], ["a", "b", "</s>"], tmp_path / "plain.png")
     pixels = matplotlib.image.imread(plain)[..., :3]
     assert not np.all(np.abs(pixels - np.array([0xE8, 0x87, 0x0E]) / 255) < 0.02, axis=-1).any()
+
+
+@pytest.mark.skipif(not (SHARED / "arxiv-titles").is_dir(), reason="no shared arxiv-titles")
+def test_the_arxiv_recipe_reads_its_three_splits():
+    cfg = load_config(ROOT / "configs" / "arxiv_titles.yaml")
+    split = split_records(cfg.data)
+    assert [len(split[k]) for k in ("train", "valid", "test")] == [67061, 2136, 2129]
+    assert cfg.model.copy and cfg.data.src_truncate > 0
+
+
+def test_a_model_reads_the_first_src_truncate_tokens_of_any_input(news_run, tmp_path, capsys, monkeypatch):
+    import io
+
+    _, jsonl = news_run
+    out = tmp_path / "cut"
+    cfg = load_config(None, headline_overrides(jsonl, "data.src_truncate=6", "train.max_epochs=1"))
+    Trainer(cfg, out, progress_bar=False).fit()
+    capsys.readouterr()
+    model = attnseq.load(out)
+    words = "reports say Miston buys the old bridge in Oslo".split()
+    (p,) = model.predict([" ".join(words)])
+    assert p.input_tokens == [*words[:6], "</s>"]  # training read the same six
+    # a line far over decode.max_src_tokens is read as its first six tokens, not refused
+    long_line = " ".join(words * 400)
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{long_line}\n{' '.join(words)}\n"))
+    assert main(["translate", "--model", str(out), "--set", "decode.max_src_tokens=100"]) == 0
+    printed = capsys.readouterr()
+    assert printed.out.splitlines() == [p.output, p.output] and "left empty" not in printed.err

@@ -46,7 +46,7 @@ class HeadlineTask(RecordsTask):
     name = "headline"
     metrics = {"rougeL": True, "rouge1": True, "rouge2": True, "loss": False}
     default_metric = "rougeL"
-    examples = "description-headline pairs"
+    examples = "text-headline pairs"
     columns = [Column("rouge1", "ROUGE-1"), Column("rouge2", "ROUGE-2"), Column("rougeL", "ROUGE-L")]
 
     def summary(self, r: dict) -> str:

@@ -59,7 +59,8 @@ class RecordsTask(TranslationTask):
         return f"{', '.join(d.files)} ({split} split)" if d.files else getattr(d, split)
 
     def describe_model(self, cfg: Config) -> str:
-        return super().describe_model(cfg) + (" with copying" if cfg.model.copy else "")
+        parts = [name for name, on in (("copying", cfg.model.copy), ("coverage", cfg.model.coverage)) if on]
+        return super().describe_model(cfg) + (f" with {' and '.join(parts)}" if parts else "")
 
     def validate(self, model, data: TaskData, cfg: Config, *, device: str) -> dict[str, float]:
         """The task's metrics of greedy outputs on (the first train.valid_max_sentences of) valid."""
