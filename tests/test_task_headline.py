@@ -179,7 +179,8 @@ def test_the_plot_of_a_copying_model_shows_what_each_word_copied(news_run, tmp_p
     import matplotlib.image
 
     text = "reports say Miston buys the old bridge in Oslo , a decision many welcomed ."
-    assert main(["plot", "--model", str(news_run[0]), text, "--out", str(tmp_path / "copy.png")]) == 0
+    args = ["plot", "--model", str(news_run[0]), text, "--out", str(tmp_path / "copy.png")]
+    assert main([*args, "--set", "decode.beam_size=2", "--set", "decode.block_ngram_repeat=1"]) == 0
     pixels = matplotlib.image.imread(tmp_path / "copy.png")[..., :3]
     orange = np.all(np.abs(pixels - np.array([0xE8, 0x87, 0x0E]) / 255) < 0.02, axis=-1)
     assert orange.sum() > 200  # the bars of the copied shares

@@ -188,16 +188,17 @@ def cmd_ablate(args) -> int:
 
 def cmd_plot(args) -> int:
     """The picture the model's task draws of one input (attention, pooling weights, an alignment)."""
-    from attnseq.predict import load, task_of
+    from attnseq.predict import load_with_task, set_decode
 
     out = Path(args.out)
     if not args.sentence.strip():
         raise AttnseqError("plot: the input is empty; give a sentence (for a speech model, an audio file)")
     if not out.parent.is_dir():
         raise AttnseqError(f"plot: --out {out}: the folder {out.parent} does not exist; create it first")
-    task = task_of(args.model)
+    predictor, task = load_with_task(args.model)
+    set_decode(predictor, task, args.overrides, where="plot")
     try:
-        output, path = task.plot(load(args.model), args.sentence, out)
+        output, path = task.plot(predictor, args.sentence, out)
     except AttnseqError as exc:
         raise AttnseqError(f"{args.model}: {exc}") from None
     print(f"{output}\nwrote {path}")

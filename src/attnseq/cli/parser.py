@@ -166,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("sentence", help="the sentence; for a speech model the audio file")
     p.add_argument("--out", default="attention.png", help="PNG path (default: attention.png)")
+    add_decode_set(p)
 
     p = sub.add_parser("demo", help="generate the dates corpus, train on it, report held-out accuracy")
     p.add_argument("config", nargs="?", default="configs/dates.yaml")
