@@ -68,7 +68,7 @@ def test_only_additive_scores_take_coverage():
     class Cfg:
         model, decode = cfg, Decode()
 
-    with pytest.raises(AttnseqError, match="model.coverage.*concat or location_aware"):
+    with pytest.raises(AttnseqError, match="model.coverage adds .* concat or location_aware"):
         check_seq2seq_model(Cfg(), lambda *keys: ", ".join(keys))
 
 

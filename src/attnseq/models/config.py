@@ -120,8 +120,8 @@ def check_seq2seq_model(cfg, at) -> None:
         )
     if m.coverage and (m.decoder not in ("luong", "bahdanau") or m.attention not in COVERAGE_KINDS):
         raise AttnseqError(
-            f"{at('model.coverage', 'model.decoder', 'model.attention')}: coverage adds the sum of past attention "
-            f"weights inside an additive score; it needs model.decoder luong or bahdanau and model.attention "
+            f"{at('model.coverage', 'model.decoder', 'model.attention')}: model.coverage adds the sum of past "
+            f"attention weights inside an additive score; it needs model.decoder luong or bahdanau and model.attention "
             f"{' or '.join(COVERAGE_KINDS)} (got {m.decoder} / {m.attention})"
         )
     if m.bidirectional and m.enc_hidden_size % 2:
