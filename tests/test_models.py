@@ -69,6 +69,17 @@ def loop_of_steps(model, src, src_lengths, tgt_in):
     return torch.stack(logits, 1), None if attns[0] is None else torch.stack(attns, 1)
 
 
+def forced_equals_steps(model):
+    """The teacher-forced logits and attention of `batch` (asserted equal to a loop of `step`)."""
+    src, src_lengths, tgt_in, _ = batch()
+    with torch.no_grad():
+        logits, attn = model.logits(src, src_lengths, tgt_in)
+        ref_logits, ref_attn = loop_of_steps(model, src, src_lengths, tgt_in)
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(attn, ref_attn, rtol=1e-10, atol=1e-10)
+    return logits, attn
+
+
 @pytest.mark.parametrize("rnn", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize(("decoder", "attention"), COMBINATIONS)
 def test_forward_equals_loop_of_step(decoder, attention, rnn):
