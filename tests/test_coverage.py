@@ -151,4 +151,12 @@ def test_beam_of_one_equals_greedy_with_coverage():
         assert torch.allclose(hyp.attention, g.attention, atol=1e-6)
     wide = beam_search(model, src, src_lengths, beam_size=4, bos_id=2, eos_id=3, pad_id=0, max_len=10,
                        penalty="none")  # fmt: skip
-    assert all(len(h.tokens) >= 1 for (h, *_) in wide)
+    # a wide beam reorders the carried coverage with its beams: each found score is the model's own
+    # log-probability of that output, teacher-forced with the coverage built from scratch
+    for row, (hyp, *_) in enumerate(wide):
+        tokens = torch.tensor([hyp.tokens])
+        tgt_in = torch.cat([torch.tensor([[2]]), tokens[:, :-1]], dim=1)
+        with torch.no_grad():
+            logits, _ = model.logits(src[row : row + 1], src_lengths[row : row + 1], tgt_in)
+        forced = torch.log_softmax(logits.float(), dim=-1).gather(-1, tokens.unsqueeze(-1)).sum()
+        assert hyp.score == pytest.approx(float(forced), abs=1e-4)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import glob
 import gzip
 import io
 import json
@@ -20,7 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
-from attnseq.catalogue import PREFIX, data_roots, resolve
+from attnseq.catalogue import resolve
 from attnseq.errors import AttnseqError
 
 if TYPE_CHECKING:  # the text tasks' data sections (attnseq.tasks.translation)
@@ -29,9 +28,9 @@ if TYPE_CHECKING:  # the text tasks' data sections (attnseq.tasks.translation)
 
 
 def expand(path: str) -> list[str]:
-    """The files a config path names: itself, or, for a pattern with * ? or [...] (e.g.
-    `data:arxiv-titles/train-*.jsonl.gz`), the files it matches, sorted (a `data:` pattern in the
-    first data directory where it matches any).
+    """The files a config path names: itself, or, for a file-name pattern with * ? or [...] (e.g.
+    `data:arxiv-titles/train-*.jsonl.gz`), the files it matches in its folder, sorted (a `data:`
+    folder is looked up as `catalogue.resolve` looks up any `data:` path).
 
     Raises:
         AttnseqError: a pattern that matches no file.
@@ -39,15 +38,11 @@ def expand(path: str) -> list[str]:
     text = str(path)
     if not any(c in text for c in "*?["):
         return [text]
-    if text.startswith(PREFIX):
-        rel = text[len(PREFIX) :].lstrip("/")
-        tries = [str(root / rel) for root in data_roots()]
-    else:
-        tries = [text]
-    for pattern in tries:
-        if found := sorted(f for f in glob.glob(pattern) if Path(f).is_file()):
-            return found
-    raise AttnseqError(f"{text}: no file matches this pattern (looked for {', '.join(tries)}); check the path")
+    folder, _, name = text.rpartition("/")
+    base = resolve(folder) if folder else Path(".")
+    if found := sorted(str(f) for f in base.glob(name) if f.is_file()):
+        return found
+    raise AttnseqError(f"{text}: no file matches this pattern (in {base}); check the path")
 
 
 def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:

@@ -156,14 +156,15 @@ class Seq2SeqPredictor:
         return lambda memory: Chain([make(memory) for make in makers])
 
     def _search(
-        self, model: Seq2Seq, src, src_lengths, beam_size: int, n_best: int, sampler=None
+        self, model: Seq2Seq, src, src_lengths, beam_size: int, n_best: int, sampler=None, copies: bool = False
     ) -> list[list[Hypothesis]]:
         """Search a batch: src (B, S) ids or features, src_lengths (B,).
 
         Returns:
             For each input, its hypotheses best first (`Hypothesis`; attention (len(tokens), S) on
             the CPU): n_best of a beam search (or of joint CTC decoding), else one of greedy search,
-            or with a `Sampler` one draw.
+            or with a `Sampler` one draw; with `copies`, a copying model's best hypotheses carry
+            `copied` (`_with_copy_shares`).
         """
         v, dec = self.tgt_vocab, self.config.decode
         max_len = (
@@ -178,7 +179,7 @@ class Seq2SeqPredictor:
                                 **specials)  # fmt: skip
         else:
             found = greedy_search(model, src.to(self.device), src_lengths, choose=sampler, **specials)
-        if getattr(model, "copy", None) is not None:
+        if copies and getattr(model, "copy", None) is not None:
             found = self._with_copy_shares(model, src, src_lengths, found)
         return attention_to_cpu(found)
 

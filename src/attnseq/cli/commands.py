@@ -54,7 +54,7 @@ def cmd_translate(args) -> int:
         refused = {
             i: n for i, s in enumerate(sentences) if (n := len(translator.src_tok.tokenize(s))) > dec.max_src_tokens
         }
-        done = iter(translator.translate([s for i, s in enumerate(sentences) if i not in refused]))
+        done = iter(translator.translate([s for i, s in enumerate(sentences) if i not in refused], copies=args.json))
         for i, sentence in enumerate(sentences):
             line = first + i
             if i in refused:

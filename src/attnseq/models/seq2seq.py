@@ -118,7 +118,7 @@ class Seq2Seq(nn.Module):
             batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out, pad_id=self.pad_id,
             label_smoothing=smoothing, teacher_forcing=forcing, memory=memory,
         )  # fmt: skip
-        loss_sum = terms["nll"] + self.coverage_weight * terms["coverage"] if "coverage" in terms else terms["nll"]
+        loss_sum = self._total(terms)
         logs = {"coverage": float(terms["coverage"].detach())} if "coverage" in terms else {}
         if not joint:
             return LossOutput(loss_sum, batch.n_tgt_tokens, logs)
@@ -162,6 +162,10 @@ class Seq2Seq(nn.Module):
         coverage_weight times the coverage loss where the model has coverage (`loss_terms`)."""
         terms = self.loss_terms(src, src_lengths, tgt_in, tgt_out, pad_id=pad_id, label_smoothing=label_smoothing,
                                 teacher_forcing=teacher_forcing, memory=memory)  # fmt: skip
+        return self._total(terms)
+
+    def _total(self, terms: dict[str, Tensor]) -> Tensor:
+        """The loss of `loss_terms`: nll, plus coverage_weight times the coverage loss where it is there."""
         return terms["nll"] + self.coverage_weight * terms["coverage"] if "coverage" in terms else terms["nll"]
 
     def loss_terms(

@@ -67,7 +67,7 @@ class RecordsTask(TranslationTask):
         valid = data.valid
         limit = cfg.train.valid_max_sentences or len(valid)
         predictor = self.predictor(model, cfg, data.assets, device=device)
-        outputs = [p.output for p in predictor.translate(valid.src_text[:limit], beam_size=1)]
+        outputs = [p.output for p in predictor.translate(valid.src_text[:limit], beam_size=1, copies=False)]
         refs = [predictor.normalize_reference(r) for r in valid.tgt_text[:limit]]
         scores = self.score(outputs, refs)
         return {name: scores[name] for name in self.metrics if name != "loss"}
@@ -83,7 +83,7 @@ class RecordsTask(TranslationTask):
         """The predictor's outputs for the sources of `pairs` (the config's search) and the task's
         scores of them against the references, with the decoding time `seconds` and `sent_s`."""
         start = time.perf_counter()
-        outputs = [p.output for p in predictor.translate([s for s, _ in pairs])]
+        outputs = [p.output for p in predictor.translate([s for s, _ in pairs], copies=False)]
         seconds = time.perf_counter() - start
         scores = self.score(outputs, [predictor.normalize_reference(r) for _, r in pairs])
         return outputs, {**scores, "seconds": seconds, "sent_s": len(pairs) / max(seconds, 1e-9)}

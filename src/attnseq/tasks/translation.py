@@ -327,7 +327,7 @@ class Translator(Seq2SeqPredictor):
         """Translate `sources` and score them against `refs`: (hypotheses, scores), where scores are
         `metrics.score_translations` plus the decoding time `seconds` and `sent_s`."""
         start = time.perf_counter()
-        hyps = [tr.text for tr in self.translate(sources, **search)]
+        hyps = [tr.text for tr in self.translate(sources, copies=False, **search)]
         seconds = time.perf_counter() - start
         scores = score_translations(hyps, [self.normalize_reference(r) for r in refs])
         scores.update(seconds=seconds, sent_s=len(sources) / max(seconds, 1e-9))
@@ -349,6 +349,7 @@ class Translator(Seq2SeqPredictor):
         top_k: int = 0,
         top_p: float = 1.0,
         seed: int | None = None,
+        copies: bool = True,  # a model that copies: each best Translation's `copied` (one more pass a batch)
     ) -> list[Translation]:
         """Decode `sentences` in length-sorted batches; results come back in input order.
 
@@ -389,7 +390,7 @@ class Translator(Seq2SeqPredictor):
             searched = model
             if listed:
                 searched = self._shortlisted(model, src, listed, beams=1 if sampler else beam_size)
-            for i, hyps in zip(index, self._search(searched, src, src_lengths, beam_size, n_best, sampler)):
+            for i, hyps in zip(index, self._search(searched, src, src_lengths, beam_size, n_best, sampler, copies)):
                 if searched is not model:  # the shortlist's positions back to target vocabulary ids
                     hyps = [replace(h, tokens=searched.words(h.tokens)) for h in hyps]
                 shown = [self._translation(sentences[i], src_tokens[i], h) for h in hyps]
